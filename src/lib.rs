@@ -1,0 +1,14 @@
+//! synaptogen: discover local plasticity and pruning rules that let spiking networks keep learning over
+//! long sequences of permuted tasks.
+//!
+//! See `ARCHITECTURE.md` for the codemap and the data flow; `README.md` for the user's guide.
+
+#![warn(missing_docs)]
+
+pub mod data;
+pub mod learner;
+pub mod metrics;
+pub mod rng;
+pub mod run;
+pub mod snn;
+pub mod spec;

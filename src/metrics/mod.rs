@@ -1,0 +1,310 @@
+//! Continual-learning metrics: the accuracy matrix and everything derived from it, and the
+//! representation diagnostics measured on a probe batch at each task start.
+//!
+//! Definitions follow shared/reference/continual-learning.md:
+//! - `R[i][j]`: test accuracy on task j after training task i (§3.1, GEM). Plasticity(t) = R[t][t];
+//!   retention(t) = mean of R[t][j] over the earlier tasks tested (§3.3).
+//! - ACC = mean of the final row; BWT = mean over j < T of R[T][j] − R[j][j] (§3.1).
+//! - Forgetting of task j = max over l < T of R[l][j] − R[T][j], averaged over j < T (§3.2, Chaudhry).
+//! - Effective rank (Roy & Vetterli 2007, §1.4): p_k = σ_k / Σσ, erank = exp(−Σ p_k ln p_k).
+//! - Dead unit: no activity on any probe example (§1.4). Dormant unit: mean activity at most τ times
+//!   its layer's mean (ReDo, §4.4).
+//!
+//! Only some entries of `R` are measured when the sequence is long (see [`retention_sample`]); every
+//! derived number uses the measured entries only, and the record says which tasks were tested.
+
+use serde::Serialize;
+
+use crate::snn::{Network, Workspace};
+
+/// The tasks j < `task` tested after training `task` (0-based): all of them when there are at most
+/// `budget`, otherwise the `budget / 2` most recent ones plus the rest of the budget spread evenly over
+/// the older tasks (the first task always included). Sorted ascending.
+pub fn retention_sample(task: usize, budget: usize) -> Vec<usize> {
+    if task <= budget {
+        return (0..task).collect();
+    }
+    let recent = budget / 2;
+    let spread = budget - recent;
+    let older = task - recent; // tasks 0..older are "old"
+    let mut out: Vec<usize> = (0..spread).map(|i| i * older / spread).collect();
+    out.extend(older..task);
+    out.dedup();
+    out
+}
+
+/// The accuracy matrix, with `None` for entries that were not measured.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct AccuracyMatrix {
+    /// `rows[i][j]` = accuracy on task j after training task i (j ≤ i).
+    pub rows: Vec<Vec<Option<f32>>>,
+}
+
+impl AccuracyMatrix {
+    /// Appends the row for the task just trained.
+    pub fn push_row(&mut self, row: Vec<Option<f32>>) {
+        self.rows.push(row);
+    }
+
+    /// `R[i][j]` when measured.
+    pub fn get(&self, i: usize, j: usize) -> Option<f32> {
+        self.rows.get(i).and_then(|r| r.get(j).copied().flatten())
+    }
+}
+
+/// Representation diagnostics of one probe pass.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Representation {
+    /// Effective rank of each hidden layer's activity matrix (probe examples × units).
+    pub effective_rank: Vec<f64>,
+    /// Fraction of hidden units with no activity on the whole probe batch.
+    pub dead_fraction: f64,
+    /// Fraction of hidden units that are τ-dormant.
+    pub dormant_fraction: f64,
+    /// Mean activity per hidden unit and step: the firing rate in spiking mode, the mean activation in
+    /// ANN mode.
+    pub firing_rate: f64,
+    /// Synaptic operations per example: Σ over layers and steps of non-zero inputs × fan-out.
+    pub synaptic_ops: f64,
+}
+
+/// Computes the diagnostics from the workspace of an eval pass over `probe_len` examples of `input`.
+pub fn representation(
+    network: &Network,
+    workspace: &Workspace,
+    input: &[f32],
+    probe_len: usize,
+    dormant_threshold: f32,
+) -> Representation {
+    let widths = &network.config().hidden;
+    let mut ranks = Vec::with_capacity(widths.len());
+    let (mut dead, mut dormant, mut units) = (0usize, 0usize, 0usize);
+    let mut activity_sum = 0.0f64;
+    for (l, &width) in widths.iter().enumerate() {
+        let activity = workspace.activity(l, width);
+        ranks.push(effective_rank(&activity, probe_len, width));
+        let mut unit_mean = vec![0.0f64; width];
+        for row in activity.chunks_exact(width) {
+            for (m, &a) in unit_mean.iter_mut().zip(row) {
+                *m += a.abs() as f64;
+            }
+        }
+        unit_mean.iter_mut().for_each(|m| *m /= probe_len as f64);
+        let layer_mean = unit_mean.iter().sum::<f64>() / width as f64;
+        dead += unit_mean.iter().filter(|&&m| m == 0.0).count();
+        dormant += unit_mean
+            .iter()
+            .filter(|&&m| m <= dormant_threshold as f64 * layer_mean)
+            .count();
+        activity_sum += unit_mean.iter().sum::<f64>();
+        units += width;
+    }
+    let events = workspace.input_events(network, input);
+    let synaptic_ops = events
+        .iter()
+        .zip(network.layers())
+        .map(|(e, layer)| e * layer.outputs() as f64)
+        .sum::<f64>()
+        / probe_len as f64;
+    Representation {
+        effective_rank: ranks,
+        dead_fraction: dead as f64 / units as f64,
+        dormant_fraction: dormant as f64 / units as f64,
+        firing_rate: activity_sum / units as f64,
+        synaptic_ops,
+    }
+}
+
+/// Effective rank (Roy & Vetterli) of a `rows × cols` row-major matrix. 0 for the zero matrix, NaN if
+/// the SVD does not converge.
+pub fn effective_rank(matrix: &[f32], rows: usize, cols: usize) -> f64 {
+    let m = faer::Mat::<f64>::from_fn(rows, cols, |i, j| matrix[i * cols + j] as f64);
+    let Ok(singular) = m.singular_values() else {
+        return f64::NAN;
+    };
+    effective_rank_of(&singular)
+}
+
+/// Effective rank from singular values (any order, non-negative).
+pub fn effective_rank_of(singular: &[f64]) -> f64 {
+    let total: f64 = singular.iter().map(|s| s.abs()).sum();
+    if total == 0.0 {
+        return 0.0;
+    }
+    let entropy: f64 = singular
+        .iter()
+        .map(|s| s.abs() / total)
+        .filter(|&p| p > 0.0)
+        .map(|p| -p * p.ln())
+        .sum();
+    entropy.exp()
+}
+
+/// Mean |w| over every weight matrix, readout included, biases excluded (Dohare et al., §1.4).
+pub fn mean_abs_weight(network: &Network) -> f64 {
+    let sum: f64 = network
+        .layers()
+        .iter()
+        .flat_map(|l| l.weights())
+        .map(|w| w.abs() as f64)
+        .sum();
+    sum / network.weight_count() as f64
+}
+
+/// Whether every weight and bias is finite.
+pub fn is_finite(network: &Network) -> bool {
+    network
+        .layers()
+        .iter()
+        .all(|l| l.weights().iter().chain(l.bias()).all(|v| v.is_finite()))
+}
+
+/// Everything measured for one task. Tasks are numbered from 1 in every output.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TaskRecord {
+    /// Task number, from 1.
+    pub task: usize,
+    /// Test accuracy on this task right after training it, R[t][t].
+    pub plasticity: f32,
+    /// Mean test accuracy over the earlier tasks tested; `None` for the first task.
+    pub retention: Option<f32>,
+    /// The earlier tasks (numbered from 1) that retention averages over.
+    pub retention_tasks: Vec<usize>,
+    /// Prequential accuracy: predictions of the training forward passes, before each update.
+    pub online_accuracy: f32,
+    /// Mean training loss over the task.
+    pub train_loss: f32,
+    /// Representation diagnostics at the task's start (before training on it).
+    pub start: Representation,
+    /// Mean |w| after training the task.
+    pub mean_abs_weight: f64,
+    /// Fraction of synapses present (1 without structural plasticity).
+    pub density: f64,
+    /// Training examples per second of wall time on this task (training only, not testing).
+    pub samples_per_second: f64,
+}
+
+/// Whole-run numbers derived from the accuracy matrix and the task records.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Summary {
+    /// Tasks completed.
+    pub tasks: usize,
+    /// Mean of the final row of R over the tasks tested after the last task (every task when the run
+    /// completed).
+    pub final_accuracy: f32,
+    /// Backward transfer (negative = forgetting).
+    pub bwt: Option<f32>,
+    /// Average forgetting (Chaudhry et al.).
+    pub forgetting: Option<f32>,
+    /// Mean plasticity over tasks.
+    pub mean_plasticity: f32,
+    /// Mean retention over tasks 2..T.
+    pub mean_retention: Option<f32>,
+    /// Mean online accuracy over tasks.
+    pub mean_online_accuracy: f32,
+    /// The default search objective: mean over tasks of (plasticity + retention) / 2, with plasticity
+    /// alone for the first task.
+    pub objective: f32,
+}
+
+fn mean(values: impl Iterator<Item = f32>) -> Option<f32> {
+    let (sum, n) = values.fold((0.0f64, 0usize), |(s, n), v| (s + v as f64, n + 1));
+    (n > 0).then(|| (sum / n as f64) as f32)
+}
+
+/// Summarises a run. Returns `None` before the first task finished.
+pub fn summarize(matrix: &AccuracyMatrix, records: &[TaskRecord]) -> Option<Summary> {
+    let last = records.len().checked_sub(1)?;
+    let final_row = &matrix.rows[last];
+    let final_accuracy = mean(final_row.iter().flatten().copied())?;
+    let earlier = || (0..last).filter(|&j| final_row[j].is_some());
+    let bwt = mean(earlier().filter_map(|j| Some(matrix.get(last, j)? - matrix.get(j, j)?)));
+    let forgetting = mean(earlier().filter_map(|j| {
+        let best = (j..last).filter_map(|l| matrix.get(l, j)).fold(f32::NEG_INFINITY, f32::max);
+        Some(best - matrix.get(last, j)?)
+    }));
+    Some(Summary {
+        tasks: records.len(),
+        final_accuracy,
+        bwt,
+        forgetting,
+        mean_plasticity: mean(records.iter().map(|r| r.plasticity))?,
+        mean_retention: mean(records.iter().filter_map(|r| r.retention)),
+        mean_online_accuracy: mean(records.iter().map(|r| r.online_accuracy))?,
+        objective: mean(
+            records
+                .iter()
+                .map(|r| r.retention.map_or(r.plasticity, |ret| (r.plasticity + ret) / 2.0)),
+        )?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_sample_is_everything_when_short_and_recent_plus_spread_when_long() {
+        assert_eq!(retention_sample(0, 4), Vec::<usize>::new());
+        assert_eq!(retention_sample(3, 4), vec![0, 1, 2]);
+        let s = retention_sample(100, 10);
+        assert_eq!(s, vec![0, 19, 38, 57, 76, 95, 96, 97, 98, 99]);
+    }
+
+    #[test]
+    fn effective_rank_of_known_spectra() {
+        assert!((effective_rank_of(&[1.0, 1.0, 1.0, 1.0]) - 4.0).abs() < 1e-12);
+        assert!((effective_rank_of(&[5.0, 0.0, 0.0]) - 1.0).abs() < 1e-12);
+        assert_eq!(effective_rank_of(&[0.0, 0.0]), 0.0);
+        // p = (3/4, 1/4): exp(H) with H = −(¾ln¾ + ¼ln¼).
+        let h: f64 = -(0.75f64 * 0.75f64.ln() + 0.25 * 0.25f64.ln());
+        assert!((effective_rank_of(&[3.0, 1.0]) - h.exp()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn effective_rank_of_a_matrix_uses_its_singular_values() {
+        // diag(3, 1) padded with a zero row: singular values 3 and 1.
+        let m = [3.0, 0.0, 0.0, 1.0, 0.0, 0.0];
+        let h: f64 = -(0.75f64 * 0.75f64.ln() + 0.25 * 0.25f64.ln());
+        assert!((effective_rank(&m, 3, 2) - h.exp()).abs() < 1e-9);
+    }
+
+    fn record(task: usize, plasticity: f32, retention: Option<f32>) -> TaskRecord {
+        TaskRecord {
+            task,
+            plasticity,
+            retention,
+            retention_tasks: vec![],
+            online_accuracy: 0.5,
+            train_loss: 1.0,
+            start: Representation {
+                effective_rank: vec![],
+                dead_fraction: 0.0,
+                dormant_fraction: 0.0,
+                firing_rate: 0.0,
+                synaptic_ops: 0.0,
+            },
+            mean_abs_weight: 0.0,
+            density: 1.0,
+            samples_per_second: 0.0,
+        }
+    }
+
+    #[test]
+    fn summary_follows_gem_and_chaudhry() {
+        // R = [[0.9], [0.6, 0.8], [0.5, 0.7, 0.95]]
+        let mut m = AccuracyMatrix::default();
+        m.push_row(vec![Some(0.9)]);
+        m.push_row(vec![Some(0.6), Some(0.8)]);
+        m.push_row(vec![Some(0.5), Some(0.7), Some(0.95)]);
+        let records = [record(1, 0.9, None), record(2, 0.8, Some(0.6)), record(3, 0.95, Some(0.6))];
+        let s = summarize(&m, &records).expect("three tasks");
+        assert!((s.final_accuracy - (0.5 + 0.7 + 0.95) / 3.0).abs() < 1e-6);
+        // BWT = ((0.5 − 0.9) + (0.7 − 0.8)) / 2 = −0.25
+        assert!((s.bwt.expect("two earlier tasks") + 0.25).abs() < 1e-6);
+        // Forgetting = ((0.9 − 0.5) + (0.8 − 0.7)) / 2 = 0.25
+        assert!((s.forgetting.expect("two earlier tasks") - 0.25).abs() < 1e-6);
+        // Objective = (0.9 + (0.8+0.6)/2 + (0.95+0.6)/2) / 3
+        assert!((s.objective - (0.9 + 0.7 + 0.775) / 3.0).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,327 @@
+//! One learner over one task stream: train each task, test, measure, record.
+//!
+//! The loop per task (DESIGN §2): build the task → probe the representation at its start → train on
+//! its examples (online accuracy from the training passes) → test it and a sample of earlier tasks
+//! (every task after the last one) → record. Divergence (a non-finite loss or weight) ends the run with
+//! [`Status::Diverged`]; it is a result, not an error. The run does no IO: an [`Observer`] sees progress
+//! and each finished task, and can ask the loop to stop between two updates.
+
+use std::time::Instant;
+
+use crate::data::{Batch, TaskStream};
+use crate::learner::{Learner, UpdateContext};
+use crate::metrics::{self, AccuracyMatrix, TaskRecord};
+use crate::rng::{Purpose, Rng};
+use crate::snn::{Pass, Workspace};
+
+/// Measurement settings of a run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunOptions {
+    /// Earlier tasks tested after each task (see [`metrics::retention_sample`]).
+    pub retention_sample: usize,
+    /// Probe batch size for representation metrics.
+    pub probe_size: usize,
+    /// ReDo dormancy threshold τ.
+    pub dormant_threshold: f32,
+    /// Whether the learner is told where tasks begin.
+    pub boundaries_visible: bool,
+    /// Examples per forward pass when testing.
+    pub eval_batch: usize,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub enum Status {
+    /// Every task was trained and tested.
+    Completed,
+    /// Stopped on request; every finished task is recorded.
+    Interrupted,
+    /// The learner diverged during `task` (numbered from 1).
+    Diverged {
+        /// The task during which it diverged.
+        task: usize,
+        /// What was non-finite.
+        reason: String,
+    },
+}
+
+/// Everything a run produced.
+#[derive(Clone, Debug)]
+pub struct RunOutcome {
+    /// One record per finished task.
+    pub records: Vec<TaskRecord>,
+    /// The accuracy matrix over finished tasks.
+    pub matrix: AccuracyMatrix,
+    /// How the run ended.
+    pub status: Status,
+}
+
+/// Sees a run as it goes. Every method has a do-nothing default.
+pub trait Observer {
+    /// Task `task` (from 0) of `tasks` begins.
+    fn task_started(&mut self, _task: usize, _tasks: usize) {}
+    /// Training progress within the current task.
+    fn progress(&mut self, _task: usize, _samples_done: usize, _samples_total: usize, _online_accuracy: f32) {}
+    /// A task finished and was measured.
+    fn task_finished(&mut self, _record: &TaskRecord, _matrix: &AccuracyMatrix) {}
+    /// Polled between updates; `true` stops the run, discarding the unfinished task.
+    fn should_stop(&mut self) -> bool {
+        false
+    }
+}
+
+/// Accuracy of `learner` on `batch`, predicted in chunks of `eval_batch`.
+fn accuracy(learner: &dyn Learner, batch: &Batch, eval_batch: usize, ws: &mut Workspace, rng: &mut Rng) -> f32 {
+    let pixels = batch.images.len() / batch.len().max(1);
+    let mut chunk = Batch::default();
+    let mut predictions = Vec::new();
+    let mut correct = 0usize;
+    for start in (0..batch.len()).step_by(eval_batch) {
+        let end = (start + eval_batch).min(batch.len());
+        chunk.images.clear();
+        chunk.images.extend_from_slice(&batch.images[start * pixels..end * pixels]);
+        chunk.labels.clear();
+        chunk.labels.extend_from_slice(&batch.labels[start..end]);
+        learner.predict(&chunk, ws, rng, &mut predictions);
+        correct += predictions.iter().zip(&chunk.labels).filter(|(p, y)| p == y).count();
+    }
+    correct as f32 / batch.len() as f32
+}
+
+/// Trains `learner` over every task of `stream`.
+pub fn run(stream: &TaskStream, learner: &mut dyn Learner, options: &RunOptions, observer: &mut dyn Observer) -> RunOutcome {
+    let config = stream.config().clone();
+    let seed = config.seed;
+    let mut records = Vec::with_capacity(config.tasks);
+    let mut matrix = AccuracyMatrix::default();
+    let mut eval_ws = Workspace::default();
+    let mut batch = Batch::default();
+    let samples_total = config.train_per_task * config.epochs;
+    let updates_per_task = config.epochs * config.train_per_task.div_ceil(config.batch);
+    let report_every = (updates_per_task / 200).max(1);
+    for t in 0..config.tasks {
+        observer.task_started(t, config.tasks);
+        let task = stream.task(t);
+        let task_no = t + 1;
+
+        let probe = stream.probe(&task, options.probe_size);
+        let mut probe_rng = Rng::stream(seed, Purpose::Probe, &[t as u64]);
+        learner
+            .network()
+            .forward(&probe.images, probe.len(), &mut eval_ws, Pass::Eval, &mut probe_rng);
+        let start = metrics::representation(
+            learner.network(),
+            &eval_ws,
+            &probe.images,
+            probe.len(),
+            options.dormant_threshold,
+        );
+
+        let clock = Instant::now();
+        let (mut seen, mut correct, mut loss_sum, mut updates) = (0usize, 0usize, 0.0f64, 0usize);
+        for epoch in 0..config.epochs {
+            let order = stream.epoch_order(&task, epoch);
+            for indices in order.chunks(config.batch) {
+                if observer.should_stop() {
+                    return RunOutcome {
+                        records,
+                        matrix,
+                        status: Status::Interrupted,
+                    };
+                }
+                stream.fill_train(&task, indices, &mut batch);
+                let context = UpdateContext {
+                    task: t,
+                    step: updates,
+                    new_task: options.boundaries_visible && updates == 0,
+                };
+                let mut rng = Rng::stream(seed, Purpose::Encoding, &[t as u64, updates as u64]);
+                let stats = learner.update(&batch, context, &mut rng);
+                if !stats.loss.is_finite() {
+                    return RunOutcome {
+                        records,
+                        matrix,
+                        status: Status::Diverged {
+                            task: task_no,
+                            reason: format!("loss became {} at update {updates}", stats.loss),
+                        },
+                    };
+                }
+                seen += indices.len();
+                correct += stats.correct;
+                loss_sum += stats.loss as f64;
+                updates += 1;
+                if updates % report_every == 0 {
+                    observer.progress(t, seen, samples_total, correct as f32 / seen as f32);
+                }
+            }
+        }
+        let train_seconds = clock.elapsed().as_secs_f64();
+        if !metrics::is_finite(learner.network()) {
+            return RunOutcome {
+                records,
+                matrix,
+                status: Status::Diverged {
+                    task: task_no,
+                    reason: "a weight became non-finite".into(),
+                },
+            };
+        }
+
+        let tested: Vec<usize> = if t + 1 == config.tasks {
+            (0..t).collect()
+        } else {
+            metrics::retention_sample(t, options.retention_sample)
+        };
+        let mut row = vec![None; t + 1];
+        for &j in tested.iter().chain(std::iter::once(&t)) {
+            let test = stream.test_set(&stream.task(j));
+            let mut rng = Rng::stream(seed, Purpose::Encoding, &[t as u64, (1 << 40) + j as u64]);
+            row[j] = Some(accuracy(&*learner, &test, options.eval_batch, &mut eval_ws, &mut rng));
+        }
+        let plasticity = row[t].expect("the current task is always tested");
+        let retention = (!tested.is_empty())
+            .then(|| tested.iter().map(|&j| row[j].expect("tested above")).sum::<f32>() / tested.len() as f32);
+        matrix.push_row(row);
+        let record = TaskRecord {
+            task: task_no,
+            plasticity,
+            retention,
+            retention_tasks: tested.iter().map(|j| j + 1).collect(),
+            online_accuracy: correct as f32 / seen.max(1) as f32,
+            train_loss: (loss_sum / updates.max(1) as f64) as f32,
+            start,
+            mean_abs_weight: metrics::mean_abs_weight(learner.network()),
+            density: 1.0,
+            samples_per_second: seen as f64 / train_seconds.max(1e-9),
+        };
+        observer.task_finished(&record, &matrix);
+        records.push(record);
+    }
+    RunOutcome {
+        records,
+        matrix,
+        status: Status::Completed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{StreamConfig, synthetic};
+    use crate::learner;
+    use crate::snn::{Encoding, Init, Lif, Network, NetworkConfig, Neuron, Reset};
+
+    fn setup(tasks: usize, seed: u64) -> RunOutcome {
+        let data = synthetic(300, 100).pooled(2).expect("2 divides 16");
+        let stream = TaskStream::new(
+            &data,
+            StreamConfig {
+                tasks,
+                train_per_task: 300,
+                test_per_task: 100,
+                batch: 10,
+                epochs: 2,
+                seed,
+            },
+        )
+        .expect("sizes fit");
+        let config = NetworkConfig {
+            inputs: 64,
+            hidden: vec![48],
+            classes: 10,
+            neuron: Neuron::Lif(Lif {
+                beta: 0.9,
+                threshold: 1.0,
+                slope: 25.0,
+                reset: Reset::SameStep,
+            }),
+            time_steps: 4,
+            encoding: Encoding::Direct,
+            readout_beta: 0.9,
+            init: Init::FanIn,
+        };
+        let mut learner = learner::build(&crate::spec::LearnerSpec::Sgd { lr: 0.1 }, Network::new(config, seed));
+        let options = RunOptions {
+            retention_sample: 2,
+            probe_size: 50,
+            dormant_threshold: 0.025,
+            boundaries_visible: true,
+            eval_batch: 64,
+        };
+        run(&stream, &mut *learner, &options, &mut NoObserver)
+    }
+
+    struct NoObserver;
+    impl Observer for NoObserver {}
+
+    #[test]
+    fn learns_the_synthetic_tasks_and_fills_the_matrix() {
+        let out = setup(4, 1);
+        assert_eq!(out.status, Status::Completed);
+        assert_eq!(out.records.len(), 4);
+        assert!(out.records[0].plasticity > 0.3, "task 1 plasticity {} (chance is 0.1)", out.records[0].plasticity);
+        assert_eq!(out.records[2].retention_tasks, vec![1, 2]);
+        // The last task tests every earlier task.
+        assert_eq!(out.records[3].retention_tasks, vec![1, 2, 3]);
+        assert!(out.matrix.rows[3].iter().all(Option::is_some));
+        assert!(out.records.iter().all(|r| r.start.effective_rank[0] >= 1.0));
+    }
+
+    #[test]
+    fn same_seed_same_metrics_different_seed_different_metrics() {
+        let strip = |o: RunOutcome| -> Vec<(f32, Option<f32>, f32)> {
+            o.records.iter().map(|r| (r.plasticity, r.retention, r.online_accuracy)).collect()
+        };
+        assert_eq!(strip(setup(2, 3)), strip(setup(2, 3)));
+        assert_ne!(strip(setup(2, 3)), strip(setup(2, 4)));
+    }
+
+    #[test]
+    fn stopping_keeps_finished_tasks_only() {
+        struct StopAfterOne(usize);
+        impl Observer for StopAfterOne {
+            fn task_finished(&mut self, _: &TaskRecord, _: &AccuracyMatrix) {
+                self.0 += 1;
+            }
+            fn should_stop(&mut self) -> bool {
+                self.0 >= 1
+            }
+        }
+        let data = synthetic(100, 50);
+        let stream = TaskStream::new(
+            &data,
+            StreamConfig {
+                tasks: 3,
+                train_per_task: 100,
+                test_per_task: 50,
+                batch: 10,
+                epochs: 1,
+                seed: 0,
+            },
+        )
+        .expect("sizes fit");
+        let config = NetworkConfig {
+            inputs: 256,
+            hidden: vec![16],
+            classes: 10,
+            neuron: Neuron::Relu,
+            time_steps: 1,
+            encoding: Encoding::Direct,
+            readout_beta: 0.0,
+            init: Init::KaimingUniform,
+        };
+        let mut learner = learner::build(&crate::spec::LearnerSpec::Sgd { lr: 0.01 }, Network::new(config, 0));
+        let options = RunOptions {
+            retention_sample: 5,
+            probe_size: 20,
+            dormant_threshold: 0.025,
+            boundaries_visible: false,
+            eval_batch: 32,
+        };
+        let out = run(&stream, &mut *learner, &options, &mut StopAfterOne(0));
+        assert_eq!(out.status, Status::Interrupted);
+        assert_eq!(out.records.len(), 1);
+        assert_eq!(out.matrix.rows.len(), 1);
+    }
+}

@@ -1,0 +1,584 @@
+//! Spiking networks: LIF hidden layers, a non-spiking leaky readout, forward over T steps and BPTT.
+//!
+//! Also the ANN mode (ReLU MLP, T = 1) through the same code path, so baselines can be checked against
+//! published non-spiking results. This module does no IO and knows nothing about tasks or learners: it
+//! maps a batch of inputs to logits and, on request, to gradients.
+//!
+//! ## Model (DESIGN §4)
+//! Hidden layer `l` at step `t`: `I = x_l[t]·Wᵀ + b`, then the neuron kernel of [`neuron`]. The readout
+//! integrates `z[t] = s_L[t]·W_oᵀ + b_o` as `u[t] = β_o·u[t−1] + z[t]` and the logits are the mean
+//! membrane `(1/T)·Σ_t u[t]`. Because the readout is linear, that mean equals `Σ_t c_t·z[t]` with
+//! `c_t = (1/T)·(1 − β_o^(T−t)) / (1 − β_o)`, so the forward pass computes the weighted spike sum
+//! `Σ_t c_t·s_L[t]` once and runs one GEMM instead of T, and the backward pass gets `∂L/∂z[t] = c_t·g`.
+//!
+//! With direct-current encoding the input is the same at every step, so the first layer's current is
+//! computed once per batch and its weight gradient is `(Σ_t ∂I[t])ᵀ·x`.
+//!
+//! ## Layout
+//! Weights are `outputs × inputs`, row-major (the PyTorch convention). Per-step buffers are
+//! `[T][batch][width]`, contiguous, so "all steps" is one matrix of `T·batch` rows for the GEMMs.
+
+mod matmul;
+pub mod neuron;
+
+pub use matmul::{Storage, matmul};
+pub use neuron::{Lif, Reset};
+
+use crate::rng::{Purpose, Rng};
+
+/// The activation of hidden units.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Neuron {
+    /// Leaky integrate-and-fire (spiking mode).
+    Lif(Lif),
+    /// Rectified linear (ANN mode, T = 1).
+    Relu,
+}
+
+/// How inputs enter the first layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    /// The pixel intensities are the input current at every step.
+    Direct,
+    /// At every step each input spikes with probability equal to its intensity.
+    Bernoulli,
+}
+
+/// How weights and biases are drawn at creation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Init {
+    /// Weights and biases uniform in ±1/√fan_in (PyTorch's `nn.Linear` default).
+    FanIn,
+    /// Kaiming-uniform weights (±√(6/fan_in) hidden, ±√(3/fan_in) readout) and zero biases, as Dohare
+    /// et al. initialise their MLPs (shared/reference/continual-learning.md §1.3).
+    KaimingUniform,
+}
+
+/// The shape and dynamics of a network.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetworkConfig {
+    /// Input width (pixels after pooling).
+    pub inputs: usize,
+    /// Hidden layer widths, input side first.
+    pub hidden: Vec<usize>,
+    /// Number of classes (readout width).
+    pub classes: usize,
+    /// Hidden activation.
+    pub neuron: Neuron,
+    /// Simulation steps per example (1 in ANN mode).
+    pub time_steps: usize,
+    /// Input encoding.
+    pub encoding: Encoding,
+    /// Readout membrane decay β_o in [0, 1].
+    pub readout_beta: f32,
+    /// Initialisation.
+    pub init: Init,
+}
+
+/// A fully connected layer: `outputs × inputs` weights and `outputs` biases.
+#[derive(Clone, Debug)]
+pub struct Dense {
+    weights: Vec<f32>,
+    bias: Vec<f32>,
+    inputs: usize,
+    outputs: usize,
+}
+
+impl Dense {
+    /// Fan-in.
+    pub fn inputs(&self) -> usize {
+        self.inputs
+    }
+    /// Width.
+    pub fn outputs(&self) -> usize {
+        self.outputs
+    }
+    /// Weights, `outputs × inputs` row-major.
+    pub fn weights(&self) -> &[f32] {
+        &self.weights
+    }
+    /// Weights, mutable.
+    pub fn weights_mut(&mut self) -> &mut [f32] {
+        &mut self.weights
+    }
+    /// Biases.
+    pub fn bias(&self) -> &[f32] {
+        &self.bias
+    }
+    /// Biases, mutable.
+    pub fn bias_mut(&mut self) -> &mut [f32] {
+        &mut self.bias
+    }
+}
+
+/// Gradients of the loss with respect to one layer's parameters (batch means).
+#[derive(Clone, Debug)]
+pub struct DenseGradient {
+    /// ∂L/∂W, `outputs × inputs`.
+    pub weights: Vec<f32>,
+    /// ∂L/∂b.
+    pub bias: Vec<f32>,
+}
+
+/// Gradients for every layer, hidden layers first, the readout last (the order of [`Network::layers`]).
+#[derive(Clone, Debug)]
+pub struct Gradients {
+    /// One entry per layer.
+    pub layers: Vec<DenseGradient>,
+}
+
+/// The network: hidden layers and readout.
+#[derive(Clone, Debug)]
+pub struct Network {
+    config: NetworkConfig,
+    layers: Vec<Dense>,
+    /// `c_t` for each step (see the module doc).
+    step_weights: Vec<f32>,
+    /// `Σ_t c_t`: the readout bias's weight in the mean membrane.
+    bias_weight: f32,
+}
+
+/// What a forward pass keeps for the backward pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pass {
+    /// Keep surrogate derivatives for BPTT.
+    Train,
+    /// Logits and activity only.
+    Eval,
+}
+
+/// Per-layer buffers of a forward/backward pass.
+#[derive(Clone, Debug, Default)]
+struct LayerBuffers {
+    /// Input currents: `batch × width` (constant input) or `T × batch × width`.
+    current: Vec<f32>,
+    /// Membrane, `batch × width`.
+    membrane: Vec<f32>,
+    /// Output spikes (or ReLU activations), `T × batch × width`.
+    spikes: Vec<f32>,
+    /// Surrogate derivative, `T × batch × width` (training only).
+    psi: Vec<f32>,
+    /// ∂L/∂output, then (in place) ∂L/∂I, `T × batch × width`.
+    grad: Vec<f32>,
+    /// `Σ_t ∂L/∂I[t]`, `batch × width` (first layer with constant input).
+    grad_sum: Vec<f32>,
+}
+
+/// Reusable buffers for passes through one network; grows to the largest batch it has seen and never
+/// allocates in the time-step loop.
+#[derive(Clone, Debug, Default)]
+pub struct Workspace {
+    batch: usize,
+    input_sequence: Vec<f32>,
+    zeros: Vec<f32>,
+    layers: Vec<LayerBuffers>,
+    weighted_spikes: Vec<f32>,
+    logits: Vec<f32>,
+    grad_logits: Vec<f32>,
+}
+
+impl Workspace {
+    /// Logits of the last forward pass, `batch × classes`.
+    pub fn logits(&self) -> &[f32] {
+        &self.logits
+    }
+
+    /// Mean activity of hidden layer `layer` over the steps of the last pass, `batch × width`: the
+    /// firing rate in spiking mode, the activation in ANN mode.
+    pub fn activity(&self, layer: usize, width: usize) -> Vec<f32> {
+        let per_step = self.batch * width;
+        let spikes = &self.layers[layer].spikes;
+        let steps = spikes.len() / per_step.max(1);
+        let mut out = vec![0.0f32; per_step];
+        for t in 0..steps {
+            for (o, s) in out.iter_mut().zip(&spikes[t * per_step..(t + 1) * per_step]) {
+                *o += s;
+            }
+        }
+        let scale = 1.0 / steps.max(1) as f32;
+        out.iter_mut().for_each(|o| *o *= scale);
+        out
+    }
+
+    /// Non-zero inputs reaching hidden layer `layer` and the readout over the last pass, summed over steps
+    /// and the batch; index `hidden.len()` is the readout. Used for synaptic-operation counts.
+    pub fn input_events(&self, network: &Network, input: &[f32]) -> Vec<f64> {
+        let t_steps = network.config.time_steps;
+        let nnz = |s: &[f32]| s.iter().filter(|&&v| v != 0.0).count() as f64;
+        let mut out = Vec::with_capacity(network.layers.len());
+        let first = match network.config.encoding {
+            // The analog input is re-injected at every step, as neuromorphic hardware would.
+            Encoding::Direct => nnz(&input[..self.batch * network.config.inputs]) * t_steps as f64,
+            Encoding::Bernoulli => nnz(&self.input_sequence),
+        };
+        out.push(first);
+        for buffers in &self.layers {
+            out.push(nnz(&buffers.spikes));
+        }
+        out
+    }
+}
+
+impl Network {
+    /// A freshly initialised network; the weights depend only on `seed`.
+    pub fn new(config: NetworkConfig, seed: u64) -> Network {
+        let mut widths = vec![config.inputs];
+        widths.extend(&config.hidden);
+        widths.push(config.classes);
+        let last = widths.len() - 2;
+        let layers = widths
+            .windows(2)
+            .enumerate()
+            .map(|(l, pair)| {
+                let (inputs, outputs) = (pair[0], pair[1]);
+                let mut rng = Rng::stream(seed, Purpose::Init, &[l as u64]);
+                let fan_in = inputs as f32;
+                let (w_bound, b_bound) = match config.init {
+                    Init::FanIn => (1.0 / fan_in.sqrt(), 1.0 / fan_in.sqrt()),
+                    Init::KaimingUniform if l == last => ((3.0 / fan_in).sqrt(), 0.0),
+                    Init::KaimingUniform => ((6.0 / fan_in).sqrt(), 0.0),
+                };
+                Dense {
+                    weights: (0..inputs * outputs).map(|_| rng.symmetric(w_bound)).collect(),
+                    bias: (0..outputs).map(|_| rng.symmetric(b_bound)).collect(),
+                    inputs,
+                    outputs,
+                }
+            })
+            .collect();
+        let t = config.time_steps as f32;
+        let b = config.readout_beta;
+        let step_weights: Vec<f32> = (0..config.time_steps)
+            .map(|step| {
+                // Σ_{j=0}^{T−1−t} β^j, written as a sum so β = 1 needs no special case.
+                let terms = config.time_steps - step;
+                (0..terms).map(|j| b.powi(j as i32)).sum::<f32>() / t
+            })
+            .collect();
+        let bias_weight = step_weights.iter().sum();
+        Network {
+            config,
+            layers,
+            step_weights,
+            bias_weight,
+        }
+    }
+
+    /// The configuration the network was built from.
+    pub fn config(&self) -> &NetworkConfig {
+        &self.config
+    }
+
+    /// Every layer, hidden first, readout last.
+    pub fn layers(&self) -> &[Dense] {
+        &self.layers
+    }
+
+    /// Every layer, mutable.
+    pub fn layers_mut(&mut self) -> &mut [Dense] {
+        &mut self.layers
+    }
+
+    /// Zeroed gradients shaped like this network.
+    pub fn zero_gradients(&self) -> Gradients {
+        Gradients {
+            layers: self
+                .layers
+                .iter()
+                .map(|d| DenseGradient {
+                    weights: vec![0.0; d.weights.len()],
+                    bias: vec![0.0; d.bias.len()],
+                })
+                .collect(),
+        }
+    }
+
+    /// Total weights (biases excluded).
+    pub fn weight_count(&self) -> usize {
+        self.layers.iter().map(|d| d.weights.len()).sum()
+    }
+
+    fn prepare(&self, ws: &mut Workspace, batch: usize, pass: Pass) {
+        let t = self.config.time_steps;
+        let hidden = &self.config.hidden;
+        ws.batch = batch;
+        ws.layers.resize_with(hidden.len(), LayerBuffers::default);
+        let widest = hidden.iter().copied().max().unwrap_or(0);
+        ws.zeros.resize(batch * widest, 0.0);
+        if self.config.encoding == Encoding::Bernoulli {
+            ws.input_sequence.resize(t * batch * self.config.inputs, 0.0);
+        }
+        let constant_first = self.config.encoding == Encoding::Direct;
+        for (l, (buffers, &width)) in ws.layers.iter_mut().zip(hidden).enumerate() {
+            let per_step = batch * width;
+            let current_len = if l == 0 && constant_first { per_step } else { t * per_step };
+            buffers.current.resize(current_len, 0.0);
+            buffers.membrane.resize(per_step, 0.0);
+            buffers.spikes.resize(t * per_step, 0.0);
+            if pass == Pass::Train {
+                buffers.psi.resize(t * per_step, 0.0);
+                buffers.grad.resize(t * per_step, 0.0);
+                if l == 0 && constant_first {
+                    buffers.grad_sum.resize(per_step, 0.0);
+                }
+            }
+        }
+        let last = hidden.last().copied().unwrap_or(self.config.inputs);
+        ws.weighted_spikes.resize(batch * last, 0.0);
+        ws.logits.resize(batch * self.config.classes, 0.0);
+        ws.grad_logits.resize(batch * self.config.classes, 0.0);
+    }
+
+    /// Runs `batch` examples (`input` is `batch × inputs`) through all steps; the logits land in
+    /// `ws.logits()`. `rng` drives Bernoulli encoding and is untouched otherwise.
+    pub fn forward(&self, input: &[f32], batch: usize, ws: &mut Workspace, pass: Pass, rng: &mut Rng) {
+        self.prepare(ws, batch, pass);
+        let t_steps = self.config.time_steps;
+        let n_in = self.config.inputs;
+        let constant_first = self.config.encoding == Encoding::Direct;
+        if !constant_first {
+            for step in ws.input_sequence.chunks_exact_mut(batch * n_in) {
+                for (s, &p) in step.iter_mut().zip(&input[..batch * n_in]) {
+                    *s = if rng.uniform() < p { 1.0 } else { 0.0 };
+                }
+            }
+        }
+        let hidden_count = self.config.hidden.len();
+        for l in 0..hidden_count {
+            let layer = &self.layers[l];
+            let width = layer.outputs;
+            let per_step = batch * width;
+            let (before, rest) = ws.layers.split_at_mut(l);
+            let buffers = &mut rest[0];
+            let (source, rows): (&[f32], usize) = match l {
+                0 if constant_first => (input, batch),
+                0 => (&ws.input_sequence, t_steps * batch),
+                _ => (&before[l - 1].spikes, t_steps * batch),
+            };
+            // I = b + x·Wᵀ, for one step (constant input) or for all steps at once.
+            for row in buffers.current.chunks_exact_mut(width) {
+                row.copy_from_slice(&layer.bias);
+            }
+            matmul(
+                &mut buffers.current,
+                source,
+                Storage::RowMajor,
+                &layer.weights,
+                Storage::Transposed,
+                (rows, layer.inputs, width),
+                true,
+            );
+            buffers.membrane.fill(0.0);
+            let per_step_current = buffers.current.len() > per_step;
+            for t in 0..t_steps {
+                let current = if per_step_current {
+                    &buffers.current[t * per_step..(t + 1) * per_step]
+                } else {
+                    &buffers.current[..per_step]
+                };
+                let (earlier, now) = buffers.spikes.split_at_mut(t * per_step);
+                let prev = if t == 0 {
+                    &ws.zeros[..per_step]
+                } else {
+                    &earlier[(t - 1) * per_step..]
+                };
+                let spikes = &mut now[..per_step];
+                let psi = match pass {
+                    Pass::Train => Some(&mut buffers.psi[t * per_step..(t + 1) * per_step]),
+                    Pass::Eval => None,
+                };
+                match self.config.neuron {
+                    Neuron::Lif(lif) => lif.step(&mut buffers.membrane, current, prev, spikes, psi),
+                    Neuron::Relu => neuron::relu(current, spikes, psi),
+                }
+            }
+        }
+        // Readout: logits = (Σ_t c_t·s_L[t])·W_oᵀ + (Σ_t c_t)·b_o.
+        let readout = &self.layers[hidden_count];
+        let last_width = readout.inputs;
+        let per_step = batch * last_width;
+        ws.weighted_spikes.fill(0.0);
+        let last_spikes: &[f32] = match hidden_count {
+            0 => &input[..per_step],
+            _ => &ws.layers[hidden_count - 1].spikes,
+        };
+        for (t, &c) in self.step_weights.iter().enumerate() {
+            let src = if hidden_count == 0 { last_spikes } else { &last_spikes[t * per_step..(t + 1) * per_step] };
+            for (w, &s) in ws.weighted_spikes.iter_mut().zip(src) {
+                *w += c * s;
+            }
+        }
+        for row in ws.logits.chunks_exact_mut(readout.outputs) {
+            for (o, &b) in row.iter_mut().zip(&readout.bias) {
+                *o = b * self.bias_weight;
+            }
+        }
+        matmul(
+            &mut ws.logits,
+            &ws.weighted_spikes,
+            Storage::RowMajor,
+            &readout.weights,
+            Storage::Transposed,
+            (batch, last_width, readout.outputs),
+            true,
+        );
+    }
+
+    /// Backpropagates the mean cross-entropy of the last [`Pass::Train`] forward pass into `grads`.
+    /// Returns the mean loss and the number of correct predictions (argmax of the logits), both of the
+    /// forward pass *before* any update: the online (prequential) accuracy.
+    pub fn backward(&self, input: &[f32], labels: &[u8], ws: &mut Workspace, grads: &mut Gradients) -> (f32, usize) {
+        let batch = ws.batch;
+        let classes = self.config.classes;
+        let (loss, correct) = softmax_cross_entropy(&ws.logits, labels, classes, &mut ws.grad_logits);
+        let hidden_count = self.config.hidden.len();
+        let readout = &self.layers[hidden_count];
+        // Readout: ∂W_o = gᵀ·(Σ_t c_t s_L[t]), ∂b_o = (Σ_t c_t)·Σ_batch g.
+        let gr = &mut grads.layers[hidden_count];
+        matmul(
+            &mut gr.weights,
+            &ws.grad_logits,
+            Storage::Transposed,
+            &ws.weighted_spikes,
+            Storage::RowMajor,
+            (classes, batch, readout.inputs),
+            false,
+        );
+        gr.bias.fill(0.0);
+        for row in ws.grad_logits.chunks_exact(classes) {
+            for (b, &g) in gr.bias.iter_mut().zip(row) {
+                *b += g * self.bias_weight;
+            }
+        }
+        if hidden_count == 0 {
+            return (loss, correct);
+        }
+        let t_steps = self.config.time_steps;
+        // ∂L/∂s_L[t] = c_t·(g·W_o): compute g·W_o once into step 0, scale into the other steps.
+        {
+            let last = &mut ws.layers[hidden_count - 1];
+            let per_step = batch * readout.inputs;
+            let (first, rest) = last.grad.split_at_mut(per_step);
+            matmul(
+                first,
+                &ws.grad_logits,
+                Storage::RowMajor,
+                &readout.weights,
+                Storage::RowMajor,
+                (batch, classes, readout.inputs),
+                false,
+            );
+            for (t, chunk) in rest.chunks_exact_mut(per_step).enumerate() {
+                let c = self.step_weights[t + 1];
+                for (d, &s) in chunk.iter_mut().zip(first.iter()) {
+                    *d = c * s;
+                }
+            }
+            let c0 = self.step_weights[0];
+            first.iter_mut().for_each(|d| *d *= c0);
+        }
+        let beta = match self.config.neuron {
+            Neuron::Lif(lif) => lif.beta,
+            Neuron::Relu => 0.0,
+        };
+        let constant_first = self.config.encoding == Encoding::Direct;
+        for l in (0..hidden_count).rev() {
+            let layer = &self.layers[l];
+            let width = layer.outputs;
+            let per_step = batch * width;
+            let (before, rest) = ws.layers.split_at_mut(l);
+            let buffers = &mut rest[0];
+            neuron::backward_through_time(&mut buffers.grad, &buffers.psi, per_step, beta);
+            let g = &mut grads.layers[l];
+            g.bias.fill(0.0);
+            for row in buffers.grad.chunks_exact(width) {
+                for (b, &d) in g.bias.iter_mut().zip(row) {
+                    *b += d;
+                }
+            }
+            if l == 0 && constant_first {
+                // x is the same at every step: ∂W = (Σ_t ∂I[t])ᵀ·x.
+                buffers.grad_sum.copy_from_slice(&buffers.grad[..per_step]);
+                for chunk in buffers.grad[per_step..].chunks_exact(per_step) {
+                    for (s, &d) in buffers.grad_sum.iter_mut().zip(chunk) {
+                        *s += d;
+                    }
+                }
+                matmul(
+                    &mut g.weights,
+                    &buffers.grad_sum,
+                    Storage::Transposed,
+                    input,
+                    Storage::RowMajor,
+                    (width, batch, layer.inputs),
+                    false,
+                );
+            } else {
+                let source: &[f32] = if l == 0 { &ws.input_sequence } else { &before[l - 1].spikes };
+                matmul(
+                    &mut g.weights,
+                    &buffers.grad,
+                    Storage::Transposed,
+                    source,
+                    Storage::RowMajor,
+                    (width, t_steps * batch, layer.inputs),
+                    false,
+                );
+            }
+            if l > 0 {
+                // ∂L/∂s_{l−1}[t] = ∂I_l[t]·W_l for all steps at once.
+                matmul(
+                    &mut before[l - 1].grad,
+                    &buffers.grad,
+                    Storage::RowMajor,
+                    &layer.weights,
+                    Storage::RowMajor,
+                    (t_steps * batch, width, layer.inputs),
+                    false,
+                );
+            }
+        }
+        (loss, correct)
+    }
+}
+
+/// Mean softmax cross-entropy over the batch. Writes `∂L/∂logits = (softmax − onehot)/batch` into
+/// `grad` and returns (mean loss, correct predictions).
+pub fn softmax_cross_entropy(logits: &[f32], labels: &[u8], classes: usize, grad: &mut [f32]) -> (f32, usize) {
+    let batch = labels.len();
+    let scale = 1.0 / batch as f32;
+    let mut loss = 0.0f64;
+    let mut correct = 0;
+    for ((row, g), &y) in logits.chunks_exact(classes).zip(grad.chunks_exact_mut(classes)).zip(labels) {
+        let (arg, max) = argmax(row);
+        if arg == y as usize {
+            correct += 1;
+        }
+        let mut sum = 0.0f32;
+        for (gi, &z) in g.iter_mut().zip(row) {
+            *gi = (z - max).exp();
+            sum += *gi;
+        }
+        let inv = 1.0 / sum;
+        for gi in g.iter_mut() {
+            *gi *= inv * scale;
+        }
+        loss -= ((row[y as usize] - max) as f64) - (sum as f64).ln();
+        g[y as usize] -= scale;
+    }
+    ((loss * scale as f64) as f32, correct)
+}
+
+/// Index and value of the largest entry (the first one on ties; NaN never wins).
+pub fn argmax(row: &[f32]) -> (usize, f32) {
+    let mut best = (0, f32::NEG_INFINITY);
+    for (i, &v) in row.iter().enumerate() {
+        if v > best.1 {
+            best = (i, v);
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests;
