@@ -5,9 +5,11 @@
 
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod data;
 pub mod learner;
 pub mod metrics;
+pub mod report;
 pub mod rng;
 pub mod run;
 pub mod snn;

@@ -240,7 +240,9 @@ fn default_slope() -> f32 {
 impl RunSpec {
     /// Parses and validates a spec; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<RunSpec, Error> {
-        let spec: RunSpec = ron::Options::default().from_str(text).map_err(|e| Error::Parse {
+        // Optional fields are written plainly (`name: "x"`, not `name: Some("x")`).
+        let options = ron::Options::default().with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME);
+        let spec: RunSpec = options.from_str(text).map_err(|e| Error::Parse {
             path: path.to_path_buf(),
             line: e.span.start.line,
             column: e.span.start.col,

@@ -1,0 +1,269 @@
+//! The `synaptogen` command line: flags, the environment, progress, Ctrl-C and exit codes.
+//!
+//! The only module that reads argv or the environment. Parse first (clap gives plain arguments), then
+//! resolve (spec file, `--data-dir` / `SYNAPTOGEN_DATA`, overrides), then run. Context is added here once;
+//! [`exit_code`] is the one place that maps an error to a status: 0 ok, 1 the run itself failed (IO while
+//! writing results), 2 bad input (flags, spec, dataset, output directory), 130 interrupted by Ctrl-C.
+
+mod progress;
+mod summary;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::data::{self, Locator, TaskStream};
+use crate::learner;
+use crate::metrics::{self, AccuracyMatrix, TaskRecord};
+use crate::report::{self, RunFiles, RunSnapshot};
+use crate::run::{self, Observer, RunOptions, Status};
+use crate::snn::Network;
+use crate::spec::{self, Boundaries, RunSpec};
+
+use progress::Progress;
+
+const EXAMPLES: &str = "\
+Examples:
+  # Fetch the datasets once, then train over 20 permuted MNIST tasks:
+  scripts/fetch-data.sh
+  synaptogen run searches/pmnist-quick.ron
+
+  # The 200-task benchmark, only the first 50 tasks, another seed:
+  synaptogen run searches/pmnist-200.ron --tasks 50 --seed 3 --out runs/sgd-s3";
+
+/// Discover local plasticity and pruning rules for spiking networks that keep learning.
+#[derive(Debug, Parser)]
+#[command(name = "synaptogen", version, about, after_help = EXAMPLES, max_term_width = 100)]
+#[command(help_expected = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Train a network over a permuted task stream and measure every continual-learning metric.
+    #[command(after_help = EXAMPLES)]
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The run spec (RON): benchmark, network and learner sections.
+    #[arg(value_name = "SPEC")]
+    spec: PathBuf,
+    /// Train only the first N tasks of the stream (overrides benchmark.tasks).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    tasks: Option<u64>,
+    /// Seed for the task stream and the initial weights (overrides the spec's seed).
+    #[arg(long, value_name = "S")]
+    seed: Option<u64>,
+    /// Output directory [default: runs/<spec name>].
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Where to look for datasets before $SYNAPTOGEN_DATA and ./data.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// No progress output on stderr (results still go to stdout and the output directory).
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// An error the user can fix by changing their input; exits with status 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct InputError(String);
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(exit_code(&err))
+        }
+    }
+}
+
+/// The one place an error becomes an exit status.
+fn exit_code(err: &anyhow::Error) -> u8 {
+    let is_input = err.chain().any(|cause| {
+        cause.is::<spec::Error>()
+            || cause.is::<data::Error>()
+            || cause.is::<InputError>()
+            || matches!(cause.downcast_ref::<report::Error>(), Some(report::Error::Unwritable { .. }))
+    });
+    if is_input { 2 } else { 1 }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => run_command(args),
+    }
+}
+
+/// The data directories to search, in order: `--data-dir`, `$SYNAPTOGEN_DATA`, `./data`.
+fn data_roots(flag: Option<&Path>) -> Vec<PathBuf> {
+    let mut roots: Vec<PathBuf> = flag.map(Path::to_path_buf).into_iter().collect();
+    if let Some(env) = std::env::var_os("SYNAPTOGEN_DATA").filter(|v| !v.is_empty()) {
+        roots.push(PathBuf::from(env));
+    }
+    roots.push(PathBuf::from("data"));
+    roots
+}
+
+fn read_spec(path: &Path) -> anyhow::Result<RunSpec> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| InputError(format!("{}: cannot read the spec ({e})", path.display())))?;
+    Ok(RunSpec::parse(&text, path)?)
+}
+
+/// Sets a flag when Ctrl-C arrives; the run polls it between updates.
+fn install_interrupt() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    // A second handler cannot be installed in the same process (tests call this once per process);
+    // without one, Ctrl-C simply kills the process, which loses at most the unfinished task.
+    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    stop
+}
+
+fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let mut spec = read_spec(&args.spec)?;
+    if let Some(tasks) = args.tasks {
+        spec.benchmark.tasks = usize::try_from(tasks).context("--tasks is too large")?;
+    }
+    if let Some(seed) = args.seed {
+        spec.seed = seed;
+    }
+    let stem = args.spec.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned());
+    let name = spec.name_or(&stem);
+    let out_dir = args.out.clone().unwrap_or_else(|| Path::new("runs").join(&name));
+    let files = RunFiles::create(&out_dir)?;
+
+    let locator = Locator {
+        explicit: spec.benchmark.data_path.clone(),
+        roots: data_roots(args.data_dir.as_deref()),
+    };
+    let dataset = data::load(spec.benchmark.dataset, &locator)?.pooled(spec.benchmark.pool)?;
+    let stream = TaskStream::new(&dataset, spec.stream_config())?;
+    let network = Network::new(spec.network_config(dataset.pixels(), dataset.classes), spec.seed);
+    let mut learner = learner::build(&spec.learner, network);
+    let options = RunOptions {
+        retention_sample: spec.benchmark.retention_sample,
+        probe_size: spec.benchmark.probe_size,
+        dormant_threshold: spec.benchmark.dormant_threshold,
+        boundaries_visible: spec.benchmark.boundaries == Boundaries::Visible,
+        eval_batch: 500,
+    };
+
+    let stop = install_interrupt();
+    let progress = Progress::new(
+        args.quiet,
+        spec.benchmark.tasks,
+        stream.config().train_per_task * stream.config().epochs,
+    );
+    progress.announce(&format!(
+        "{name}: {} on {} ({} tasks, {} inputs, hidden {:?}), seed {}",
+        learner.name(),
+        dataset.name,
+        spec.benchmark.tasks,
+        dataset.pixels(),
+        spec.network.hidden,
+        spec.seed
+    ));
+    let mut observer = FileObserver {
+        files: &files,
+        spec: &spec,
+        name: &name,
+        learner: learner.name().to_string(),
+        dataset: &dataset.name,
+        records: Vec::new(),
+        error: None,
+        stop,
+        progress,
+    };
+    let outcome = run::run(&stream, &mut *learner, &options, &mut observer);
+    observer.progress.finish();
+    if let Some(err) = observer.error.take() {
+        return Err(anyhow::Error::new(err).context("the run stopped because its results could not be saved"));
+    }
+    let summary = metrics::summarize(&outcome.matrix, &outcome.records);
+    let learner_name = learner.name().to_string();
+    files
+        .write(RunSnapshot {
+            name: &name,
+            learner: &learner_name,
+            dataset: &dataset.name,
+            status: &outcome.status,
+            spec: &spec,
+            records: &outcome.records,
+            matrix: &outcome.matrix,
+            summary: summary.as_ref(),
+        })
+        .context("saving the final results")?;
+    let text = summary::render(&name, &learner_name, &outcome, summary.as_ref(), files.dir());
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(e).context("writing the summary to stdout");
+        }
+    }
+    Ok(match outcome.status {
+        Status::Interrupted => ExitCode::from(130),
+        Status::Completed | Status::Diverged { .. } => ExitCode::SUCCESS,
+    })
+}
+
+/// Saves every finished task as it lands and drives the progress display.
+struct FileObserver<'a> {
+    files: &'a RunFiles,
+    spec: &'a RunSpec,
+    name: &'a str,
+    learner: String,
+    dataset: &'a str,
+    records: Vec<TaskRecord>,
+    error: Option<report::Error>,
+    stop: Arc<AtomicBool>,
+    progress: Progress,
+}
+
+impl Observer for FileObserver<'_> {
+    fn task_started(&mut self, task: usize, _tasks: usize) {
+        self.progress.task_started(task);
+    }
+
+    fn progress(&mut self, task: usize, samples_done: usize, _samples_total: usize, online_accuracy: f32) {
+        self.progress.update(task, samples_done, online_accuracy);
+    }
+
+    fn task_finished(&mut self, record: &TaskRecord, matrix: &AccuracyMatrix) {
+        self.records.push(record.clone());
+        self.progress.task_finished(record);
+        let summary = metrics::summarize(matrix, &self.records);
+        let status = Status::Interrupted;
+        let written = self.files.write(RunSnapshot {
+            name: self.name,
+            learner: &self.learner,
+            dataset: self.dataset,
+            status: &status,
+            spec: self.spec,
+            records: &self.records,
+            matrix,
+            summary: summary.as_ref(),
+        });
+        if let Err(e) = written {
+            self.error = Some(e);
+        }
+    }
+
+    fn should_stop(&mut self) -> bool {
+        self.error.is_some() || self.stop.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,86 @@
+//! The summary table `synaptogen run` prints on stdout.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use crate::metrics::Summary;
+use crate::run::{RunOutcome, Status};
+
+/// At most this many task rows are printed; the rest are in tasks.csv.
+const MAX_ROWS: usize = 20;
+
+fn percent(v: Option<f32>) -> String {
+    v.map_or("—".into(), |v| format!("{:.1}%", 100.0 * v))
+}
+
+/// Renders the per-task table (sampled evenly when long) and the whole-run numbers.
+pub fn render(name: &str, learner: &str, outcome: &RunOutcome, summary: Option<&Summary>, dir: &Path) -> String {
+    let mut out = String::new();
+    let status = match &outcome.status {
+        Status::Completed => "completed".to_string(),
+        Status::Interrupted => format!("interrupted after {} finished tasks", outcome.records.len()),
+        Status::Diverged { task, reason } => format!("diverged during task {task}: {reason}"),
+    };
+    let _ = writeln!(out, "{name} ({learner}): {status}");
+    let n = outcome.records.len();
+    if n > 0 {
+        let layers = outcome.records[0].start.effective_rank.len();
+        let _ = write!(out, "\n{:>5} {:>10} {:>9} {:>7} ", "task", "plasticity", "retention", "online");
+        for l in 1..=layers {
+            let _ = write!(out, "{:>8}", format!("erank{l}"));
+        }
+        let _ = writeln!(out, " {:>6} {:>7} {:>7} {:>9}", "dead", "dormant", "rate", "synops");
+        let shown: Vec<usize> = if n <= MAX_ROWS {
+            (0..n).collect()
+        } else {
+            let mut rows: Vec<usize> = (0..MAX_ROWS - 1).map(|i| i * (n - 1) / (MAX_ROWS - 1)).collect();
+            rows.push(n - 1);
+            rows.dedup();
+            rows
+        };
+        for &i in &shown {
+            let r = &outcome.records[i];
+            let _ = write!(
+                out,
+                "{:>5} {:>10} {:>9} {:>7} ",
+                r.task,
+                percent(Some(r.plasticity)),
+                percent(r.retention),
+                percent(Some(r.online_accuracy))
+            );
+            for e in &r.start.effective_rank {
+                let _ = write!(out, "{e:>8.1}");
+            }
+            let _ = writeln!(
+                out,
+                " {:>5.1}% {:>6.1}% {:>7.3} {:>9.0}",
+                100.0 * r.start.dead_fraction,
+                100.0 * r.start.dormant_fraction,
+                r.start.firing_rate,
+                r.start.synaptic_ops
+            );
+        }
+        if shown.len() < n {
+            let _ = writeln!(out, "({} of {n} tasks shown; every task is in tasks.csv)", shown.len());
+        }
+    }
+    if let Some(s) = summary {
+        let _ = writeln!(
+            out,
+            "\nACC {}  BWT {}  forgetting {}  mean plasticity {}  mean retention {}  online {}  objective {}",
+            percent(Some(s.final_accuracy)),
+            s.bwt.map_or("—".into(), |v| format!("{:+.1} pp", 100.0 * v)),
+            s.forgetting.map_or("—".into(), |v| format!("{:.1} pp", 100.0 * v)),
+            percent(Some(s.mean_plasticity)),
+            percent(s.mean_retention),
+            percent(Some(s.mean_online_accuracy)),
+            percent(Some(s.objective)),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "results: {}/{{tasks.csv, accuracy_matrix.csv, metrics.json}}",
+        dir.display()
+    );
+    out
+}

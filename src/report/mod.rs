@@ -1,0 +1,214 @@
+//! Everything synaptogen writes for a person to read or a program to load.
+//!
+//! For now: the per-run files of `synaptogen run` ([`RunFiles`]): `tasks.csv` (one row per task),
+//! `accuracy_matrix.csv` (R, blank where not measured) and `metrics.json` (spec, status, summary,
+//! records and matrix together). They are rewritten atomically after every finished task (write to a
+//! temporary file, then rename), so a crash or Ctrl-C leaves every finished task on disk and never a
+//! half-written file. Ranked comparison reports (polars) will live here too.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::metrics::{AccuracyMatrix, Summary, TaskRecord};
+use crate::run::Status;
+use crate::spec::RunSpec;
+
+/// Errors writing output files.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The output directory cannot be created or written.
+    #[error("{path}: cannot write the output directory ({source}); choose another with --out")]
+    Unwritable {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A file could not be written.
+    #[error("{path}: cannot write ({source})")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// The output directory of one `synaptogen run` learner.
+#[derive(Debug)]
+pub struct RunFiles {
+    dir: PathBuf,
+}
+
+/// What `metrics.json` holds.
+#[derive(Serialize)]
+struct RunDocument<'a> {
+    format: u32,
+    name: &'a str,
+    learner: &'a str,
+    dataset: &'a str,
+    status: &'a Status,
+    spec: &'a RunSpec,
+    summary: Option<&'a Summary>,
+    tasks: &'a [TaskRecord],
+    accuracy_matrix: &'a AccuracyMatrix,
+}
+
+/// Everything about a run that goes to disk.
+#[derive(Clone, Copy)]
+pub struct RunSnapshot<'a> {
+    /// Run name.
+    pub name: &'a str,
+    /// Learner name.
+    pub learner: &'a str,
+    /// Dataset name.
+    pub dataset: &'a str,
+    /// How the run stands or ended.
+    pub status: &'a Status,
+    /// The spec it ran (with command-line overrides applied).
+    pub spec: &'a RunSpec,
+    /// Finished tasks.
+    pub records: &'a [TaskRecord],
+    /// The accuracy matrix.
+    pub matrix: &'a AccuracyMatrix,
+    /// The summary of the finished tasks.
+    pub summary: Option<&'a Summary>,
+}
+
+impl RunFiles {
+    /// Creates (or reuses) `dir` and checks it is writable before any training starts.
+    pub fn create(dir: &Path) -> Result<RunFiles, Error> {
+        let unwritable = |source| Error::Unwritable {
+            path: dir.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(unwritable)?;
+        let probe = dir.join(".synaptogen-write-test");
+        std::fs::write(&probe, b"").map_err(unwritable)?;
+        std::fs::remove_file(&probe).map_err(unwritable)?;
+        Ok(RunFiles { dir: dir.to_path_buf() })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Rewrites every file from `snapshot`.
+    pub fn write(&self, snapshot: RunSnapshot) -> Result<(), Error> {
+        self.atomic("tasks.csv", tasks_csv(snapshot.records).as_bytes())?;
+        self.atomic("accuracy_matrix.csv", matrix_csv(snapshot.matrix).as_bytes())?;
+        let doc = RunDocument {
+            format: 1,
+            name: snapshot.name,
+            learner: snapshot.learner,
+            dataset: snapshot.dataset,
+            status: snapshot.status,
+            spec: snapshot.spec,
+            summary: snapshot.summary,
+            tasks: snapshot.records,
+            accuracy_matrix: snapshot.matrix,
+        };
+        let json = serde_json::to_vec_pretty(&doc).expect("metrics are plain data and always serialise");
+        self.atomic("metrics.json", &json)
+    }
+
+    fn atomic(&self, name: &str, bytes: &[u8]) -> Result<(), Error> {
+        let path = self.dir.join(name);
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        let write_err = |source| Error::Write {
+            path: path.clone(),
+            source,
+        };
+        let mut file = std::fs::File::create(&tmp).map_err(write_err)?;
+        file.write_all(bytes).map_err(write_err)?;
+        file.sync_all().map_err(write_err)?;
+        std::fs::rename(&tmp, &path).map_err(write_err)
+    }
+}
+
+fn cell(value: Option<f64>) -> String {
+    value.map_or(String::new(), |v| format!("{v:.6}"))
+}
+
+/// One row per task; erank gets one column per hidden layer.
+pub fn tasks_csv(records: &[TaskRecord]) -> String {
+    let layers = records.first().map_or(0, |r| r.start.effective_rank.len());
+    let mut out = String::from("task,plasticity,retention,retention_tasks_tested,online_accuracy,train_loss");
+    for l in 1..=layers {
+        out += &format!(",effective_rank_layer{l}");
+    }
+    out += ",dead_fraction,dormant_fraction,firing_rate,synaptic_ops_per_sample,mean_abs_weight,density,samples_per_second\n";
+    for r in records {
+        out += &format!(
+            "{},{},{},{},{},{}",
+            r.task,
+            cell(Some(r.plasticity as f64)),
+            cell(r.retention.map(f64::from)),
+            r.retention_tasks.len(),
+            cell(Some(r.online_accuracy as f64)),
+            cell(Some(r.train_loss as f64)),
+        );
+        for e in &r.start.effective_rank {
+            out += &format!(",{}", cell(Some(*e)));
+        }
+        out += &format!(
+            ",{},{},{},{:.1},{},{},{:.1}\n",
+            cell(Some(r.start.dead_fraction)),
+            cell(Some(r.start.dormant_fraction)),
+            cell(Some(r.start.firing_rate)),
+            r.start.synaptic_ops,
+            cell(Some(r.mean_abs_weight)),
+            cell(Some(r.density)),
+            r.samples_per_second,
+        );
+    }
+    out
+}
+
+/// `R` as CSV: one row per trained task, one column per task, blank where not measured.
+pub fn matrix_csv(matrix: &AccuracyMatrix) -> String {
+    let n = matrix.rows.len();
+    let mut out = String::from("after_task");
+    for j in 1..=n {
+        out += &format!(",task_{j}");
+    }
+    out.push('\n');
+    for (i, row) in matrix.rows.iter().enumerate() {
+        out += &(i + 1).to_string();
+        for j in 0..n {
+            out.push(',');
+            out += &cell(row.get(j).copied().flatten().map(f64::from));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matrix_csv_leaves_unmeasured_cells_blank() {
+        let mut m = AccuracyMatrix::default();
+        m.push_row(vec![Some(0.5)]);
+        m.push_row(vec![None, Some(0.25)]);
+        assert_eq!(
+            matrix_csv(&m),
+            "after_task,task_1,task_2\n1,0.500000,\n2,,0.250000\n"
+        );
+    }
+
+    #[test]
+    fn an_unwritable_directory_is_refused_before_training() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("file");
+        std::fs::write(&file, "x").expect("temp dir is writable");
+        let err = RunFiles::create(&file.join("sub")).unwrap_err().to_string();
+        assert!(err.contains("cannot write the output directory") && err.contains("--out"), "{err}");
+    }
+}
