@@ -22,9 +22,15 @@ fn reference_spec() -> RunSpec {
 }
 
 fn dataset(spec: &RunSpec) -> data::Dataset {
-    let mut roots: Vec<PathBuf> = std::env::var_os("SYNAPTOGEN_DATA").map(PathBuf::from).into_iter().collect();
+    let mut roots: Vec<PathBuf> = std::env::var_os("SYNAPTOGEN_DATA")
+        .map(PathBuf::from)
+        .into_iter()
+        .collect();
     roots.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("data"));
-    let locator = Locator { explicit: None, roots };
+    let locator = Locator {
+        explicit: None,
+        roots,
+    };
     match data::load(DatasetKind::NpmMnist, &locator) {
         Ok(d) => d.pooled(spec.benchmark.pool).expect("2 divides 28"),
         Err(e) => {

@@ -92,7 +92,7 @@ impl Rng {
     /// Uniform integer in `0..n` (Lemire's multiply-shift; the bias is below 2^-32 for our sizes).
     #[inline]
     pub fn below(&mut self, n: usize) -> usize {
-        ((self.next_u64() >> 32) * n as u64 >> 32) as usize
+        (((self.next_u64() >> 32) * n as u64) >> 32) as usize
     }
 
     /// A standard normal draw (Box–Muller).

@@ -61,7 +61,8 @@ pub trait Observer {
     /// Task `task` (from 0) of `tasks` begins.
     fn task_started(&mut self, _task: usize, _tasks: usize) {}
     /// Training progress within the current task.
-    fn progress(&mut self, _task: usize, _samples_done: usize, _samples_total: usize, _online_accuracy: f32) {}
+    fn progress(&mut self, _task: usize, _samples_done: usize, _samples_total: usize, _online_accuracy: f32) {
+    }
     /// A task finished and was measured.
     fn task_finished(&mut self, _record: &TaskRecord, _matrix: &AccuracyMatrix) {}
     /// Polled between updates; `true` stops the run, discarding the unfinished task.
@@ -71,7 +72,13 @@ pub trait Observer {
 }
 
 /// Accuracy of `learner` on `batch`, predicted in chunks of `eval_batch`.
-fn accuracy(learner: &dyn Learner, batch: &Batch, eval_batch: usize, ws: &mut Workspace, rng: &mut Rng) -> f32 {
+fn accuracy(
+    learner: &dyn Learner,
+    batch: &Batch,
+    eval_batch: usize,
+    ws: &mut Workspace,
+    rng: &mut Rng,
+) -> f32 {
     let pixels = batch.images.len() / batch.len().max(1);
     let mut chunk = Batch::default();
     let mut predictions = Vec::new();
@@ -79,17 +86,28 @@ fn accuracy(learner: &dyn Learner, batch: &Batch, eval_batch: usize, ws: &mut Wo
     for start in (0..batch.len()).step_by(eval_batch) {
         let end = (start + eval_batch).min(batch.len());
         chunk.images.clear();
-        chunk.images.extend_from_slice(&batch.images[start * pixels..end * pixels]);
+        chunk
+            .images
+            .extend_from_slice(&batch.images[start * pixels..end * pixels]);
         chunk.labels.clear();
         chunk.labels.extend_from_slice(&batch.labels[start..end]);
         learner.predict(&chunk, ws, rng, &mut predictions);
-        correct += predictions.iter().zip(&chunk.labels).filter(|(p, y)| p == y).count();
+        correct += predictions
+            .iter()
+            .zip(&chunk.labels)
+            .filter(|(p, y)| p == y)
+            .count();
     }
     correct as f32 / batch.len() as f32
 }
 
 /// Trains `learner` over every task of `stream`.
-pub fn run(stream: &TaskStream, learner: &mut dyn Learner, options: &RunOptions, observer: &mut dyn Observer) -> RunOutcome {
+pub fn run(
+    stream: &TaskStream,
+    learner: &mut dyn Learner,
+    options: &RunOptions,
+    observer: &mut dyn Observer,
+) -> RunOutcome {
     let config = stream.config().clone();
     let seed = config.seed;
     let mut records = Vec::with_capacity(config.tasks);
@@ -106,9 +124,13 @@ pub fn run(stream: &TaskStream, learner: &mut dyn Learner, options: &RunOptions,
 
         let probe = stream.probe(&task, options.probe_size);
         let mut probe_rng = Rng::stream(seed, Purpose::Probe, &[t as u64]);
-        learner
-            .network()
-            .forward(&probe.images, probe.len(), &mut eval_ws, Pass::Eval, &mut probe_rng);
+        learner.network().forward(
+            &probe.images,
+            probe.len(),
+            &mut eval_ws,
+            Pass::Eval,
+            &mut probe_rng,
+        );
         let start = metrics::representation(
             learner.network(),
             &eval_ws,
@@ -177,11 +199,18 @@ pub fn run(stream: &TaskStream, learner: &mut dyn Learner, options: &RunOptions,
         for &j in tested.iter().chain(std::iter::once(&t)) {
             let test = stream.test_set(&stream.task(j));
             let mut rng = Rng::stream(seed, Purpose::Encoding, &[t as u64, (1 << 40) + j as u64]);
-            row[j] = Some(accuracy(&*learner, &test, options.eval_batch, &mut eval_ws, &mut rng));
+            row[j] = Some(accuracy(
+                &*learner,
+                &test,
+                options.eval_batch,
+                &mut eval_ws,
+                &mut rng,
+            ));
         }
         let plasticity = row[t].expect("the current task is always tested");
-        let retention = (!tested.is_empty())
-            .then(|| tested.iter().map(|&j| row[j].expect("tested above")).sum::<f32>() / tested.len() as f32);
+        let retention = (!tested.is_empty()).then(|| {
+            tested.iter().map(|&j| row[j].expect("tested above")).sum::<f32>() / tested.len() as f32
+        });
         matrix.push_row(row);
         let record = TaskRecord {
             task: task_no,
@@ -241,7 +270,10 @@ mod tests {
             readout_beta: 0.9,
             init: Init::FanIn,
         };
-        let mut learner = learner::build(&crate::spec::LearnerSpec::Sgd { lr: 0.1 }, Network::new(config, seed));
+        let mut learner = learner::build(
+            &crate::spec::LearnerSpec::Sgd { lr: 0.1 },
+            Network::new(config, seed),
+        );
         let options = RunOptions {
             retention_sample: 2,
             probe_size: 50,
@@ -260,7 +292,11 @@ mod tests {
         let out = setup(4, 1);
         assert_eq!(out.status, Status::Completed);
         assert_eq!(out.records.len(), 4);
-        assert!(out.records[0].plasticity > 0.3, "task 1 plasticity {} (chance is 0.1)", out.records[0].plasticity);
+        assert!(
+            out.records[0].plasticity > 0.3,
+            "task 1 plasticity {} (chance is 0.1)",
+            out.records[0].plasticity
+        );
         assert_eq!(out.records[2].retention_tasks, vec![1, 2]);
         // The last task tests every earlier task.
         assert_eq!(out.records[3].retention_tasks, vec![1, 2, 3]);
@@ -271,7 +307,10 @@ mod tests {
     #[test]
     fn same_seed_same_metrics_different_seed_different_metrics() {
         let strip = |o: RunOutcome| -> Vec<(f32, Option<f32>, f32)> {
-            o.records.iter().map(|r| (r.plasticity, r.retention, r.online_accuracy)).collect()
+            o.records
+                .iter()
+                .map(|r| (r.plasticity, r.retention, r.online_accuracy))
+                .collect()
         };
         assert_eq!(strip(setup(2, 3)), strip(setup(2, 3)));
         assert_ne!(strip(setup(2, 3)), strip(setup(2, 4)));
@@ -311,7 +350,10 @@ mod tests {
             readout_beta: 0.0,
             init: Init::KaimingUniform,
         };
-        let mut learner = learner::build(&crate::spec::LearnerSpec::Sgd { lr: 0.01 }, Network::new(config, 0));
+        let mut learner = learner::build(
+            &crate::spec::LearnerSpec::Sgd { lr: 0.01 },
+            Network::new(config, 0),
+        );
         let options = RunOptions {
             retention_sample: 5,
             probe_size: 20,

@@ -241,7 +241,8 @@ impl RunSpec {
     /// Parses and validates a spec; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<RunSpec, Error> {
         // Optional fields are written plainly (`name: "x"`, not `name: Some("x")`).
-        let options = ron::Options::default().with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME);
+        let options =
+            ron::Options::default().with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME);
         let spec: RunSpec = options.from_str(text).map_err(|e| Error::Parse {
             path: path.to_path_buf(),
             line: e.span.start.line,
@@ -278,7 +279,11 @@ impl RunSpec {
         }
         if let Protocol::Minibatch { batch, epochs } = b.protocol {
             if batch == 0 || epochs == 0 {
-                let field = if batch == 0 { "benchmark.protocol.batch" } else { "benchmark.protocol.epochs" };
+                let field = if batch == 0 {
+                    "benchmark.protocol.batch"
+                } else {
+                    "benchmark.protocol.epochs"
+                };
                 return invalid(field, "must be at least 1 (got 0)".into());
             }
             if batch > b.train_per_task {
@@ -289,10 +294,16 @@ impl RunSpec {
             }
         }
         if n.hidden.is_empty() {
-            return invalid("network.hidden", "needs at least one hidden layer, e.g. [256]".into());
+            return invalid(
+                "network.hidden",
+                "needs at least one hidden layer, e.g. [256]".into(),
+            );
         }
         if let Some(i) = n.hidden.iter().position(|&w| w == 0) {
-            return invalid(&format!("network.hidden[{i}]"), "a layer needs at least 1 unit (got 0)".into());
+            return invalid(
+                &format!("network.hidden[{i}]"),
+                "a layer needs at least 1 unit (got 0)".into(),
+            );
         }
         let unit = [
             ("network.beta", n.beta),
@@ -399,14 +410,24 @@ mod tests {
     fn defaults_fill_the_reference_network() {
         let spec = check(MINIMAL).expect("valid");
         assert_eq!(spec.network.time_steps, 8);
-        assert_eq!((spec.network.beta, spec.network.threshold, spec.network.surrogate_slope), (0.9, 1.0, 25.0));
+        assert_eq!(
+            (
+                spec.network.beta,
+                spec.network.threshold,
+                spec.network.surrogate_slope
+            ),
+            (0.9, 1.0, 25.0)
+        );
         assert_eq!(spec.benchmark.boundaries, Boundaries::Visible);
     }
 
     #[test]
     fn unknown_fields_are_located() {
         let err = check(&MINIMAL.replace("hidden: [32]", "hidden: [32], hiden: [3]")).unwrap_err();
-        assert!(err.starts_with("x.ron:4:33:") && err.contains("hiden") && err.contains("expected one of"), "{err}");
+        assert!(
+            err.starts_with("x.ron:4:33:") && err.contains("hiden") && err.contains("expected one of"),
+            "{err}"
+        );
     }
 
     #[test]

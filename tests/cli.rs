@@ -30,7 +30,11 @@ fn run_spec(spec: &str, extra: &[&str]) -> (i32, String, String, tempfile::TempD
 fn check_input_error(spec: &str, extra: &[&str], fragment: &str) {
     let (code, _, stderr, _dir) = run_spec(spec, extra);
     assert_eq!(code, 2, "stderr: {stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "one clear line, got: {stderr}");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "one clear line, got: {stderr}"
+    );
     assert!(stderr.contains(fragment), "expected {fragment:?} in: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
@@ -58,7 +62,10 @@ fn flags_override_the_spec() {
     let csv = std::fs::read_to_string(dir.path().join("out/tasks.csv")).expect("written");
     assert_eq!(csv.lines().count(), 3, "header + 2 tasks:\n{csv}");
     let json = std::fs::read_to_string(dir.path().join("out/metrics.json")).expect("written");
-    assert!(json.contains("\"seed\": 5"), "the saved spec records the override");
+    assert!(
+        json.contains("\"seed\": 5"),
+        "the saved spec records the override"
+    );
 }
 
 #[test]
@@ -75,7 +82,11 @@ fn unknown_fields_are_rejected_with_the_known_ones() {
 
 #[test]
 fn zero_tasks_is_rejected_from_the_spec_and_the_flag() {
-    check_input_error(&SYNTHETIC_SPEC.replace("tasks: 3", "tasks: 0"), &[], "benchmark.tasks: must be at least 1");
+    check_input_error(
+        &SYNTHETIC_SPEC.replace("tasks: 3", "tasks: 0"),
+        &[],
+        "benchmark.tasks: must be at least 1",
+    );
     let (code, _, stderr, _dir) = run_spec(SYNTHETIC_SPEC, &["--tasks", "0"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("--tasks"), "{stderr}");
@@ -84,8 +95,16 @@ fn zero_tasks_is_rejected_from_the_spec_and_the_flag() {
 #[test]
 fn non_positive_sizes_and_rates_name_their_field() {
     for (from, to, field) in [
-        ("train_per_task: 200", "train_per_task: 0", "benchmark.train_per_task"),
-        ("test_per_task: 100", "test_per_task: 0", "benchmark.test_per_task"),
+        (
+            "train_per_task: 200",
+            "train_per_task: 0",
+            "benchmark.train_per_task",
+        ),
+        (
+            "test_per_task: 100",
+            "test_per_task: 0",
+            "benchmark.test_per_task",
+        ),
         ("batch: 10", "batch: 0", "benchmark.protocol.batch"),
         ("lr: 0.3", "lr: 0.0", "learner.lr"),
         ("lr: 0.3", "lr: -1.0", "learner.lr"),
@@ -95,12 +114,20 @@ fn non_positive_sizes_and_rates_name_their_field() {
         check_input_error(&SYNTHETIC_SPEC.replace(from, to), &[], field);
     }
     // A negative size is not even a number of the right type: located by the parser.
-    check_input_error(&SYNTHETIC_SPEC.replace("tasks: 3", "tasks: -3"), &[], "spec.ron:5:");
+    check_input_error(
+        &SYNTHETIC_SPEC.replace("tasks: 3", "tasks: -3"),
+        &[],
+        "spec.ron:5:",
+    );
 }
 
 #[test]
 fn a_pool_that_does_not_divide_the_image_is_rejected() {
-    check_input_error(&SYNTHETIC_SPEC.replace("pool: 2", "pool: 3"), &[], "pool 3 does not divide the 16×16 image");
+    check_input_error(
+        &SYNTHETIC_SPEC.replace("pool: 2", "pool: 3"),
+        &[],
+        "pool 3 does not divide the 16×16 image",
+    );
 }
 
 #[test]
@@ -125,13 +152,19 @@ fn an_unwritable_output_directory_is_rejected_before_training() {
         .expect("the binary runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("blocker/out: cannot write the output directory"), "{stderr}");
+    assert!(
+        stderr.contains("blocker/out: cannot write the output directory"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn a_missing_spec_file_is_an_input_error() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let out = synaptogen(dir.path()).args(["run", "nope.ron"]).output().expect("the binary runs");
+    let out = synaptogen(dir.path())
+        .args(["run", "nope.ron"])
+        .output()
+        .expect("the binary runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("nope.ron: cannot read the spec"), "{stderr}");
@@ -182,14 +215,24 @@ fn run_idx(damage: impl Fn(&mut Vec<u8>)) -> (i32, String) {
         .args(["--out", "out", "-q"])
         .output()
         .expect("the binary runs");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn check_idx_damage(damage: impl Fn(&mut Vec<u8>), fragment: &str) {
     let (code, stderr) = run_idx(damage);
     assert_eq!(code, 2, "{stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "one clear line, got: {stderr}");
-    assert!(stderr.contains("train-images-idx3-ubyte"), "names the file: {stderr}");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "one clear line, got: {stderr}"
+    );
+    assert!(
+        stderr.contains("train-images-idx3-ubyte"),
+        "names the file: {stderr}"
+    );
     assert!(stderr.contains(fragment), "expected {fragment:?} in: {stderr}");
 }
 

@@ -45,7 +45,7 @@ fn fashion_mnist_stream_trains() {
 #[test]
 fn ctrl_c_stops_cleanly_and_keeps_finished_tasks() {
     let out_dir = tempfile::tempdir().expect("temp dir");
-    let mut child = synaptogen(repo())
+    let child = synaptogen(repo())
         .args(["run", "searches/pmnist-200.ron", "-q", "--out"])
         .arg(out_dir.path())
         .stdout(std::process::Stdio::piped())
@@ -55,7 +55,10 @@ fn ctrl_c_stops_cleanly_and_keeps_finished_tasks() {
     let csv = out_dir.path().join("tasks.csv");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while !csv.is_file() {
-        assert!(std::time::Instant::now() < deadline, "no task finished within 120 s");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no task finished within 120 s"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let status = std::process::Command::new("kill")
@@ -64,13 +67,17 @@ fn ctrl_c_stops_cleanly_and_keeps_finished_tasks() {
         .expect("kill runs");
     assert!(status.success());
     let out = child.wait_with_output().expect("the run ends");
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("interrupted after"), "{stdout}");
-    let json: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(out_dir.path().join("metrics.json")).expect("written"),
-    )
-    .expect("valid JSON");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.path().join("metrics.json")).expect("written"))
+            .expect("valid JSON");
     let finished = json["tasks"].as_array().map_or(0, Vec::len);
     assert!((1..200).contains(&finished), "{finished} tasks kept");
     assert_eq!(json["status"], "Interrupted");

@@ -97,7 +97,10 @@ fn exit_code(err: &anyhow::Error) -> u8 {
         cause.is::<spec::Error>()
             || cause.is::<data::Error>()
             || cause.is::<InputError>()
-            || matches!(cause.downcast_ref::<report::Error>(), Some(report::Error::Unwritable { .. }))
+            || matches!(
+                cause.downcast_ref::<report::Error>(),
+                Some(report::Error::Unwritable { .. })
+            )
     });
     if is_input { 2 } else { 1 }
 }
@@ -142,7 +145,10 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(seed) = args.seed {
         spec.seed = seed;
     }
-    let stem = args.spec.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned());
+    let stem = args
+        .spec
+        .file_stem()
+        .map_or("run".into(), |s| s.to_string_lossy().into_owned());
     let name = spec.name_or(&stem);
     let out_dir = args.out.clone().unwrap_or_else(|| Path::new("runs").join(&name));
     let files = RunFiles::create(&out_dir)?;

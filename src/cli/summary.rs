@@ -14,7 +14,13 @@ fn percent(v: Option<f32>) -> String {
 }
 
 /// Renders the per-task table (sampled evenly when long) and the whole-run numbers.
-pub fn render(name: &str, learner: &str, outcome: &RunOutcome, summary: Option<&Summary>, dir: &Path) -> String {
+pub fn render(
+    name: &str,
+    learner: &str,
+    outcome: &RunOutcome,
+    summary: Option<&Summary>,
+    dir: &Path,
+) -> String {
     let mut out = String::new();
     let status = match &outcome.status {
         Status::Completed => "completed".to_string(),
@@ -25,11 +31,19 @@ pub fn render(name: &str, learner: &str, outcome: &RunOutcome, summary: Option<&
     let n = outcome.records.len();
     if n > 0 {
         let layers = outcome.records[0].start.effective_rank.len();
-        let _ = write!(out, "\n{:>5} {:>10} {:>9} {:>7} ", "task", "plasticity", "retention", "online");
+        let _ = write!(
+            out,
+            "\n{:>5} {:>10} {:>9} {:>7} ",
+            "task", "plasticity", "retention", "online"
+        );
         for l in 1..=layers {
             let _ = write!(out, "{:>8}", format!("erank{l}"));
         }
-        let _ = writeln!(out, " {:>6} {:>7} {:>7} {:>9}", "dead", "dormant", "rate", "synops");
+        let _ = writeln!(
+            out,
+            " {:>6} {:>7} {:>7} {:>9}",
+            "dead", "dormant", "rate", "synops"
+        );
         let shown: Vec<usize> = if n <= MAX_ROWS {
             (0..n).collect()
         } else {
@@ -61,7 +75,11 @@ pub fn render(name: &str, learner: &str, outcome: &RunOutcome, summary: Option<&
             );
         }
         if shown.len() < n {
-            let _ = writeln!(out, "({} of {n} tasks shown; every task is in tasks.csv)", shown.len());
+            let _ = writeln!(
+                out,
+                "({} of {n} tasks shown; every task is in tasks.csv)",
+                shown.len()
+            );
         }
     }
     if let Some(s) = summary {
@@ -70,7 +88,8 @@ pub fn render(name: &str, learner: &str, outcome: &RunOutcome, summary: Option<&
             "\nACC {}  BWT {}  forgetting {}  mean plasticity {}  mean retention {}  online {}  objective {}",
             percent(Some(s.final_accuracy)),
             s.bwt.map_or("—".into(), |v| format!("{:+.1} pp", 100.0 * v)),
-            s.forgetting.map_or("—".into(), |v| format!("{:.1} pp", 100.0 * v)),
+            s.forgetting
+                .map_or("—".into(), |v| format!("{:.1} pp", 100.0 * v)),
             percent(Some(s.mean_plasticity)),
             percent(s.mean_retention),
             percent(Some(s.mean_online_accuracy)),

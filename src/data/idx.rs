@@ -84,7 +84,11 @@ pub fn read_pair(images: &Path, labels: &Path) -> Result<(Split, usize, usize), 
     if label_dims[0] != n {
         return Err(Error::Malformed {
             path: labels.to_path_buf(),
-            problem: format!("holds {} labels but {} holds {n} images", label_dims[0], images.display()),
+            problem: format!(
+                "holds {} labels but {} holds {n} images",
+                label_dims[0],
+                images.display()
+            ),
         });
     }
     if label_bytes.len() < 8 + n {
@@ -136,7 +140,8 @@ pub(crate) mod tests {
             if gzip {
                 let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
                 enc.write_all(bytes).expect("in-memory");
-                f.write_all(&enc.finish().expect("in-memory")).expect("temp dir is writable");
+                f.write_all(&enc.finish().expect("in-memory"))
+                    .expect("temp dir is writable");
             } else {
                 f.write_all(bytes).expect("temp dir is writable");
             }

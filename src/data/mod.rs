@@ -78,7 +78,9 @@ pub enum Error {
         searched: Vec<PathBuf>,
     },
     /// A task asks for more examples than the dataset has.
-    #[error("{dataset}: a task asks for {want} {split} examples but the dataset has {have}; lower the per-task size")]
+    #[error(
+        "{dataset}: a task asks for {want} {split} examples but the dataset has {have}; lower the per-task size"
+    )]
     TooFewExamples {
         /// The dataset.
         dataset: String,

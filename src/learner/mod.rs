@@ -48,7 +48,12 @@ pub trait Learner: Send {
         let classes = network.config().classes;
         network.forward(&batch.images, batch.len(), workspace, Pass::Eval, rng);
         predictions.clear();
-        predictions.extend(workspace.logits().chunks_exact(classes).map(|row| argmax(row).0 as u8));
+        predictions.extend(
+            workspace
+                .logits()
+                .chunks_exact(classes)
+                .map(|row| argmax(row).0 as u8),
+        );
     }
 }
 
@@ -94,9 +99,12 @@ impl Learner for Sgd {
         let n = batch.len();
         self.network
             .forward(&batch.images, n, &mut self.workspace, Pass::Train, rng);
-        let (loss, correct) = self
-            .network
-            .backward(&batch.images, &batch.labels, &mut self.workspace, &mut self.gradients);
+        let (loss, correct) = self.network.backward(
+            &batch.images,
+            &batch.labels,
+            &mut self.workspace,
+            &mut self.gradients,
+        );
         let lr = self.lr;
         for (layer, grad) in self.network.layers_mut().iter_mut().zip(&self.gradients.layers) {
             for (w, g) in layer.weights_mut().iter_mut().zip(&grad.weights) {

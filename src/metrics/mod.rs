@@ -220,7 +220,9 @@ pub fn summarize(matrix: &AccuracyMatrix, records: &[TaskRecord]) -> Option<Summ
     let earlier = || (0..last).filter(|&j| final_row[j].is_some());
     let bwt = mean(earlier().filter_map(|j| Some(matrix.get(last, j)? - matrix.get(j, j)?)));
     let forgetting = mean(earlier().filter_map(|j| {
-        let best = (j..last).filter_map(|l| matrix.get(l, j)).fold(f32::NEG_INFINITY, f32::max);
+        let best = (j..last)
+            .filter_map(|l| matrix.get(l, j))
+            .fold(f32::NEG_INFINITY, f32::max);
         Some(best - matrix.get(last, j)?)
     }));
     Some(Summary {
@@ -297,7 +299,11 @@ mod tests {
         m.push_row(vec![Some(0.9)]);
         m.push_row(vec![Some(0.6), Some(0.8)]);
         m.push_row(vec![Some(0.5), Some(0.7), Some(0.95)]);
-        let records = [record(1, 0.9, None), record(2, 0.8, Some(0.6)), record(3, 0.95, Some(0.6))];
+        let records = [
+            record(1, 0.9, None),
+            record(2, 0.8, Some(0.6)),
+            record(3, 0.95, Some(0.6)),
+        ];
         let s = summarize(&m, &records).expect("three tasks");
         assert!((s.final_accuracy - (0.5 + 0.7 + 0.95) / 3.0).abs() < 1e-6);
         // BWT = ((0.5 − 0.9) + (0.7 − 0.8)) / 2 = −0.25

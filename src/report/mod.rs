@@ -89,7 +89,9 @@ impl RunFiles {
         let probe = dir.join(".synaptogen-write-test");
         std::fs::write(&probe, b"").map_err(unwritable)?;
         std::fs::remove_file(&probe).map_err(unwritable)?;
-        Ok(RunFiles { dir: dir.to_path_buf() })
+        Ok(RunFiles {
+            dir: dir.to_path_buf(),
+        })
     }
 
     /// The directory.
@@ -209,6 +211,9 @@ mod tests {
         let file = dir.path().join("file");
         std::fs::write(&file, "x").expect("temp dir is writable");
         let err = RunFiles::create(&file.join("sub")).unwrap_err().to_string();
-        assert!(err.contains("cannot write the output directory") && err.contains("--out"), "{err}");
+        assert!(
+            err.contains("cannot write the output directory") && err.contains("--out"),
+            "{err}"
+        );
     }
 }

@@ -311,7 +311,11 @@ impl Network {
         let constant_first = self.config.encoding == Encoding::Direct;
         for (l, (buffers, &width)) in ws.layers.iter_mut().zip(hidden).enumerate() {
             let per_step = batch * width;
-            let current_len = if l == 0 && constant_first { per_step } else { t * per_step };
+            let current_len = if l == 0 && constant_first {
+                per_step
+            } else {
+                t * per_step
+            };
             buffers.current.resize(current_len, 0.0);
             buffers.membrane.resize(per_step, 0.0);
             buffers.spikes.resize(t * per_step, 0.0);
@@ -403,7 +407,11 @@ impl Network {
             _ => &ws.layers[hidden_count - 1].spikes,
         };
         for (t, &c) in self.step_weights.iter().enumerate() {
-            let src = if hidden_count == 0 { last_spikes } else { &last_spikes[t * per_step..(t + 1) * per_step] };
+            let src = if hidden_count == 0 {
+                last_spikes
+            } else {
+                &last_spikes[t * per_step..(t + 1) * per_step]
+            };
             for (w, &s) in ws.weighted_spikes.iter_mut().zip(src) {
                 *w += c * s;
             }
@@ -427,7 +435,13 @@ impl Network {
     /// Backpropagates the mean cross-entropy of the last [`Pass::Train`] forward pass into `grads`.
     /// Returns the mean loss and the number of correct predictions (argmax of the logits), both of the
     /// forward pass *before* any update: the online (prequential) accuracy.
-    pub fn backward(&self, input: &[f32], labels: &[u8], ws: &mut Workspace, grads: &mut Gradients) -> (f32, usize) {
+    pub fn backward(
+        &self,
+        input: &[f32],
+        labels: &[u8],
+        ws: &mut Workspace,
+        grads: &mut Gradients,
+    ) -> (f32, usize) {
         let batch = ws.batch;
         let classes = self.config.classes;
         let (loss, correct) = softmax_cross_entropy(&ws.logits, labels, classes, &mut ws.grad_logits);
@@ -514,7 +528,11 @@ impl Network {
                     false,
                 );
             } else {
-                let source: &[f32] = if l == 0 { &ws.input_sequence } else { &before[l - 1].spikes };
+                let source: &[f32] = if l == 0 {
+                    &ws.input_sequence
+                } else {
+                    &before[l - 1].spikes
+                };
                 matmul(
                     &mut g.weights,
                     &buffers.grad,
@@ -544,12 +562,21 @@ impl Network {
 
 /// Mean softmax cross-entropy over the batch. Writes `∂L/∂logits = (softmax − onehot)/batch` into
 /// `grad` and returns (mean loss, correct predictions).
-pub fn softmax_cross_entropy(logits: &[f32], labels: &[u8], classes: usize, grad: &mut [f32]) -> (f32, usize) {
+pub fn softmax_cross_entropy(
+    logits: &[f32],
+    labels: &[u8],
+    classes: usize,
+    grad: &mut [f32],
+) -> (f32, usize) {
     let batch = labels.len();
     let scale = 1.0 / batch as f32;
     let mut loss = 0.0f64;
     let mut correct = 0;
-    for ((row, g), &y) in logits.chunks_exact(classes).zip(grad.chunks_exact_mut(classes)).zip(labels) {
+    for ((row, g), &y) in logits
+        .chunks_exact(classes)
+        .zip(grad.chunks_exact_mut(classes))
+        .zip(labels)
+    {
         let (arg, max) = argmax(row);
         if arg == y as usize {
             correct += 1;

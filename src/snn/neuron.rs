@@ -38,7 +38,14 @@ impl Lif {
     /// One step for a whole layer. `prev_spikes` is the previous step's output (zeros at t = 0), used
     /// only by [`Reset::NextStep`]. `psi` receives the surrogate derivative when given (training).
     #[inline]
-    pub fn step(&self, v: &mut [f32], current: &[f32], prev_spikes: &[f32], spikes: &mut [f32], psi: Option<&mut [f32]>) {
+    pub fn step(
+        &self,
+        v: &mut [f32],
+        current: &[f32],
+        prev_spikes: &[f32],
+        spikes: &mut [f32],
+        psi: Option<&mut [f32]>,
+    ) {
         let (beta, theta, k) = (self.beta, self.threshold, self.slope);
         let n = v.len();
         let (current, prev_spikes, spikes) = (&current[..n], &prev_spikes[..n], &mut spikes[..n]);

@@ -2,6 +2,9 @@
 //! straight from the equations (explicit readout recursion, no `c_t` shortcut), and the ANN mode against
 //! finite differences.
 
+// The reference mirrors the equations index by index on purpose.
+#![allow(clippy::needless_range_loop)]
+
 use super::*;
 
 fn config(neuron: Neuron, hidden: Vec<usize>, time_steps: usize) -> NetworkConfig {
@@ -71,7 +74,11 @@ fn reference(net: &Network, x: &[f32], labels: &[u8]) -> (Vec<f32>, Vec<DenseGra
                             p[i] = if cur > 0.0 { 1.0 } else { 0.0 };
                         }
                         Neuron::Lif(n) => {
-                            let reset_prev = if n.reset == Reset::NextStep { prev[i] * n.threshold } else { 0.0 };
+                            let reset_prev = if n.reset == Reset::NextStep {
+                                prev[i] * n.threshold
+                            } else {
+                                0.0
+                            };
                             v[i] = n.beta * v[i] + cur - reset_prev;
                             s[i] = if v[i] > n.threshold { 1.0 } else { 0.0 };
                             p[i] = 1.0 / (1.0 + n.slope * (v[i] - n.threshold).abs()).powi(2);
@@ -106,7 +113,10 @@ fn reference(net: &Network, x: &[f32], labels: &[u8]) -> (Vec<f32>, Vec<DenseGra
         let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
         let sum: f32 = logits.iter().map(|z| (z - max).exp()).sum();
         let g: Vec<f32> = (0..cfg.classes)
-            .map(|k| ((logits[k] - max).exp() / sum - if k == labels[b] as usize { 1.0 } else { 0.0 }) / batch as f32)
+            .map(|k| {
+                ((logits[k] - max).exp() / sum - if k == labels[b] as usize { 1.0 } else { 0.0 })
+                    / batch as f32
+            })
             .collect();
         all_logits.extend_from_slice(&logits);
         let mut du = vec![0.0f32; cfg.classes];
@@ -155,10 +165,19 @@ fn check(cfg: NetworkConfig) {
     net.backward(&x, &y, &mut ws, &mut grads);
     let (want_logits, want_grads) = reference(&net, &x, &y);
     for (a, b) in ws.logits().iter().zip(&want_logits) {
-        assert!((a - b).abs() < 1e-5, "logits {:?} vs {want_logits:?}", ws.logits());
+        assert!(
+            (a - b).abs() < 1e-5,
+            "logits {:?} vs {want_logits:?}",
+            ws.logits()
+        );
     }
     for (l, (got, want)) in grads.layers.iter().zip(&want_grads).enumerate() {
-        for (a, b) in got.weights.iter().zip(&want.weights).chain(got.bias.iter().zip(&want.bias)) {
+        for (a, b) in got
+            .weights
+            .iter()
+            .zip(&want.weights)
+            .chain(got.bias.iter().zip(&want.bias))
+        {
             assert!((a - b).abs() < 1e-5 * (1.0 + b.abs()), "layer {l}: {a} vs {b}");
         }
     }
@@ -205,7 +224,10 @@ fn ann_gradient_matches_finite_differences() {
         net.layers_mut()[l].weights_mut()[i] = w;
         let fd = (up - down) / (2.0 * eps as f64);
         let g = grads.layers[l].weights[i] as f64;
-        assert!((fd - g).abs() < 1e-3 + 1e-2 * g.abs(), "layer {l} weight {i}: fd {fd} vs {g}");
+        assert!(
+            (fd - g).abs() < 1e-3 + 1e-2 * g.abs(),
+            "layer {l} weight {i}: fd {fd} vs {g}"
+        );
     }
 }
 
