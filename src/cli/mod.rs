@@ -38,7 +38,7 @@ Examples:
 
 /// Discover local plasticity and pruning rules for spiking networks that keep learning.
 #[derive(Debug, Parser)]
-#[command(name = "synaptogen", version, about, after_help = EXAMPLES, max_term_width = 100)]
+#[command(name = "synaptogen", version, about, after_help = EXAMPLES, max_term_width = 80)]
 #[command(help_expected = true)]
 pub struct Cli {
     #[command(subcommand)]
