@@ -251,3 +251,56 @@ fn a_truncated_dataset_file_is_named() {
 fn a_wrong_magic_dataset_file_is_named() {
     check_idx_damage(|img| img[3] = 1, "not an IDX image file");
 }
+
+#[test]
+fn every_protocol_mode_encoding_and_reset_runs() {
+    for (what, from, to) in [
+        ("online protocol", "Minibatch(batch: 10, epochs: 3)", "Online"),
+        ("ANN mode", "hidden: [64]", "mode: Ann, hidden: [64]"),
+        (
+            "Bernoulli encoding",
+            "hidden: [64]",
+            "hidden: [64], encoding: Bernoulli",
+        ),
+        (
+            "snnTorch reset timing",
+            "hidden: [64]",
+            "hidden: [64], reset: NextStep",
+        ),
+        // A second LIF layer behind sparse first-layer spikes needs a lower threshold to fire at init.
+        (
+            "two hidden layers",
+            "hidden: [64], time_steps: 4, threshold: 1.0",
+            "hidden: [64, 32], time_steps: 4, threshold: 0.5",
+        ),
+        (
+            "hidden boundaries",
+            "probe_size: 50,",
+            "probe_size: 50, boundaries: Hidden,",
+        ),
+        (
+            "Kaiming init",
+            "hidden: [64]",
+            "hidden: [64], init: KaimingUniform",
+        ),
+    ] {
+        let spec = SYNTHETIC_SPEC.replace(from, to).replace("lr: 0.3", "lr: 0.05");
+        assert_ne!(
+            spec,
+            SYNTHETIC_SPEC.replace("lr: 0.3", "lr: 0.05"),
+            "{what}: replacement applies"
+        );
+        let (code, stdout, stderr, dir) = run_spec(&spec, &[]);
+        assert_eq!(code, 0, "{what}: {stderr}");
+        assert!(stdout.contains("completed"), "{what}: {stdout}");
+        let json: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("out/metrics.json")).expect("written"),
+        )
+        .expect("valid JSON");
+        let first = json["tasks"][0]["plasticity"].as_f64().expect("a number");
+        assert!(
+            first > 0.2,
+            "{what}: task 1 accuracy {first} is near chance (0.1)"
+        );
+    }
+}

@@ -248,3 +248,34 @@ fn same_seed_same_weights_different_seed_different_weights() {
     let bound = 1.0 / 6f32.sqrt();
     assert!(a.layers()[0].weights().iter().all(|w| w.abs() <= bound));
 }
+
+#[test]
+fn bernoulli_encoding_of_binary_pixels_equals_direct_current() {
+    // With pixels in {0, 1} every Bernoulli draw is certain, so the per-step input path (all-steps GEMM,
+    // ∂W over T·batch rows) must reproduce the constant-input path exactly.
+    let direct = config(lif(Reset::SameStep), vec![8, 5], 4);
+    let bernoulli = NetworkConfig {
+        encoding: Encoding::Bernoulli,
+        ..direct.clone()
+    };
+    let (a, b) = (Network::new(direct, 2), Network::new(bernoulli, 2));
+    let x: Vec<f32> = (0..4 * 6).map(|i| if i % 3 == 0 { 1.0 } else { 0.0 }).collect();
+    let y = vec![0, 1, 2, 0];
+    let mut rng = Rng::stream(0, Purpose::Encoding, &[]);
+    let mut results = vec![];
+    for net in [&a, &b] {
+        let mut ws = Workspace::default();
+        let mut grads = net.zero_gradients();
+        net.forward(&x, 4, &mut ws, Pass::Train, &mut rng);
+        net.backward(&x, &y, &mut ws, &mut grads);
+        results.push((ws.logits().to_vec(), grads));
+    }
+    for (p, q) in results[0].0.iter().zip(&results[1].0) {
+        assert!((p - q).abs() < 1e-5, "logits differ: {p} vs {q}");
+    }
+    for (g, h) in results[0].1.layers.iter().zip(&results[1].1.layers) {
+        for (p, q) in g.weights.iter().zip(&h.weights) {
+            assert!((p - q).abs() < 1e-5, "gradients differ: {p} vs {q}");
+        }
+    }
+}
