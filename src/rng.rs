@@ -27,6 +27,10 @@ pub enum Purpose {
     Synthetic = 6,
     /// Which examples form a task's probe batch.
     Probe = 7,
+    /// A learner's noise table.
+    Noise = 8,
+    /// A learner's own draws (noise offsets, redrawn units, fresh networks).
+    Learner = 9,
 }
 
 /// A xoshiro256++ generator.

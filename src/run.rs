@@ -273,6 +273,7 @@ mod tests {
         let mut learner = learner::build(
             &crate::spec::LearnerSpec::Sgd { lr: 0.1 },
             Network::new(config, seed),
+            seed,
         );
         let options = RunOptions {
             retention_sample: 2,
@@ -353,6 +354,7 @@ mod tests {
         let mut learner = learner::build(
             &crate::spec::LearnerSpec::Sgd { lr: 0.01 },
             Network::new(config, 0),
+            0,
         );
         let options = RunOptions {
             retention_sample: 5,

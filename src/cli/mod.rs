@@ -160,7 +160,7 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     let dataset = data::load(spec.benchmark.dataset, &locator)?.pooled(spec.benchmark.pool)?;
     let stream = TaskStream::new(&dataset, spec.stream_config())?;
     let network = Network::new(spec.network_config(dataset.pixels(), dataset.classes), spec.seed);
-    let mut learner = learner::build(&spec.learner, network);
+    let mut learner = learner::build(&spec.learner, network, spec.seed);
     let options = RunOptions {
         retention_sample: spec.benchmark.retention_sample,
         probe_size: spec.benchmark.probe_size,

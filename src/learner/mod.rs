@@ -1,12 +1,26 @@
 //! Learners: how a network is updated from a minibatch.
 //!
-//! A [`Learner`] owns its network and whatever per-synapse state its method needs, and turns one
-//! minibatch into one update. This issue ships plain SGD; the baselines (continual backprop, MESU, EWC,
-//! …) and compiled rules plug in behind the same trait. A learner never sees files, tasks or metrics
-//! beyond the `new_task` signal of [`UpdateContext`].
+//! A [`Learner`] owns its network and whatever per-parameter state its method needs, and turns one
+//! minibatch into one update. The built-in baselines (shared/reference/continual-learning.md) are all
+//! "backprop plus something":
+//! - [`penalty`]: SGD with a term added to the gradient: plain SGD, L2, L2-Init, online and stream EWC,
+//!   SI;
+//! - [`shrink_perturb`]: Dohare's per-step form and Ash & Adams' task-boundary form;
+//! - [`cbp`]: continual backprop (generate-and-test of hidden units);
+//! - [`redo`]: recycling of dormant units;
+//! - [`mesu`]: Bayesian weights with per-synapse uncertainty as learning rate.
+//!
+//! A learner never sees files, tasks or metrics beyond [`UpdateContext`]. Per-parameter state is laid
+//! out flat in the order of [`Network::parameters`], so every method's loop runs over slices.
+
+pub mod cbp;
+pub mod mesu;
+pub mod penalty;
+pub mod redo;
+pub mod shrink_perturb;
 
 use crate::data::Batch;
-use crate::rng::Rng;
+use crate::rng::{Purpose, Rng};
 use crate::snn::{Gradients, Network, Pass, Workspace, argmax};
 use crate::spec::LearnerSpec;
 
@@ -35,7 +49,7 @@ pub trait Learner: Send {
     /// The method's name as reports print it.
     fn name(&self) -> &str;
 
-    /// The network being trained.
+    /// The network being trained (for a Bayesian learner: the network of mean weights).
     fn network(&self) -> &Network;
 
     /// One update from `batch`. `rng` drives any stochastic part (input encoding, noise).
@@ -57,63 +71,150 @@ pub trait Learner: Send {
     }
 }
 
-/// Builds the learner a spec names, around a freshly initialised network.
-pub fn build(spec: &LearnerSpec, network: Network) -> Box<dyn Learner> {
-    match *spec {
-        LearnerSpec::Sgd { lr } => Box::new(Sgd::new(network, lr)),
+/// Builds the learner a spec names, around a freshly initialised network. `seed` keys the learner's own
+/// random streams (noise, redrawn units), apart from the network's initial weights.
+pub fn build(spec: &LearnerSpec, network: Network, seed: u64) -> Box<dyn Learner> {
+    match spec.clone() {
+        LearnerSpec::Sgd { lr } => Box::new(penalty::Penalized::new(network, lr, penalty::Penalty::None)),
+        LearnerSpec::L2 { lr, weight_decay } => Box::new(penalty::Penalized::new(
+            network,
+            lr,
+            penalty::Penalty::WeightDecay { lambda: weight_decay },
+        )),
+        LearnerSpec::L2Init { lr, strength } => {
+            let init = network.parameters().flat_map(|p| p.iter().copied()).collect();
+            Box::new(penalty::Penalized::new(
+                network,
+                lr,
+                penalty::Penalty::ToInit {
+                    lambda: strength,
+                    init,
+                },
+            ))
+        }
+        LearnerSpec::EwcOnline { lr, lambda, gamma } => Box::new(penalty::Penalized::new(
+            network,
+            lr,
+            penalty::Penalty::ewc_online(lambda, gamma),
+        )),
+        LearnerSpec::EwcStream { lr, lambda, gamma } => Box::new(penalty::Penalized::new(
+            network,
+            lr,
+            penalty::Penalty::ewc_stream(lambda, gamma),
+        )),
+        LearnerSpec::Si {
+            lr,
+            strength,
+            damping,
+        } => Box::new(penalty::Penalized::new(
+            network,
+            lr,
+            penalty::Penalty::si(strength, damping),
+        )),
+        LearnerSpec::ShrinkPerturb {
+            lr,
+            weight_decay,
+            noise_std,
+        } => Box::new(shrink_perturb::PerStep::new(
+            network,
+            lr,
+            weight_decay,
+            noise_std,
+            seed,
+        )),
+        LearnerSpec::ShrinkPerturbTask { lr, shrink, perturb } => Box::new(shrink_perturb::AtTaskStart::new(
+            network, lr, shrink, perturb, seed,
+        )),
+        LearnerSpec::Cbp(params) => Box::new(cbp::ContinualBackprop::new(network, params, seed)),
+        LearnerSpec::Redo {
+            lr,
+            threshold,
+            period,
+        } => Box::new(redo::Redo::new(network, lr, threshold, period, seed)),
+        LearnerSpec::Mesu(params) => Box::new(mesu::Mesu::new(network, params, seed)),
     }
 }
 
-/// Plain SGD: `w ← w − lr·∂L/∂w` for every weight and bias.
-#[derive(Debug)]
-pub struct Sgd {
-    network: Network,
-    workspace: Workspace,
-    gradients: Gradients,
-    lr: f32,
+/// The part every gradient-based learner shares: a network, the buffers of its passes and its
+/// gradients.
+#[derive(Clone, Debug)]
+pub struct Backprop {
+    /// The network being trained.
+    pub network: Network,
+    /// Buffers of the training pass (its activity is read by CBP and ReDo).
+    pub workspace: Workspace,
+    /// Gradients of the last [`Backprop::compute`].
+    pub gradients: Gradients,
 }
 
-impl Sgd {
-    /// SGD with step size `lr`.
-    pub fn new(network: Network, lr: f32) -> Sgd {
+impl Backprop {
+    /// Wraps a network.
+    pub fn new(network: Network) -> Backprop {
         let gradients = network.zero_gradients();
-        Sgd {
+        Backprop {
             network,
             workspace: Workspace::default(),
             gradients,
-            lr,
         }
     }
-}
 
-impl Learner for Sgd {
-    fn name(&self) -> &str {
-        "sgd"
-    }
-
-    fn network(&self) -> &Network {
-        &self.network
-    }
-
-    fn update(&mut self, batch: &Batch, _context: UpdateContext, rng: &mut Rng) -> UpdateStats {
-        let n = batch.len();
+    /// Forward (training pass) and backward on `batch`; gradients land in `self.gradients`.
+    pub fn compute(&mut self, batch: &Batch, rng: &mut Rng) -> UpdateStats {
         self.network
-            .forward(&batch.images, n, &mut self.workspace, Pass::Train, rng);
+            .forward(&batch.images, batch.len(), &mut self.workspace, Pass::Train, rng);
         let (loss, correct) = self.network.backward(
             &batch.images,
             &batch.labels,
             &mut self.workspace,
             &mut self.gradients,
         );
-        let lr = self.lr;
-        for (layer, grad) in self.network.layers_mut().iter_mut().zip(&self.gradients.layers) {
-            for (w, g) in layer.weights_mut().iter_mut().zip(&grad.weights) {
+        UpdateStats { loss, correct }
+    }
+
+    /// `θ ← θ − lr·g` for every parameter.
+    pub fn descend(&mut self, lr: f32) {
+        for (p, g) in self.network.parameters_mut().zip(self.gradients.slices()) {
+            for (w, g) in p.iter_mut().zip(g) {
                 *w -= lr * g;
             }
-            for (b, g) in layer.bias_mut().iter_mut().zip(&grad.bias) {
-                *b -= lr * g;
-            }
         }
-        UpdateStats { loss, correct }
+    }
+}
+
+/// A table of standard normal draws read at random offsets: the cheap Gaussian noise of per-step
+/// Shrink & Perturb and MESU's weight samples.
+///
+/// Drawing 53,000 fresh normals per update with Box–Muller would cost more than the update itself. A
+/// shared table of 2^20 exact draws, read as a contiguous window at a random offset, costs one read per
+/// value; the same trick carries OpenAI's evolution strategies (Salimans et al. 2017, "shared noise
+/// table"). Two windows overlap only as shifted sequences, so a synapse never sees correlated noise
+/// across its own draws unless two offsets coincide (probability 2^-20 per pair).
+#[derive(Clone, Debug)]
+pub struct NoiseTable {
+    values: Vec<f32>,
+}
+
+impl NoiseTable {
+    /// Entries in the table.
+    pub const LEN: usize = 1 << 20;
+
+    /// The table for `seed`.
+    pub fn new(seed: u64) -> NoiseTable {
+        let mut rng = Rng::stream(seed, Purpose::Noise, &[]);
+        NoiseTable {
+            values: (0..Self::LEN).map(|_| rng.normal()).collect(),
+        }
+    }
+
+    /// Fills `out` with consecutive table values from a random offset, wrapping around the end.
+    pub fn fill(&self, out: &mut [f32], rng: &mut Rng) {
+        let mut start = rng.below(Self::LEN);
+        let mut done = 0;
+        while done < out.len() {
+            let take = (out.len() - done).min(Self::LEN - start);
+            out[done..done + take].copy_from_slice(&self.values[start..start + take]);
+            done += take;
+            start = 0;
+        }
     }
 }

@@ -127,6 +127,22 @@ pub struct Gradients {
     pub layers: Vec<DenseGradient>,
 }
 
+impl Gradients {
+    /// Gradient slices in the order of [`Network::parameters`].
+    pub fn slices(&self) -> impl Iterator<Item = &[f32]> {
+        self.layers
+            .iter()
+            .flat_map(|d| [d.weights.as_slice(), d.bias.as_slice()])
+    }
+
+    /// [`Gradients::slices`], mutable.
+    pub fn slices_mut(&mut self) -> impl Iterator<Item = &mut [f32]> {
+        self.layers
+            .iter_mut()
+            .flat_map(|d| [d.weights.as_mut_slice(), d.bias.as_mut_slice()])
+    }
+}
+
 /// The network: hidden layers and readout.
 #[derive(Clone, Debug)]
 pub struct Network {
@@ -186,18 +202,25 @@ impl Workspace {
     /// Mean activity of hidden layer `layer` over the steps of the last pass, `batch × width`: the
     /// firing rate in spiking mode, the activation in ANN mode.
     pub fn activity(&self, layer: usize, width: usize) -> Vec<f32> {
+        let mut out = Vec::new();
+        self.activity_into(layer, width, &mut out);
+        out
+    }
+
+    /// [`Workspace::activity`] into a reused buffer.
+    pub fn activity_into(&self, layer: usize, width: usize, out: &mut Vec<f32>) {
         let per_step = self.batch * width;
-        let spikes = &self.layers[layer].spikes;
+        let spikes = &self.layers[layer].spikes[..];
         let steps = spikes.len() / per_step.max(1);
-        let mut out = vec![0.0f32; per_step];
-        for t in 0..steps {
-            for (o, s) in out.iter_mut().zip(&spikes[t * per_step..(t + 1) * per_step]) {
+        out.clear();
+        out.resize(per_step, 0.0);
+        for step in spikes.chunks_exact(per_step).take(steps) {
+            for (o, s) in out.iter_mut().zip(step) {
                 *o += s;
             }
         }
         let scale = 1.0 / steps.max(1) as f32;
         out.iter_mut().for_each(|o| *o *= scale);
-        out
     }
 
     /// Non-zero inputs reaching hidden layer `layer` and the readout over the last pass, summed over steps
@@ -219,25 +242,34 @@ impl Workspace {
     }
 }
 
+/// Half-widths of the uniform initial distributions (weights, biases) of layer `l` (readout last).
+fn init_bounds(config: &NetworkConfig, l: usize) -> (f32, f32) {
+    let fan_in = if l == 0 {
+        config.inputs
+    } else {
+        config.hidden[l - 1]
+    } as f32;
+    let is_readout = l == config.hidden.len();
+    match config.init {
+        Init::FanIn => (1.0 / fan_in.sqrt(), 1.0 / fan_in.sqrt()),
+        Init::KaimingUniform if is_readout => ((3.0 / fan_in).sqrt(), 0.0),
+        Init::KaimingUniform => ((6.0 / fan_in).sqrt(), 0.0),
+    }
+}
+
 impl Network {
     /// A freshly initialised network; the weights depend only on `seed`.
     pub fn new(config: NetworkConfig, seed: u64) -> Network {
         let mut widths = vec![config.inputs];
         widths.extend(&config.hidden);
         widths.push(config.classes);
-        let last = widths.len() - 2;
         let layers = widths
             .windows(2)
             .enumerate()
             .map(|(l, pair)| {
                 let (inputs, outputs) = (pair[0], pair[1]);
                 let mut rng = Rng::stream(seed, Purpose::Init, &[l as u64]);
-                let fan_in = inputs as f32;
-                let (w_bound, b_bound) = match config.init {
-                    Init::FanIn => (1.0 / fan_in.sqrt(), 1.0 / fan_in.sqrt()),
-                    Init::KaimingUniform if l == last => ((3.0 / fan_in).sqrt(), 0.0),
-                    Init::KaimingUniform => ((6.0 / fan_in).sqrt(), 0.0),
-                };
+                let (w_bound, b_bound) = init_bounds(&config, l);
                 Dense {
                     weights: (0..inputs * outputs).map(|_| rng.symmetric(w_bound)).collect(),
                     bias: (0..outputs).map(|_| rng.symmetric(b_bound)).collect(),
@@ -262,6 +294,28 @@ impl Network {
             step_weights,
             bias_weight,
         }
+    }
+
+    /// Redraws the incoming weights of `unit` in hidden layer `layer` from the initial distribution and
+    /// sets its bias to 0 (how continual backprop and ReDo recycle a unit).
+    pub fn redraw_incoming(&mut self, layer: usize, unit: usize, rng: &mut Rng) {
+        let (bound, _) = init_bounds(&self.config, layer);
+        let dense = &mut self.layers[layer];
+        let row = &mut dense.weights[unit * dense.inputs..(unit + 1) * dense.inputs];
+        row.iter_mut().for_each(|w| *w = rng.symmetric(bound));
+        dense.bias[unit] = 0.0;
+    }
+
+    /// Sets every outgoing weight of `unit` in hidden layer `layer` to 0, so the unit no longer affects
+    /// the network's output.
+    pub fn zero_outgoing(&mut self, layer: usize, unit: usize) {
+        let next = &mut self.layers[layer + 1];
+        let inputs = next.inputs;
+        next.weights
+            .iter_mut()
+            .skip(unit)
+            .step_by(inputs)
+            .for_each(|w| *w = 0.0);
     }
 
     /// The configuration the network was built from.
@@ -291,6 +345,26 @@ impl Network {
                 })
                 .collect(),
         }
+    }
+
+    /// Every parameter slice in a fixed order: weights then bias of each layer, hidden layers first.
+    /// Per-parameter state of learners (anchors, Fisher, Ω, σ) is laid out flat in this order.
+    pub fn parameters(&self) -> impl Iterator<Item = &[f32]> {
+        self.layers
+            .iter()
+            .flat_map(|d| [d.weights.as_slice(), d.bias.as_slice()])
+    }
+
+    /// [`Network::parameters`], mutable.
+    pub fn parameters_mut(&mut self) -> impl Iterator<Item = &mut [f32]> {
+        self.layers
+            .iter_mut()
+            .flat_map(|d| [d.weights.as_mut_slice(), d.bias.as_mut_slice()])
+    }
+
+    /// Total parameters (weights and biases).
+    pub fn parameter_count(&self) -> usize {
+        self.parameters().map(<[f32]>::len).sum()
     }
 
     /// Total weights (biases excluded).
