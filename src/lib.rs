@@ -9,6 +9,7 @@ pub mod cli;
 pub mod data;
 pub mod learner;
 pub mod metrics;
+pub mod names;
 pub mod report;
 pub mod rng;
 pub mod run;

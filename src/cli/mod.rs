@@ -23,7 +23,7 @@ use crate::metrics::{self, AccuracyMatrix, TaskRecord};
 use crate::report::{self, RunFiles, RunSnapshot};
 use crate::run::{self, Observer, RunOptions, Status};
 use crate::snn::Network;
-use crate::spec::{self, Boundaries, RunSpec};
+use crate::spec::{self, Boundaries, LEARNER_NAMES, LearnerSpec, RunSpec};
 
 use progress::Progress;
 
@@ -34,7 +34,11 @@ Examples:
   synaptogen run searches/pmnist-quick.ron
 
   # The 200-task benchmark, only the first 50 tasks, another seed:
-  synaptogen run searches/pmnist-200.ron --tasks 50 --seed 3 --out runs/sgd-s3";
+  synaptogen run searches/pmnist-200.ron --tasks 50 --seed 3 --out runs/sgd-s3
+
+  # Compare baselines on identical streams and seeds, in parallel:
+  synaptogen run searches/pmnist-quick.ron --learner sgd --learner cbp \\
+      --learner 'Cbp(lr: 0.05, replacement_rate: 1e-3)' --learner mesu";
 
 /// Discover local plasticity and pruning rules for spiking networks that keep learning.
 #[derive(Debug, Parser)]
@@ -69,6 +73,15 @@ struct RunArgs {
     /// Where to look for datasets before $SYNAPTOGEN_DATA and ./data.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Train this learner instead of the spec's; repeat it to compare several on identical streams and
+    /// seeds, in parallel. A NAME (sgd, l2, l2_init, shrink_perturb, shrink_perturb_task, cbp, redo, mesu,
+    /// ewc_online, ewc_stream, si) takes the reference defaults and the spec's step size; a RON value such
+    /// as 'Cbp(lr: 0.05, maturity: 500)' sets parameters.
+    #[arg(long = "learner", value_name = "LEARNER")]
+    learners: Vec<String>,
+    /// Learners trained at once [default: one per core].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    threads: Option<u64>,
     /// No progress output on stderr (results still go to stdout and the output directory).
     #[arg(long, short)]
     quiet: bool,
@@ -137,6 +150,111 @@ fn install_interrupt() -> Arc<AtomicBool> {
     stop
 }
 
+/// Turns one `--learner` value into a learner spec: a known name with reference defaults and the
+/// spec's step size, or a RON learner section.
+fn resolve_learner(text: &str, spec: &RunSpec) -> anyhow::Result<LearnerSpec> {
+    let source = PathBuf::from(format!("--learner {text}"));
+    let learner = if text.contains('(') {
+        spec::parse_learner(text, &source)?
+    } else {
+        let lr = spec.learner.lr().unwrap_or(0.05);
+        LearnerSpec::named(text, lr).ok_or_else(|| {
+            let hint = crate::names::closest(text, LEARNER_NAMES)
+                .map_or(String::new(), |n| format!(" (did you mean '{n}'?)"));
+            InputError(format!(
+                "--learner: unknown learner '{text}'{hint}; known learners: {}",
+                LEARNER_NAMES.join(", ")
+            ))
+        })?
+    };
+    RunSpec {
+        learner: learner.clone(),
+        ..spec.clone()
+    }
+    .validate(&source)?;
+    Ok(learner)
+}
+
+/// One learner's run: where it writes and how it ended.
+struct LearnerResult {
+    label: String,
+    outcome: run::RunOutcome,
+    summary: Option<metrics::Summary>,
+    dir: PathBuf,
+}
+
+/// What every learner of one `synaptogen run` shares.
+struct Shared<'a> {
+    spec: &'a RunSpec,
+    name: &'a str,
+    dataset: &'a data::Dataset,
+    stream: &'a TaskStream<'a>,
+    options: &'a RunOptions,
+    display: &'a progress::Display,
+    stop: &'a Arc<AtomicBool>,
+    labelled: bool,
+}
+
+fn run_learner(
+    shared: &Shared,
+    label: &str,
+    learner_spec: &LearnerSpec,
+    files: &RunFiles,
+) -> anyhow::Result<LearnerResult> {
+    let spec = RunSpec {
+        learner: learner_spec.clone(),
+        ..shared.spec.clone()
+    };
+    let network = Network::new(
+        spec.network_config(shared.dataset.pixels(), shared.dataset.classes),
+        spec.seed,
+    );
+    let mut learner = learner::build(&spec.learner, network, spec.seed);
+    let config = shared.stream.config();
+    let progress = shared.display.learner(
+        shared.labelled.then(|| label.to_string()),
+        config.tasks,
+        config.train_per_task * config.epochs,
+    );
+    let mut observer = FileObserver {
+        files,
+        spec: &spec,
+        name: shared.name,
+        learner: label.to_string(),
+        dataset: &shared.dataset.name,
+        records: Vec::new(),
+        error: None,
+        stop: shared.stop.clone(),
+        progress,
+    };
+    let outcome = run::run(shared.stream, &mut *learner, shared.options, &mut observer);
+    observer.progress.finish();
+    if let Some(err) = observer.error.take() {
+        return Err(anyhow::Error::new(err).context(format!(
+            "{label}: the run stopped because its results could not be saved"
+        )));
+    }
+    let summary = metrics::summarize(&outcome.matrix, &outcome.records);
+    files
+        .write(RunSnapshot {
+            name: shared.name,
+            learner: label,
+            dataset: &shared.dataset.name,
+            status: &outcome.status,
+            spec: &spec,
+            records: &outcome.records,
+            matrix: &outcome.matrix,
+            summary: summary.as_ref(),
+        })
+        .with_context(|| format!("{label}: saving the final results"))?;
+    Ok(LearnerResult {
+        label: label.to_string(),
+        outcome,
+        summary,
+        dir: files.dir().to_path_buf(),
+    })
+}
+
 fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut spec = read_spec(&args.spec)?;
     if let Some(tasks) = args.tasks {
@@ -145,13 +263,46 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(seed) = args.seed {
         spec.seed = seed;
     }
+    let learners: Vec<LearnerSpec> = if args.learners.is_empty() {
+        vec![spec.learner.clone()]
+    } else {
+        args.learners
+            .iter()
+            .map(|text| resolve_learner(text, &spec))
+            .collect::<anyhow::Result<_>>()?
+    };
     let stem = args
         .spec
         .file_stem()
         .map_or("run".into(), |s| s.to_string_lossy().into_owned());
     let name = spec.name_or(&stem);
     let out_dir = args.out.clone().unwrap_or_else(|| Path::new("runs").join(&name));
-    let files = RunFiles::create(&out_dir)?;
+    // One learner from the spec writes straight into the output directory; learners named on the
+    // command line get a subdirectory each (a repeated name gets a suffix).
+    let mut labels: Vec<String> = Vec::new();
+    for learner in &learners {
+        let base = learner.name().to_string();
+        let count = labels
+            .iter()
+            .filter(|l| l.split('-').next() == Some(base.as_str()))
+            .count();
+        labels.push(if count == 0 {
+            base
+        } else {
+            format!("{base}-{}", count + 1)
+        });
+    }
+    let labelled = !args.learners.is_empty();
+    let files: Vec<RunFiles> = labels
+        .iter()
+        .map(|label| {
+            RunFiles::create(&if labelled {
+                out_dir.join(label)
+            } else {
+                out_dir.clone()
+            })
+        })
+        .collect::<Result<_, _>>()?;
 
     let locator = Locator {
         explicit: spec.benchmark.data_path.clone(),
@@ -159,8 +310,6 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let dataset = data::load(spec.benchmark.dataset, &locator)?.pooled(spec.benchmark.pool)?;
     let stream = TaskStream::new(&dataset, spec.stream_config())?;
-    let network = Network::new(spec.network_config(dataset.pixels(), dataset.classes), spec.seed);
-    let mut learner = learner::build(&spec.learner, network, spec.seed);
     let options = RunOptions {
         retention_sample: spec.benchmark.retention_sample,
         probe_size: spec.benchmark.probe_size,
@@ -168,63 +317,88 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         boundaries_visible: spec.benchmark.boundaries == Boundaries::Visible,
         eval_batch: 500,
     };
-
     let stop = install_interrupt();
-    let progress = Progress::new(
-        args.quiet,
-        spec.benchmark.tasks,
-        stream.config().train_per_task * stream.config().epochs,
-    );
-    progress.announce(&format!(
+    let display = progress::Display::new(args.quiet);
+    display.announce(&format!(
         "{name}: {} on {} ({} tasks, {} inputs, hidden {:?}), seed {}",
-        learner.name(),
+        labels.join(", "),
         dataset.name,
         spec.benchmark.tasks,
         dataset.pixels(),
         spec.network.hidden,
         spec.seed
     ));
-    let mut observer = FileObserver {
-        files: &files,
+    let shared = Shared {
         spec: &spec,
         name: &name,
-        learner: learner.name().to_string(),
-        dataset: &dataset.name,
-        records: Vec::new(),
-        error: None,
-        stop,
-        progress,
+        dataset: &dataset,
+        stream: &stream,
+        options: &options,
+        display: &display,
+        stop: &stop,
+        labelled,
     };
-    let outcome = run::run(&stream, &mut *learner, &options, &mut observer);
-    observer.progress.finish();
-    if let Some(err) = observer.error.take() {
-        return Err(anyhow::Error::new(err).context("the run stopped because its results could not be saved"));
-    }
-    let summary = metrics::summarize(&outcome.matrix, &outcome.records);
-    let learner_name = learner.name().to_string();
-    files
-        .write(RunSnapshot {
-            name: &name,
-            learner: &learner_name,
-            dataset: &dataset.name,
-            status: &outcome.status,
-            spec: &spec,
-            records: &outcome.records,
-            matrix: &outcome.matrix,
-            summary: summary.as_ref(),
-        })
-        .context("saving the final results")?;
-    let text = summary::render(&name, &learner_name, &outcome, summary.as_ref(), files.dir());
+    let threads = args.threads.map_or(0, |t| t as usize);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .context("starting the worker threads")?;
+    let results: Vec<anyhow::Result<LearnerResult>> = pool.install(|| {
+        use rayon::prelude::*;
+        labels
+            .par_iter()
+            .zip(&learners)
+            .zip(&files)
+            .map(|((label, learner), files)| run_learner(&shared, label, learner, files))
+            .collect()
+    });
+    let results: Vec<LearnerResult> = results.into_iter().collect::<anyhow::Result<_>>()?;
+
+    let text = if labelled {
+        let rows: Vec<report::ComparisonRow> = results.iter().map(comparison_row).collect();
+        report::write_comparison(&out_dir, &rows).context("saving comparison.csv")?;
+        summary::comparison(&name, &rows, &out_dir)
+    } else {
+        let r = &results[0];
+        summary::render(&name, &r.label, &r.outcome, r.summary.as_ref(), &r.dir)
+    };
     let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush()) {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            return Err(e).context("writing the summary to stdout");
-        }
+    if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(e).context("writing the summary to stdout");
     }
-    Ok(match outcome.status {
-        Status::Interrupted => ExitCode::from(130),
-        Status::Completed | Status::Diverged { .. } => ExitCode::SUCCESS,
+    let interrupted = results.iter().any(|r| r.outcome.status == Status::Interrupted);
+    Ok(if interrupted {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
     })
+}
+
+fn comparison_row(result: &LearnerResult) -> report::ComparisonRow {
+    let last = result.outcome.records.last();
+    report::ComparisonRow {
+        learner: result.label.clone(),
+        status: match &result.outcome.status {
+            Status::Completed => "completed".into(),
+            Status::Interrupted => "interrupted".into(),
+            Status::Diverged { task, .. } => format!("diverged at task {task}"),
+        },
+        summary: result.summary.clone(),
+        effective_rank: last
+            .map(|r| r.start.effective_rank.iter().sum::<f64>() / r.start.effective_rank.len().max(1) as f64),
+        dead_fraction: last.map(|r| r.start.dead_fraction),
+        samples_per_second: (!result.outcome.records.is_empty()).then(|| {
+            result
+                .outcome
+                .records
+                .iter()
+                .map(|r| r.samples_per_second)
+                .sum::<f64>()
+                / result.outcome.records.len() as f64
+        }),
+    }
 }
 
 /// Saves every finished task as it lands and drives the progress display.
@@ -241,8 +415,8 @@ struct FileObserver<'a> {
 }
 
 impl Observer for FileObserver<'_> {
-    fn task_started(&mut self, task: usize, _tasks: usize) {
-        self.progress.task_started(task);
+    fn task_started(&mut self, _task: usize, _tasks: usize) {
+        self.progress.task_started();
     }
 
     fn progress(&mut self, task: usize, samples_done: usize, _samples_total: usize, online_accuracy: f32) {

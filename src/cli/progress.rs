@@ -1,17 +1,68 @@
-//! Progress on stderr: a live bar on a terminal, one line per finished task otherwise (logs, CI),
-//! nothing with `--quiet`.
+//! Progress on stderr: live bars on a terminal (one per learner), one line per finished task otherwise
+//! (logs, CI), nothing with `--quiet`.
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::metrics::TaskRecord;
 
-/// The progress display of one run.
-pub struct Progress {
-    bar: Option<ProgressBar>,
+/// Where progress goes for every learner of one `synaptogen run`.
+#[derive(Clone)]
+pub struct Display {
     quiet: bool,
+    bars: Option<MultiProgress>,
+}
+
+impl Display {
+    /// Bars when stderr is a terminal and not `quiet`, plain lines otherwise.
+    pub fn new(quiet: bool) -> Display {
+        let bars = (!quiet && std::io::stderr().is_terminal())
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(4)));
+        Display { quiet, bars }
+    }
+
+    /// A line above the bars (or on stderr).
+    pub fn announce(&self, line: &str) {
+        match &self.bars {
+            Some(bars) => {
+                let _ = bars.println(line);
+            }
+            None if !self.quiet => eprintln!("{line}"),
+            None => {}
+        }
+    }
+
+    /// The progress of one learner; `label` prefixes its lines when several learners run.
+    pub fn learner(&self, label: Option<String>, tasks: usize, samples_per_task: usize) -> Progress {
+        let bar = self.bars.as_ref().map(|bars| {
+            let bar = bars.add(ProgressBar::new((tasks * samples_per_task) as u64));
+            bar.set_style(
+                ProgressStyle::with_template("{prefix}{bar:30} {msg} │ {elapsed_precise} ETA {eta}")
+                    .expect("the template is a constant"),
+            );
+            bar.set_prefix(label.as_ref().map_or(String::new(), |l| format!("{l:<20} ")));
+            bar.enable_steady_tick(Duration::from_millis(250));
+            bar
+        });
+        Progress {
+            display: self.clone(),
+            bar,
+            label,
+            tasks,
+            samples_per_task,
+            started: Instant::now(),
+            task_started: Instant::now(),
+        }
+    }
+}
+
+/// The progress display of one learner's run.
+pub struct Progress {
+    display: Display,
+    bar: Option<ProgressBar>,
+    label: Option<String>,
     tasks: usize,
     samples_per_task: usize,
     started: Instant,
@@ -19,41 +70,8 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// A display for `tasks` tasks of `samples_per_task` training examples each.
-    pub fn new(quiet: bool, tasks: usize, samples_per_task: usize) -> Progress {
-        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
-            let bar = ProgressBar::with_draw_target(
-                Some((tasks * samples_per_task) as u64),
-                ProgressDrawTarget::stderr_with_hz(4),
-            );
-            bar.set_style(
-                ProgressStyle::with_template("{bar:30} {msg} │ {elapsed_precise} ETA {eta}")
-                    .expect("the template is a constant"),
-            );
-            bar.enable_steady_tick(Duration::from_millis(250));
-            bar
-        });
-        Progress {
-            bar,
-            quiet,
-            tasks,
-            samples_per_task,
-            started: Instant::now(),
-            task_started: Instant::now(),
-        }
-    }
-
-    /// A line above the bar (or on stderr).
-    pub fn announce(&self, line: &str) {
-        match &self.bar {
-            Some(bar) => bar.println(line),
-            None if !self.quiet => eprintln!("{line}"),
-            None => {}
-        }
-    }
-
     /// A task begins.
-    pub fn task_started(&mut self, _task: usize) {
+    pub fn task_started(&mut self) {
         self.task_started = Instant::now();
     }
 
@@ -77,8 +95,9 @@ impl Progress {
         let retention = record
             .retention
             .map_or("     —".to_string(), |r| format!("{:5.1}%", 100.0 * r));
+        let label = self.label.as_ref().map_or(String::new(), |l| format!("{l}: "));
         let line = format!(
-            "task {:>3}/{}: plasticity {:5.1}%  retention {retention}  online {:5.1}%  {:>7.0} samples/s  [{:.0?}]",
+            "{label}task {:>3}/{}: plasticity {:5.1}%  retention {retention}  online {:5.1}%  {:>7.0} samples/s  [{:.0?}]",
             record.task,
             self.tasks,
             100.0 * record.plasticity,
@@ -86,7 +105,7 @@ impl Progress {
             record.samples_per_second,
             self.started.elapsed(),
         );
-        self.announce(&line);
+        self.display.announce(&line);
     }
 
     /// Clears the bar.

@@ -103,3 +103,44 @@ pub fn render(
     );
     out
 }
+
+/// The multi-learner comparison table.
+pub fn comparison(name: &str, rows: &[crate::report::ComparisonRow], dir: &Path) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{name}: {} learners on identical streams and seeds\n",
+        rows.len()
+    );
+    let _ = writeln!(
+        out,
+        "{:<22} {:>10} {:>9} {:>6} {:>9} {:>10} {:>9} {:>6} {:>6}  status",
+        "learner", "plasticity", "retention", "ACC", "BWT", "forgetting", "objective", "erank", "dead"
+    );
+    for r in rows {
+        let s = r.summary.as_ref();
+        let pp = |v: Option<f32>| v.map_or("—".into(), |v| format!("{:+.1}", 100.0 * v));
+        let _ = writeln!(
+            out,
+            "{:<22} {:>10} {:>9} {:>6} {:>9} {:>10} {:>9} {:>6} {:>6}  {}",
+            r.learner,
+            percent(s.map(|s| s.mean_plasticity)),
+            percent(s.and_then(|s| s.mean_retention)),
+            percent(s.map(|s| s.final_accuracy)),
+            pp(s.and_then(|s| s.bwt)),
+            pp(s.and_then(|s| s.forgetting)),
+            percent(s.map(|s| s.objective)),
+            r.effective_rank.map_or("—".into(), |v| format!("{v:.1}")),
+            r.dead_fraction
+                .map_or("—".into(), |v| format!("{:.1}%", 100.0 * v)),
+            r.status,
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nplasticity, retention: means over tasks; ACC: final mean over every task; BWT, forgetting in pp;\nerank, dead: at the last task's start. Per-task metrics: {}/<learner>/; table: {}/comparison.csv",
+        dir.display(),
+        dir.display()
+    );
+    out
+}

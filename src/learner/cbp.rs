@@ -22,6 +22,13 @@ use crate::rng::{Purpose, Rng};
 use crate::snn::Network;
 use crate::spec::{CbpParams, Utility};
 
+/// Adam-style bias correction `1 − η^age` of a running average started at 0 (1 when η = 0 or age = 0,
+/// where there is nothing to correct).
+fn bias_correction(decay: f32, age: u32) -> f32 {
+    let c = 1.0 - (decay as f64).powi(age.min(100_000) as i32);
+    if c > 0.0 { c as f32 } else { 1.0 }
+}
+
 /// Per-unit statistics of one hidden layer.
 #[derive(Clone, Debug)]
 struct LayerUtility {
@@ -85,8 +92,7 @@ impl ContinualBackprop {
     }
 
     fn bias_correction(&self, age: u32) -> f32 {
-        let c = 1.0 - (self.params.decay as f64).powi(age.min(100_000) as i32);
-        if c > 0.0 { c as f32 } else { 1.0 }
+        bias_correction(self.params.decay, age)
     }
 
     /// Step 1–2: updates ages, mean activities and utilities from the last training pass.
@@ -124,9 +130,14 @@ impl ContinualBackprop {
                 .map(|&a| self.bias_correction(a))
                 .collect();
             let stats = &mut self.layers[l];
-            for i in 0..width {
-                stats.utility[i] *= eta;
-                stats.mean_activity[i] = eta * stats.mean_activity[i] + (1.0 - eta) * mean_h[i];
+            for ((u, f), h) in stats
+                .utility
+                .iter_mut()
+                .zip(&mut stats.mean_activity)
+                .zip(&mean_h)
+            {
+                *u *= eta;
+                *f = eta * *f + (1.0 - eta) * h;
             }
             let utility = self.params.utility;
             for i in 0..width {
@@ -177,10 +188,7 @@ impl ContinualBackprop {
             let mut ranked = eligible;
             ranked.sort_by(|&a, &b| utilities[a].total_cmp(&utilities[b]).then(a.cmp(&b)));
             for &unit in &ranked[..k] {
-                let f_hat = stats.mean_activity[unit] / {
-                    let c = 1.0 - (self.params.decay as f64).powi(stats.age[unit].min(100_000) as i32);
-                    if c > 0.0 { c as f32 } else { 1.0 }
-                };
+                let f_hat = stats.mean_activity[unit] / bias_correction(self.params.decay, stats.age[unit]);
                 let network = &mut self.core.network;
                 if self.params.bias_transfer {
                     let next = &mut network.layers_mut()[l + 1];
@@ -292,11 +300,16 @@ mod tests {
         ws.logits().to_vec()
     }
 
-    /// Replaces units after a few steps; returns (network before, network after, replaced (layer, unit)).
-    fn replace_once(
-        neuron: Neuron,
-        bias_transfer: bool,
-    ) -> (Network, Network, Vec<(usize, usize)>, Vec<Vec<f32>>) {
+    /// The first replacement of a short run: networks before and after it, the replaced (layer, unit)s
+    /// and every unit's f̂ just before it.
+    struct Replacement {
+        before: Network,
+        after: Network,
+        replaced: Vec<(usize, usize)>,
+        f_hat: Vec<Vec<f32>>,
+    }
+
+    fn replace_once(neuron: Neuron, bias_transfer: bool) -> Replacement {
         let mut cbp = ContinualBackprop::new(
             network(neuron),
             CbpParams {
@@ -327,7 +340,12 @@ mod tests {
                     .flat_map(|l| (0..cbp.layers[l].age.len()).map(move |u| (l, u)))
                     .filter(|&(l, u)| cbp.layers[l].age[u] == 0)
                     .collect();
-                return (before, cbp.core.network.clone(), replaced, f_hat);
+                return Replacement {
+                    before,
+                    after: cbp.core.network.clone(),
+                    replaced,
+                    f_hat,
+                };
             }
         }
         panic!("no replacement in 20 steps");
@@ -338,7 +356,12 @@ mod tests {
         // After a replacement the network computes exactly what it computed before with the old unit
         // removed: the fresh unit's outgoing weights are zero.
         for neuron in [lif(), Neuron::Relu] {
-            let (before, after, replaced, _) = replace_once(neuron, false);
+            let Replacement {
+                before,
+                after,
+                replaced,
+                ..
+            } = replace_once(neuron, false);
             assert!(!replaced.is_empty());
             let mut removed = before.clone();
             for &(l, u) in &replaced {
@@ -360,7 +383,12 @@ mod tests {
 
     #[test]
     fn bias_transfer_moves_the_mean_contribution_into_the_next_bias() {
-        let (before, after, replaced, f_hat) = replace_once(Neuron::Relu, true);
+        let Replacement {
+            before,
+            after,
+            replaced,
+            f_hat,
+        } = replace_once(Neuron::Relu, true);
         let mut expected = before.clone();
         for &(l, u) in &replaced {
             let next = &mut expected.layers_mut()[l + 1];

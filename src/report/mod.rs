@@ -132,6 +132,57 @@ impl RunFiles {
     }
 }
 
+/// One learner's line in a multi-learner comparison.
+#[derive(Clone, Debug)]
+pub struct ComparisonRow {
+    /// Learner label (its output subdirectory).
+    pub learner: String,
+    /// How its run ended.
+    pub status: String,
+    /// Its summary, when at least one task finished.
+    pub summary: Option<Summary>,
+    /// Mean effective rank over hidden layers at the last task's start.
+    pub effective_rank: Option<f64>,
+    /// Dead fraction at the last task's start.
+    pub dead_fraction: Option<f64>,
+    /// Mean training samples per second.
+    pub samples_per_second: Option<f64>,
+}
+
+/// The comparison as CSV, one row per learner.
+pub fn comparison_csv(rows: &[ComparisonRow]) -> String {
+    let mut out = String::from(
+        "learner,status,tasks,final_accuracy,mean_plasticity,mean_retention,bwt,forgetting,objective,effective_rank_last,dead_fraction_last,samples_per_second\n",
+    );
+    for r in rows {
+        let s = r.summary.as_ref();
+        out += &format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            r.learner,
+            r.status,
+            s.map_or(0, |s| s.tasks),
+            cell(s.map(|s| s.final_accuracy as f64)),
+            cell(s.map(|s| s.mean_plasticity as f64)),
+            cell(s.and_then(|s| s.mean_retention).map(f64::from)),
+            cell(s.and_then(|s| s.bwt).map(f64::from)),
+            cell(s.and_then(|s| s.forgetting).map(f64::from)),
+            cell(s.map(|s| s.objective as f64)),
+            cell(r.effective_rank),
+            cell(r.dead_fraction),
+            r.samples_per_second.map_or(String::new(), |v| format!("{v:.0}")),
+        );
+    }
+    out
+}
+
+/// Writes `comparison.csv` into `dir` (atomically).
+pub fn write_comparison(dir: &Path, rows: &[ComparisonRow]) -> Result<(), Error> {
+    RunFiles {
+        dir: dir.to_path_buf(),
+    }
+    .atomic("comparison.csv", comparison_csv(rows).as_bytes())
+}
+
 fn cell(value: Option<f64>) -> String {
     value.map_or(String::new(), |v| format!("{v:.6}"))
 }
