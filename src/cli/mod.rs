@@ -73,8 +73,8 @@ struct RunArgs {
     /// Where to look for datasets before $SYNAPTOGEN_DATA and ./data.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Train this learner instead of the spec's; repeat it to compare several on identical streams and
-    /// seeds, in parallel. A NAME (sgd, l2, l2_init, shrink_perturb, shrink_perturb_task, cbp, redo, mesu,
+    /// Train this learner instead of the spec's learner and baselines; repeat it to compare several on
+    /// identical streams and seeds, in parallel. A NAME (sgd, l2, l2_init, shrink_perturb, shrink_perturb_task, cbp, redo, mesu,
     /// ewc_online, ewc_stream, si) takes the reference defaults and the spec's step size; a RON value such
     /// as 'Cbp(lr: 0.05, maturity: 500)' sets parameters.
     #[arg(long = "learner", value_name = "LEARNER")]
@@ -169,6 +169,7 @@ fn resolve_learner(text: &str, spec: &RunSpec) -> anyhow::Result<LearnerSpec> {
     };
     RunSpec {
         learner: learner.clone(),
+        baselines: vec![],
         ..spec.clone()
     }
     .validate(&source)?;
@@ -203,6 +204,7 @@ fn run_learner(
 ) -> anyhow::Result<LearnerResult> {
     let spec = RunSpec {
         learner: learner_spec.clone(),
+        baselines: vec![],
         ..shared.spec.clone()
     };
     let network = Network::new(
@@ -264,7 +266,10 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         spec.seed = seed;
     }
     let learners: Vec<LearnerSpec> = if args.learners.is_empty() {
-        vec![spec.learner.clone()]
+        std::iter::once(&spec.learner)
+            .chain(&spec.baselines)
+            .cloned()
+            .collect()
     } else {
         args.learners
             .iter()
@@ -292,7 +297,7 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
             format!("{base}-{}", count + 1)
         });
     }
-    let labelled = !args.learners.is_empty();
+    let labelled = learners.len() > 1 || !args.learners.is_empty();
     let files: Vec<RunFiles> = labels
         .iter()
         .map(|label| {

@@ -29,6 +29,20 @@ fn bias_correction(decay: f32, age: u32) -> f32 {
     if c > 0.0 { c as f32 } else { 1.0 }
 }
 
+/// Σ|x| with eight independent accumulators: a single running sum is a chain of dependent float adds
+/// the compiler may not reorder, which runs at add latency instead of vector width.
+fn sum_abs(xs: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let chunks = xs.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().map(|x| x.abs()).sum();
+    for chunk in chunks {
+        for (l, x) in lanes.iter_mut().zip(chunk) {
+            *l += x.abs();
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
 /// Per-unit statistics of one hidden layer.
 #[derive(Clone, Debug)]
 struct LayerUtility {
@@ -140,28 +154,28 @@ impl ContinualBackprop {
                 *f = eta * *f + (1.0 - eta) * h;
             }
             let utility = self.params.utility;
+            let f_hat: Vec<f32> = match utility {
+                Utility::Contribution => vec![0.0; width],
+                Utility::MeanCorrected | Utility::Adaptable => stats
+                    .mean_activity
+                    .iter()
+                    .zip(&corrections)
+                    .map(|(f, c)| f / c)
+                    .collect(),
+            };
+            // mean_b |h − f̂| (f̂ = 0 for the plain contribution), accumulated row by row so the loop
+            // runs over contiguous memory.
+            let mut spread = vec![0.0f32; width];
+            for row in self.activity.chunks_exact(width) {
+                for ((s, h), f) in spread.iter_mut().zip(row).zip(&f_hat) {
+                    *s += (h - f).abs();
+                }
+            }
             for i in 0..width {
-                let f_hat = stats.mean_activity[i] / corrections[i];
-                let spread = match utility {
-                    Utility::Contribution => self
-                        .activity
-                        .iter()
-                        .skip(i)
-                        .step_by(width)
-                        .map(|h| h.abs())
-                        .sum::<f32>(),
-                    Utility::MeanCorrected | Utility::Adaptable => self
-                        .activity
-                        .iter()
-                        .skip(i)
-                        .step_by(width)
-                        .map(|h| (h - f_hat).abs())
-                        .sum::<f32>(),
-                } / batch as f32;
-                let mut y = out_mag[i] * spread;
+                let mut y = out_mag[i] * spread[i] / batch as f32;
                 if utility == Utility::Adaptable {
                     let row = &weights_in[i * fan_in..(i + 1) * fan_in];
-                    let in_mag = row.iter().map(|w| w.abs()).sum::<f32>() / fan_in as f32;
+                    let in_mag = sum_abs(row) / fan_in as f32;
                     y /= in_mag.max(f32::MIN_POSITIVE);
                 }
                 stats.utility[i] += (1.0 - eta) * y;

@@ -61,6 +61,9 @@ pub struct RunSpec {
     pub network: NetworkSpec,
     /// How the network learns.
     pub learner: LearnerSpec,
+    /// More learners to run beside `learner` on identical streams and seeds, for a comparison table.
+    #[serde(default)]
+    pub baselines: Vec<LearnerSpec>,
 }
 
 /// The task stream and the measurement protocol.

@@ -1,0 +1,80 @@
+//! One update of every built-in learner on the reference network (196-256-10 LIF, T = 8, batch 32),
+//! single thread, so their costs can be compared with plain SGD (issue 3: CBP, EWC, SI, L2-Init ≤ 1.3×
+//! SGD; MESU ≤ 1.5× per Monte-Carlo sample). Synthetic inputs shaped like the reference (196 pixels): the
+//! dense products cost the same whatever the pixels are.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use synaptogen::data::Batch;
+use synaptogen::learner::{self, UpdateContext};
+use synaptogen::rng::{Purpose, Rng};
+use synaptogen::snn::{Encoding, Init, Lif, Network, NetworkConfig, Neuron, Reset};
+use synaptogen::spec::{LEARNER_NAMES, LearnerSpec};
+
+fn reference_network() -> Network {
+    Network::new(
+        NetworkConfig {
+            inputs: 196,
+            hidden: vec![256],
+            classes: 10,
+            neuron: Neuron::Lif(Lif {
+                beta: 0.9,
+                threshold: 1.0,
+                slope: 25.0,
+                reset: Reset::SameStep,
+            }),
+            time_steps: 8,
+            encoding: Encoding::Direct,
+            readout_beta: 0.9,
+            init: Init::FanIn,
+        },
+        0,
+    )
+}
+
+fn bench(c: &mut Criterion) {
+    let mut rng = Rng::stream(0, Purpose::Synthetic, &[]);
+    let batch = Batch {
+        images: (0..32 * 196).map(|_| rng.uniform()).collect(),
+        labels: (0..32).map(|i| (i % 10) as u8).collect(),
+    };
+    let mut group = c.benchmark_group("learner_update");
+    group.throughput(Throughput::Elements(32));
+    let mut specs: Vec<(String, LearnerSpec)> = LEARNER_NAMES
+        .iter()
+        .map(|name| {
+            (
+                name.to_string(),
+                LearnerSpec::named(name, 0.05).expect("a known name"),
+            )
+        })
+        .collect();
+    // MESU's cost per Monte-Carlo sample: one sample per update.
+    if let Some(LearnerSpec::Mesu(p)) = LearnerSpec::named("mesu", 0.05) {
+        specs.push((
+            "mesu_1_sample".into(),
+            LearnerSpec::Mesu(synaptogen::spec::MesuParams { samples: 1, ..p }),
+        ));
+    }
+    for (label, spec) in specs {
+        let mut learner = learner::build(&spec, reference_network(), 0);
+        let mut step = 0usize;
+        group.bench_function(label, |b| {
+            b.iter(|| {
+                // A task boundary every 100 updates, so boundary work is in the measurement.
+                let context = UpdateContext {
+                    task: step / 100,
+                    step: step % 100,
+                    new_task: step % 100 == 0,
+                };
+                step += 1;
+                black_box(learner.update(black_box(&batch), context, &mut rng))
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
