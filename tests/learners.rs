@@ -121,6 +121,32 @@ fn a_method_that_needs_boundaries_is_refused_on_a_stream_that_hides_them() {
     assert_eq!(code, 0, "{stderr}");
 }
 
+#[test]
+fn every_learner_runs_in_ann_mode() {
+    let mut flags: Vec<&str> = ALL.iter().flat_map(|name| ["--learner", name]).collect();
+    flags.extend(["--tasks", "2"]);
+    let spec = SYNTHETIC_SPEC
+        .replace("hidden: [64]", "mode: Ann, hidden: [64], init: KaimingUniform")
+        .replace("lr: 0.3", "lr: 0.02");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (code, _, stderr) = run_in(dir.path(), &spec, &flags);
+    assert_eq!(code, 0, "{stderr}");
+    let comparison = std::fs::read_to_string(dir.path().join("out/comparison.csv")).expect("written");
+    for name in ALL {
+        let row = comparison
+            .lines()
+            .find(|l| l.starts_with(&format!("{name},")))
+            .expect("one row each");
+        assert!(row.contains(",completed,"), "{row}");
+        let objective: f64 = row
+            .split(',')
+            .nth(8)
+            .and_then(|v| v.parse().ok())
+            .expect("an objective");
+        assert!(objective > 0.2, "{name} learns in ANN mode: {row}");
+    }
+}
+
 /// tasks.csv without the timing column, for comparing runs.
 fn metrics_without_timing(dir: &std::path::Path, learner: &str) -> String {
     let csv = std::fs::read_to_string(dir.join("out").join(learner).join("tasks.csv")).expect("written");
