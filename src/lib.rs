@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod names;
 pub mod report;
 pub mod rng;
+pub mod rule;
 pub mod run;
 pub mod snn;
 pub mod spec;

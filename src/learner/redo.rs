@@ -169,7 +169,6 @@ mod tests {
             r.core.network.layers()[1]
                 .weights()
                 .iter()
-                .skip(0)
                 .step_by(3)
                 .all(|&v| v == 0.0)
         );

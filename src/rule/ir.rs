@@ -1,0 +1,614 @@
+//! The rule IR: typed expression trees, one per written variable of a section, after symbolic execution
+//! of `let`s, assignments and `if`s.
+//!
+//! The canonical form ([`Expr::canonical`]) folds constants, applies a few identities (`x + 0`, `x·1`,
+//! `x·0`, `−(−x)`) and orders the operands of commutative operators, so equivalent spellings (`a*b` and
+//! `b*a`, `x + 0` and `x`) print, and therefore hash, the same. [`Rule::to_rhai`] prints valid Rhai that
+//! parses back to the same canonical IR.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use super::vocab::Section;
+
+/// Binary operators. Comparisons and logic yield booleans; the rest numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BinOp {
+    /// `+`
+    Add,
+    /// `-`
+    Sub,
+    /// `*`
+    Mul,
+    /// `/`
+    Div,
+    /// `**`
+    Pow,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+    /// `==`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `&&`
+    And,
+    /// `||`
+    Or,
+}
+
+impl BinOp {
+    /// The Rhai spelling.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            BinOp::Add => "+",
+            BinOp::Sub => "-",
+            BinOp::Mul => "*",
+            BinOp::Div => "/",
+            BinOp::Pow => "**",
+            BinOp::Lt => "<",
+            BinOp::Le => "<=",
+            BinOp::Gt => ">",
+            BinOp::Ge => ">=",
+            BinOp::Eq => "==",
+            BinOp::Ne => "!=",
+            BinOp::And => "&&",
+            BinOp::Or => "||",
+        }
+    }
+
+    /// The operator for a Rhai operator name.
+    pub fn from_symbol(symbol: &str) -> Option<BinOp> {
+        Some(match symbol {
+            "+" => BinOp::Add,
+            "-" => BinOp::Sub,
+            "*" => BinOp::Mul,
+            "/" => BinOp::Div,
+            "**" => BinOp::Pow,
+            "<" => BinOp::Lt,
+            "<=" => BinOp::Le,
+            ">" => BinOp::Gt,
+            ">=" => BinOp::Ge,
+            "==" => BinOp::Eq,
+            "!=" => BinOp::Ne,
+            "&&" => BinOp::And,
+            "||" => BinOp::Or,
+            _ => return None,
+        })
+    }
+
+    /// Whether the result is a boolean.
+    pub fn is_boolean(self) -> bool {
+        !matches!(
+            self,
+            BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Pow
+        )
+    }
+
+    /// Whether the operands are booleans.
+    pub fn takes_booleans(self) -> bool {
+        matches!(self, BinOp::And | BinOp::Or)
+    }
+
+    fn is_commutative(self) -> bool {
+        matches!(
+            self,
+            BinOp::Add | BinOp::Mul | BinOp::Eq | BinOp::Ne | BinOp::And | BinOp::Or
+        )
+    }
+
+    /// Binding strength in Rhai (higher binds tighter).
+    fn precedence(self) -> u8 {
+        match self {
+            BinOp::Or => 30,
+            BinOp::And => 60,
+            BinOp::Eq | BinOp::Ne => 90,
+            BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => 110,
+            BinOp::Add | BinOp::Sub => 150,
+            BinOp::Mul | BinOp::Div => 180,
+            BinOp::Pow => 190,
+        }
+    }
+}
+
+/// The built-in functions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Func {
+    /// |x|
+    Abs,
+    /// −1, 0 or 1
+    Sign,
+    /// √x
+    Sqrt,
+    /// eˣ
+    Exp,
+    /// ln x
+    Ln,
+    /// tanh x
+    Tanh,
+    /// 1 / (1 + e⁻ˣ)
+    Sigmoid,
+    /// max(x, 0)
+    Relu,
+    /// min(a, b)
+    Min,
+    /// max(a, b)
+    Max,
+    /// min(max(x, lo), hi)
+    Clamp,
+    /// 1 if x > 0 else 0
+    Step,
+    /// a deterministic standard normal draw per element
+    Randn,
+}
+
+impl Func {
+    /// Every function, for messages and `synaptogen vars`.
+    pub const ALL: [Func; 13] = [
+        Func::Abs,
+        Func::Sign,
+        Func::Sqrt,
+        Func::Exp,
+        Func::Ln,
+        Func::Tanh,
+        Func::Sigmoid,
+        Func::Relu,
+        Func::Min,
+        Func::Max,
+        Func::Clamp,
+        Func::Step,
+        Func::Randn,
+    ];
+
+    /// The name rules call it by.
+    pub fn name(self) -> &'static str {
+        match self {
+            Func::Abs => "abs",
+            Func::Sign => "sign",
+            Func::Sqrt => "sqrt",
+            Func::Exp => "exp",
+            Func::Ln => "ln",
+            Func::Tanh => "tanh",
+            Func::Sigmoid => "sigmoid",
+            Func::Relu => "relu",
+            Func::Min => "min",
+            Func::Max => "max",
+            Func::Clamp => "clamp",
+            Func::Step => "step",
+            Func::Randn => "randn",
+        }
+    }
+
+    /// The function called `name`.
+    pub fn from_name(name: &str) -> Option<Func> {
+        Func::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// Number of arguments.
+    pub fn arity(self) -> usize {
+        match self {
+            Func::Randn => 0,
+            Func::Min | Func::Max => 2,
+            Func::Clamp => 3,
+            _ => 1,
+        }
+    }
+
+    /// Applies the function to scalars (constant folding and the reference semantics of the
+    /// vectorised program).
+    pub fn apply(self, args: &[f32]) -> f32 {
+        let x = args.first().copied().unwrap_or(0.0);
+        match self {
+            Func::Abs => x.abs(),
+            Func::Sign => {
+                if x > 0.0 {
+                    1.0
+                } else if x < 0.0 {
+                    -1.0
+                } else {
+                    0.0
+                }
+            }
+            Func::Sqrt => x.sqrt(),
+            Func::Exp => x.exp(),
+            Func::Ln => x.ln(),
+            Func::Tanh => x.tanh(),
+            Func::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            Func::Relu => x.max(0.0),
+            Func::Min => x.min(args[1]),
+            Func::Max => x.max(args[1]),
+            Func::Clamp => x.max(args[1]).min(args[2]),
+            Func::Step => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Func::Randn => f32::NAN,
+        }
+    }
+}
+
+/// An expression. Booleans appear only under comparisons, logic and `if` conditions.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Expr {
+    /// A number.
+    Num(f32),
+    /// A boolean literal.
+    Bool(bool),
+    /// A vocabulary variable's value at the start of the section.
+    Var(&'static str),
+    /// A tunable constant of the rule (index into [`Rule::constants`]).
+    Const(usize),
+    /// Arithmetic negation.
+    Neg(Box<Expr>),
+    /// Logical not.
+    Not(Box<Expr>),
+    /// A binary operator.
+    Binary(BinOp, Box<Expr>, Box<Expr>),
+    /// A built-in function.
+    Call(Func, Vec<Expr>),
+    /// `if c { a } else { b }`.
+    Select(Box<Expr>, Box<Expr>, Box<Expr>),
+}
+
+/// A rule: its tunable constants and, per section, the final value of every variable it writes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rule {
+    /// `const NAME = value;` declarations, in file order.
+    pub constants: Vec<(String, f32)>,
+    /// Per section, `(variable, value)` for every variable written, in vocabulary order.
+    pub sections: BTreeMap<Section, Vec<(&'static str, Expr)>>,
+}
+
+impl Expr {
+    /// Whether the expression is boolean-valued.
+    pub fn is_boolean(&self) -> bool {
+        match self {
+            Expr::Bool(_) | Expr::Not(_) => true,
+            Expr::Binary(op, ..) => op.is_boolean(),
+            _ => false,
+        }
+    }
+
+    /// Nodes in the tree.
+    pub fn size(&self) -> usize {
+        1 + self.children().map(Expr::size).sum::<usize>()
+    }
+
+    /// Depth of the tree.
+    pub fn depth(&self) -> usize {
+        1 + self.children().map(Expr::depth).max().unwrap_or(0)
+    }
+
+    fn children(&self) -> Box<dyn Iterator<Item = &Expr> + '_> {
+        match self {
+            Expr::Num(_) | Expr::Bool(_) | Expr::Var(_) | Expr::Const(_) => Box::new(std::iter::empty()),
+            Expr::Neg(a) | Expr::Not(a) => Box::new(std::iter::once(&**a)),
+            Expr::Binary(_, a, b) => Box::new([&**a, &**b].into_iter()),
+            Expr::Call(_, args) => Box::new(args.iter()),
+            Expr::Select(c, a, b) => Box::new([&**c, &**a, &**b].into_iter()),
+        }
+    }
+
+    /// Every vocabulary variable the expression reads.
+    pub fn reads(&self, out: &mut Vec<&'static str>) {
+        if let Expr::Var(name) = self {
+            if !out.contains(name) {
+                out.push(name);
+            }
+        }
+        for c in self.children() {
+            c.reads(out);
+        }
+    }
+
+    /// The canonical form (see the module doc). Tunable constants are never folded: the search
+    /// perturbs them.
+    pub fn canonical(&self) -> Expr {
+        match self {
+            Expr::Num(_) | Expr::Bool(_) | Expr::Var(_) | Expr::Const(_) => self.clone(),
+            Expr::Neg(a) => match a.canonical() {
+                Expr::Num(x) => Expr::Num(-x),
+                Expr::Neg(inner) => *inner,
+                other => Expr::Neg(Box::new(other)),
+            },
+            Expr::Not(a) => match a.canonical() {
+                Expr::Bool(b) => Expr::Bool(!b),
+                Expr::Not(inner) => *inner,
+                other => Expr::Not(Box::new(other)),
+            },
+            Expr::Binary(op, a, b) => simplify_binary(*op, a.canonical(), b.canonical()),
+            Expr::Call(f, args) => {
+                let args: Vec<Expr> = args.iter().map(Expr::canonical).collect();
+                let numbers: Option<Vec<f32>> = args
+                    .iter()
+                    .map(|a| if let Expr::Num(x) = a { Some(*x) } else { None })
+                    .collect();
+                match numbers {
+                    Some(xs) if *f != Func::Randn => Expr::Num(f.apply(&xs)),
+                    _ => {
+                        let mut args = args;
+                        if matches!(f, Func::Min | Func::Max) {
+                            args.sort_by_cached_key(Expr::sort_key);
+                        }
+                        Expr::Call(*f, args)
+                    }
+                }
+            }
+            Expr::Select(c, a, b) => {
+                let (c, a, b) = (c.canonical(), a.canonical(), b.canonical());
+                match c {
+                    Expr::Bool(true) => a,
+                    Expr::Bool(false) => b,
+                    _ if a == b => a,
+                    c => Expr::Select(Box::new(c), Box::new(a), Box::new(b)),
+                }
+            }
+        }
+    }
+
+    fn sort_key(&self) -> String {
+        let mut s = String::new();
+        self.print(&mut s, &[], 0);
+        s
+    }
+
+    /// Prints the expression as Rhai; `constants` names the tunable constants.
+    pub fn to_rhai(&self, constants: &[(String, f32)]) -> String {
+        let mut s = String::new();
+        self.print(&mut s, constants, 0);
+        s
+    }
+
+    fn print(&self, out: &mut String, constants: &[(String, f32)], context: u8) {
+        match self {
+            Expr::Num(x) => {
+                let text = number(*x);
+                if *x < 0.0 || (*x == 0.0 && x.is_sign_negative()) {
+                    let _ = write!(out, "({text})");
+                } else {
+                    out.push_str(&text);
+                }
+            }
+            Expr::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Expr::Var(name) => out.push_str(name),
+            Expr::Const(i) => match constants.get(*i) {
+                Some((name, _)) => out.push_str(name),
+                None => {
+                    let _ = write!(out, "CONST{i}");
+                }
+            },
+            Expr::Neg(a) => {
+                out.push('-');
+                a.print(out, constants, 200);
+            }
+            Expr::Not(a) => {
+                out.push('!');
+                a.print(out, constants, 200);
+            }
+            Expr::Binary(op, a, b) => {
+                let p = op.precedence();
+                // The operand slots below carry the precedence a child needs to go unwrapped.
+                let wrap = p < context;
+                if wrap {
+                    out.push('(');
+                }
+                // Left-associative: the left operand may share our precedence, the right may not.
+                // `**` is right-associative in Rhai, so there it is the other way round.
+                let (left, right) = if *op == BinOp::Pow { (p + 1, p) } else { (p, p + 1) };
+                a.print(out, constants, left);
+                let _ = write!(out, " {} ", op.symbol());
+                b.print(out, constants, right);
+                if wrap {
+                    out.push(')');
+                }
+            }
+            Expr::Call(f, args) => {
+                out.push_str(f.name());
+                out.push('(');
+                for (i, a) in args.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    a.print(out, constants, 0);
+                }
+                out.push(')');
+            }
+            Expr::Select(c, a, b) => {
+                out.push_str("(if ");
+                c.print(out, constants, 0);
+                out.push_str(" { ");
+                a.print(out, constants, 0);
+                out.push_str(" } else { ");
+                b.print(out, constants, 0);
+                out.push_str(" })");
+            }
+        }
+    }
+}
+
+/// A float literal Rhai parses back to the same f32: always with a decimal point, exponent form
+/// `1.5e-7` when the shortest representation needs one.
+pub fn number(x: f32) -> String {
+    if x.is_nan() {
+        return "(0.0 / 0.0)".into();
+    }
+    if x.is_infinite() {
+        return if x > 0.0 { "(1.0 / 0.0)" } else { "(-1.0 / 0.0)" }.into();
+    }
+    let text = format!("{:?}", x.abs());
+    let text = match text.split_once('e') {
+        Some((mantissa, exponent)) if !mantissa.contains('.') => format!("{mantissa}.0e{exponent}"),
+        _ if !text.contains('.') && !text.contains('e') => format!("{text}.0"),
+        _ => text,
+    };
+    if x < 0.0 || (x == 0.0 && x.is_sign_negative()) {
+        format!("-{text}")
+    } else {
+        text
+    }
+}
+
+fn simplify_binary(op: BinOp, a: Expr, b: Expr) -> Expr {
+    use Expr::{Bool, Num};
+    match (&a, &b) {
+        (Num(x), Num(y)) => {
+            let (x, y) = (*x, *y);
+            return match op {
+                BinOp::Add => Num(x + y),
+                BinOp::Sub => Num(x - y),
+                BinOp::Mul => Num(x * y),
+                BinOp::Div => Num(x / y),
+                BinOp::Pow => Num(x.powf(y)),
+                BinOp::Lt => Bool(x < y),
+                BinOp::Le => Bool(x <= y),
+                BinOp::Gt => Bool(x > y),
+                BinOp::Ge => Bool(x >= y),
+                BinOp::Eq => Bool(x == y),
+                BinOp::Ne => Bool(x != y),
+                BinOp::And | BinOp::Or => Expr::Binary(op, Box::new(a), Box::new(b)),
+            };
+        }
+        (Bool(x), Bool(y)) if op.takes_booleans() => {
+            return Bool(if op == BinOp::And { *x && *y } else { *x || *y });
+        }
+        _ => {}
+    }
+    let is = |e: &Expr, v: f32| matches!(e, Num(x) if *x == v);
+    match op {
+        BinOp::Add if is(&a, 0.0) => return b,
+        BinOp::Add | BinOp::Sub if is(&b, 0.0) => return a,
+        BinOp::Sub if is(&a, 0.0) => return Expr::Neg(Box::new(b)).canonical(),
+        BinOp::Mul if is(&a, 1.0) => return b,
+        BinOp::Mul | BinOp::Div | BinOp::Pow if is(&b, 1.0) => return a,
+        BinOp::Mul if is(&a, 0.0) || is(&b, 0.0) => return Num(0.0),
+        _ => {}
+    }
+    let (a, b) = if op.is_commutative() && b.sort_key() < a.sort_key() {
+        (b, a)
+    } else {
+        (a, b)
+    };
+    Expr::Binary(op, Box::new(a), Box::new(b))
+}
+
+impl Rule {
+    /// The canonical form of every section.
+    pub fn canonical(&self) -> Rule {
+        Rule {
+            constants: self.constants.clone(),
+            sections: self
+                .sections
+                .iter()
+                .map(|(s, outs)| (*s, outs.iter().map(|(n, e)| (*n, e.canonical())).collect()))
+                .collect(),
+        }
+    }
+
+    /// The rule as a Rhai script (constants, then one function per section).
+    pub fn to_rhai(&self) -> String {
+        let mut out = String::new();
+        for (name, value) in &self.constants {
+            let _ = writeln!(out, "const {name} = {};", number(*value));
+        }
+        for (section, outputs) in &self.sections {
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            let _ = writeln!(out, "fn {}() {{", section.function());
+            for (name, expr) in outputs {
+                let _ = writeln!(out, "    {name} = {};", expr.to_rhai(&self.constants));
+            }
+            out.push_str("}\n");
+        }
+        out
+    }
+
+    /// A 64-bit structural hash of the canonical form: equal for equivalent spellings, stable across
+    /// runs, machines and Rust versions (FNV-1a over the canonical text with constants inlined by name
+    /// and value).
+    pub fn structural_hash(&self) -> u64 {
+        let text = self.canonical().to_rhai();
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in text.bytes() {
+            hash ^= byte as u64;
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        hash
+    }
+
+    /// Every vocabulary variable the rule reads, per section.
+    pub fn reads(&self, section: Section) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        for (_, e) in self.sections.get(&section).into_iter().flatten() {
+            e.reads(&mut out);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn var(n: &'static str) -> Expr {
+        Expr::Var(n)
+    }
+    fn bin(op: BinOp, a: Expr, b: Expr) -> Expr {
+        Expr::Binary(op, Box::new(a), Box::new(b))
+    }
+
+    #[test]
+    fn equivalent_spellings_share_a_canonical_form() {
+        let ab = bin(BinOp::Mul, var("w"), var("grad")).canonical();
+        let ba = bin(BinOp::Mul, var("grad"), var("w")).canonical();
+        assert_eq!(ab, ba);
+        assert_eq!(bin(BinOp::Add, var("w"), Expr::Num(0.0)).canonical(), var("w"));
+        assert_eq!(
+            bin(
+                BinOp::Mul,
+                bin(BinOp::Mul, Expr::Neg(Box::new(var("w"))), Expr::Num(0.5)),
+                Expr::Num(2.0)
+            )
+            .canonical()
+            .to_rhai(&[]),
+            "-w * 0.5 * 2.0",
+            "left-associative products are not reassociated (floats are not associative)"
+        );
+        assert_eq!(
+            Expr::Neg(Box::new(Expr::Neg(Box::new(var("w"))))).canonical(),
+            var("w")
+        );
+    }
+
+    #[test]
+    fn printing_keeps_precedence_and_associativity() {
+        let e = bin(BinOp::Sub, var("a"), bin(BinOp::Sub, var("b"), var("c")));
+        assert_eq!(e.to_rhai(&[]), "a - (b - c)");
+        let e = bin(BinOp::Mul, bin(BinOp::Add, var("a"), var("b")), var("c"));
+        assert_eq!(e.to_rhai(&[]), "(a + b) * c");
+        let e = bin(BinOp::Pow, bin(BinOp::Pow, var("a"), var("b")), var("c"));
+        assert_eq!(e.to_rhai(&[]), "(a ** b) ** c");
+        assert_eq!(Expr::Num(-0.5).to_rhai(&[]), "(-0.5)");
+    }
+
+    #[test]
+    fn numbers_print_as_rhai_floats() {
+        assert_eq!(number(2.0), "2.0");
+        assert_eq!(number(0.002), "0.002");
+        assert_eq!(number(1e-7), "1.0e-7");
+        assert_eq!(number(-3.5e12), "-3500000000000.0");
+        for x in [0.1f32, 1e-5, 123456.79, f32::MIN_POSITIVE, 3.4e38] {
+            let printed = number(x);
+            let back: f32 = printed.parse().expect("valid float text");
+            assert_eq!(back, x, "{printed}");
+        }
+    }
+}

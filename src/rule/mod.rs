@@ -1,0 +1,112 @@
+//! The rule language: Rhai scripts over a fixed vocabulary, compiled to vectorised programs.
+//!
+//! Stages, one type each (DESIGN §3): Rhai source → [`parse`] (Rhai's parser, then a walk of its AST
+//! with symbolic execution) → [`ir::Rule`] (typed expression trees; canonical form, printing back to
+//! Rhai, structural hash) → [`program::Program`] per section (register bytecode evaluated
+//! array-at-a-time over whole f32 slices). [`vocab`] is the vocabulary every stage checks against.
+//!
+//! This module does no IO and knows nothing about learners or the search: it turns text into programs
+//! and says which variables each program reads, so the learner computes only those.
+
+mod parse;
+
+pub mod ir;
+pub mod program;
+pub mod vocab;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use ir::Rule;
+pub use program::Program;
+pub use vocab::Section;
+
+/// Rules larger than this are refused (a rule is a few lines; this stops pathological input early).
+pub const MAX_SOURCE_BYTES: usize = 64 * 1024;
+/// Deepest expression nesting accepted, in Rhai's parser and in the IR after substitution.
+pub const MAX_DEPTH: usize = 64;
+
+/// One problem in a rule file, at a 1-based line and column (0 when unknown).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// Line, from 1.
+    pub line: usize,
+    /// Column, from 1.
+    pub column: usize,
+    /// What is wrong and, where possible, how to fix it.
+    pub message: String,
+}
+
+impl Diagnostic {
+    /// A diagnostic at `line:column`.
+    pub fn new(line: usize, column: usize, message: String) -> Diagnostic {
+        Diagnostic {
+            line,
+            column,
+            message,
+        }
+    }
+}
+
+/// A rule file that does not compile: every diagnostic found in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error {
+    /// The rule file.
+    pub path: PathBuf,
+    /// The problems, in file order.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.diagnostics.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.path.display(),
+                d.line,
+                d.column,
+                d.message
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// A parsed, checked rule with its compiled programs.
+#[derive(Clone, Debug)]
+pub struct CompiledRule {
+    /// The rule as parsed (before canonicalisation).
+    pub rule: Rule,
+    /// The canonical form.
+    pub canonical: Rule,
+    /// One program per section present, compiled from the canonical form.
+    pub programs: Vec<(Section, Program)>,
+}
+
+/// Parses, checks, canonicalises and compiles `source`; `path` is used in messages only.
+pub fn compile(source: &str, path: &Path) -> Result<CompiledRule, Error> {
+    let rule = parse::parse(source).map_err(|diagnostics| Error {
+        path: path.to_path_buf(),
+        diagnostics,
+    })?;
+    let canonical = rule.canonical();
+    let programs = canonical
+        .sections
+        .iter()
+        .map(|(section, outputs)| (*section, Program::compile(outputs, &canonical.constants)))
+        .collect();
+    Ok(CompiledRule {
+        rule,
+        canonical,
+        programs,
+    })
+}
+
+#[cfg(test)]
+mod tests;
