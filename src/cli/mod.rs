@@ -6,6 +6,7 @@
 //! writing results), 2 bad input (flags, spec, dataset, output directory), 130 interrupted by Ctrl-C.
 
 mod progress;
+mod rules;
 mod summary;
 
 use std::io::Write;
@@ -54,6 +55,20 @@ enum Command {
     /// Train a network over a permuted task stream and measure every continual-learning metric.
     #[command(after_help = EXAMPLES)]
     Run(RunArgs),
+    /// Validate a rule script: print its canonical form, the variables it reads and writes, and the
+    /// compiled program of each section.
+    #[command(after_help = "Example:\n  synaptogen check rules/my_rule.rhai")]
+    Check(CheckArgs),
+    /// List the vocabulary rules are written in: every variable with its meaning, scope and access,
+    /// and the built-in functions.
+    Vars,
+}
+
+#[derive(Debug, clap::Args)]
+struct CheckArgs {
+    /// The rule script (.rhai).
+    #[arg(value_name = "RULE")]
+    rule: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -110,6 +125,7 @@ fn exit_code(err: &anyhow::Error) -> u8 {
         cause.is::<spec::Error>()
             || cause.is::<data::Error>()
             || cause.is::<InputError>()
+            || cause.is::<crate::rule::Error>()
             || matches!(
                 cause.downcast_ref::<report::Error>(),
                 Some(report::Error::Unwritable { .. })
@@ -121,7 +137,25 @@ fn exit_code(err: &anyhow::Error) -> u8 {
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run_command(args),
+        Command::Check(args) => check_command(&args),
+        Command::Vars => print_stdout(&rules::vocabulary_table()),
     }
+}
+
+/// Writes `text` to stdout; a closed pipe (`| head`) is not an error.
+fn print_stdout(text: &str) -> anyhow::Result<ExitCode> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing to stdout"),
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+fn check_command(args: &CheckArgs) -> anyhow::Result<ExitCode> {
+    let source = std::fs::read_to_string(&args.rule)
+        .map_err(|e| InputError(format!("{}: cannot read the rule ({e})", args.rule.display())))?;
+    let compiled = crate::rule::compile(&source, &args.rule)?;
+    print_stdout(&rules::check_report(&args.rule, &compiled))
 }
 
 /// The data directories to search, in order: `--data-dir`, `$SYNAPTOGEN_DATA`, `./data`.

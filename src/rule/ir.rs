@@ -1,8 +1,8 @@
 //! The rule IR: typed expression trees, one per written variable of a section, after symbolic execution
 //! of `let`s, assignments and `if`s.
 //!
-//! The canonical form ([`Expr::canonical`]) folds constants, applies a few identities (`x + 0`, `x·1`,
-//! `x·0`, `−(−x)`) and orders the operands of commutative operators, so equivalent spellings (`a*b` and
+//! The canonical form ([`Expr::canonical`]) folds constants, applies a few identities that hold for
+//! every float including inf and NaN (`x + 0`, `x·1`, `x/1`, `−(−x)`; not `x·0`, which is NaN for inf) and orders the operands of commutative operators, so equivalent spellings (`a*b` and
 //! `b*a`, `x + 0` and `x`) print, and therefore hash, the same. [`Rule::to_rhai`] prints valid Rhai that
 //! parses back to the same canonical IR.
 
@@ -488,7 +488,6 @@ fn simplify_binary(op: BinOp, a: Expr, b: Expr) -> Expr {
         BinOp::Sub if is(&a, 0.0) => return Expr::Neg(Box::new(b)).canonical(),
         BinOp::Mul if is(&a, 1.0) => return b,
         BinOp::Mul | BinOp::Div | BinOp::Pow if is(&b, 1.0) => return a,
-        BinOp::Mul if is(&a, 0.0) || is(&b, 0.0) => return Num(0.0),
         _ => {}
     }
     let (a, b) = if op.is_commutative() && b.sort_key() < a.sort_key() {

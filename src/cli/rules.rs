@@ -1,0 +1,130 @@
+//! What `synaptogen check` and `synaptogen vars` print.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use crate::rule::vocab::{self, Access, Section, VOCABULARY};
+use crate::rule::{CompiledRule, ir::Func};
+
+/// The report of `synaptogen check`.
+pub fn check_report(path: &Path, compiled: &CompiledRule) -> String {
+    let mut out = String::new();
+    let rule = &compiled.canonical;
+    let _ = writeln!(
+        out,
+        "{}: ok (structural hash {:016x})",
+        path.display(),
+        rule.structural_hash()
+    );
+    if !rule.constants.is_empty() {
+        let names: Vec<String> = rule
+            .constants
+            .iter()
+            .map(|(n, v)| format!("{n} = {}", crate::rule::ir::number(*v)))
+            .collect();
+        let _ = writeln!(out, "constants (tuned by the search): {}", names.join(", "));
+    }
+    let _ = writeln!(out, "\ncanonical form:\n");
+    for line in rule.to_rhai().lines() {
+        let _ = writeln!(out, "    {line}");
+    }
+    for (section, program) in &compiled.programs {
+        let written: Vec<&str> = program.outputs.iter().map(|(n, _)| *n).collect();
+        let _ = writeln!(out, "\n{}():", section.function());
+        let _ = writeln!(out, "  reads:  {}", list(&program.inputs));
+        let _ = writeln!(out, "  writes: {}", list(&written));
+        let _ = writeln!(
+            out,
+            "  program: {} operations over {} registers, array-at-a-time",
+            program.instructions.len(),
+            program.registers
+        );
+        for line in program.to_string().lines() {
+            let _ = writeln!(out, "    {line}");
+        }
+    }
+    let missing: Vec<&str> = Section::ALL
+        .into_iter()
+        .filter(|s| !compiled.programs.iter().any(|(p, _)| p == s))
+        .map(Section::function)
+        .collect();
+    if !missing.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nnot defined: {} (synapse() defaults to dw = -lr * grad; no neuron rule; no pruning)",
+            missing
+                .iter()
+                .map(|m| format!("{m}()"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    out
+}
+
+fn list(names: &[&str]) -> String {
+    if names.is_empty() {
+        "(nothing)".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// The table of `synaptogen vars`.
+pub fn vocabulary_table() -> String {
+    let mut out = String::from(
+        "The vocabulary of rules (DESIGN §3). Access per section: r read, rw read/write, w write.\n\n",
+    );
+    let _ = writeln!(
+        out,
+        "{:<12} {:<8} {:<8} {:<8}  meaning",
+        "name", "synapse", "neuron", "prune"
+    );
+    for v in VOCABULARY {
+        let cell = |s: Section| match vocab::access(s, v.name) {
+            Some(Access::Read) => "r",
+            Some(Access::ReadWrite) => "rw",
+            Some(Access::Write) => "w",
+            None => "·",
+        };
+        let _ = writeln!(
+            out,
+            "{:<12} {:<8} {:<8} {:<8}  {}",
+            v.name,
+            cell(Section::Synapse),
+            cell(Section::Neuron),
+            cell(Section::Prune),
+            v.meaning
+        );
+    }
+    let _ = writeln!(out, "\nFunctions:");
+    for f in Func::ALL {
+        let args = match f.arity() {
+            0 => "()",
+            1 => "(x)",
+            2 => "(a, b)",
+            _ => "(x, lo, hi)",
+        };
+        let what = match f {
+            Func::Abs => "|x|",
+            Func::Sign => "-1, 0 or 1",
+            Func::Sqrt => "√x",
+            Func::Exp => "e^x",
+            Func::Ln => "natural logarithm",
+            Func::Tanh => "hyperbolic tangent",
+            Func::Sigmoid => "1 / (1 + e^-x)",
+            Func::Relu => "max(x, 0)",
+            Func::Min => "smaller of a and b",
+            Func::Max => "larger of a and b",
+            Func::Clamp => "x limited to [lo, hi]",
+            Func::Step => "1 if x > 0, else 0",
+            Func::Randn => "a deterministic standard normal draw per element",
+        };
+        let _ = writeln!(out, "  {:<18} {what}", format!("{}{args}", f.name()));
+    }
+    let _ = writeln!(
+        out,
+        "\nOperators: + - * / ** < <= > >= == != && || !, if c {{ a }} else {{ b }}, let, +=, -=, *=, /=.\nNumbers are floats: 1/2 is 0.5."
+    );
+    out
+}
