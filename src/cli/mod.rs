@@ -384,10 +384,13 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         .context("starting the worker threads")?;
     let results: Vec<anyhow::Result<LearnerResult>> = pool.install(|| {
         use rayon::prelude::*;
+        // One job per learner: runs differ in cost by 10× (MESU), and rayon would otherwise hand a
+        // thread a run of neighbouring learners to do one after the other while another thread idles.
         labels
             .par_iter()
             .zip(&learners)
             .zip(&files)
+            .with_max_len(1)
             .map(|((label, learner), files)| run_learner(&shared, label, learner, files))
             .collect()
     });
