@@ -147,3 +147,100 @@ proptest! {
         let _ = rule::compile(&source, Path::new("soup.rhai"));
     }
 }
+
+/// The source text of `fn name() { … }`'s body, by brace matching (rules have no strings or nested
+/// functions, so braces only nest through blocks).
+fn body<'a>(source: &'a str, name: &str) -> Option<&'a str> {
+    let start = source.find(&format!("fn {name}()"))?;
+    let open = start + source[start..].find('{')?;
+    let mut depth = 0;
+    for (i, c) in source[open..].char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(&source[open + 1..open + i]);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+#[test]
+fn every_shipped_rule_agrees_with_rhai() {
+    use std::collections::BTreeMap;
+    let mut engine = oracle();
+    engine.register_fn("randn", || 0.0f32);
+    let mut files = Vec::new();
+    for dir in ["baselines", "local", "pruning"] {
+        for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("rules").join(dir))
+            .expect("rules/ ships")
+        {
+            files.push(entry.expect("readable").path());
+        }
+    }
+    assert!(files.len() >= 15, "{files:?}");
+    for path in files {
+        let source = std::fs::read_to_string(&path).expect("readable rule");
+        let compiled = rule::compile(&source, &path).unwrap_or_else(|e| panic!("{e}"));
+        for (section, program) in &compiled.programs {
+            let text = body(&source, section.function()).expect("the section's body");
+            let names: Vec<&str> = vocab::visible(*section).collect();
+            for seed in 0..25u64 {
+                let mut rng = synaptogen::rng::Rng::stream(seed, synaptogen::rng::Purpose::Synthetic, &[]);
+                let values: BTreeMap<&str, f32> = names
+                    .iter()
+                    .map(|n| {
+                        // Positive where the rule's meaning needs it (ages, sigma, traces), signed otherwise.
+                        let v = match *n {
+                            "age" | "sigma" | "in_w" | "out_w" | "fan_in" | "fan_out" => {
+                                0.05 + rng.uniform() * 3.0
+                            }
+                            _ => rng.symmetric(2.0),
+                        };
+                        // Edge cases first: every input zero, then large magnitudes.
+                        let v = match seed {
+                            0 => 0.0,
+                            1 => v * 1e4,
+                            _ => v,
+                        };
+                        (*n, v)
+                    })
+                    .collect();
+                let mut scope = rhai::Scope::new();
+                for (name, value) in &compiled.rule.constants {
+                    scope.push_constant(name.as_str(), *value);
+                }
+                for (name, v) in &values {
+                    scope.push(*name, *v);
+                }
+                engine
+                    .run_with_scope(&mut scope, text)
+                    .unwrap_or_else(|e| panic!("{}: {}(): Rhai: {e}", path.display(), section.function()));
+                let inputs: Vec<f32> = program.inputs.iter().map(|n| values[n]).collect();
+                let slices: Vec<&[f32]> = inputs.iter().map(std::slice::from_ref).collect();
+                let mut out = vec![0.0f32; program.outputs.len()];
+                let mut outs: Vec<&mut [f32]> = out.iter_mut().map(std::slice::from_mut).collect();
+                program.run(
+                    1,
+                    &slices,
+                    &mut outs,
+                    &mut |chunk| chunk.fill(0.0),
+                    &mut Vec::new(),
+                );
+                for ((name, _), got) in program.outputs.iter().zip(&out) {
+                    let want: f32 = scope.get_value(name).expect("the section assigned it");
+                    assert!(
+                        agree(*got, want),
+                        "{}: {}(): {name} = {got} compiled, {want} Rhai, inputs {values:?}",
+                        path.display(),
+                        section.function()
+                    );
+                }
+            }
+        }
+    }
+}

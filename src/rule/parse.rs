@@ -29,7 +29,8 @@ struct Env {
 struct Walker<'a> {
     section: Section,
     constants: &'a [(String, f32)],
-    sections_present: &'a [Section],
+    /// Every function the script defines, so a call to one is named as such.
+    defined: &'a [String],
     diagnostics: Vec<Diagnostic>,
 }
 
@@ -116,22 +117,41 @@ pub fn parse(source: &str) -> Result<Rule, Vec<Diagnostic>> {
     });
     let mut present = Vec::new();
     let mut bodies: Vec<(Section, Vec<Stmt>, Position)> = Vec::new();
-    for f in ast.iter_functions() {
-        let def = ast.shared_lib().get_script_fn(f.name, f.params.len());
-        let (start, end) = def.map_or((Position::NONE, Position::NONE), |d| {
-            (d.body.start_position(), d.body.end_position())
-        });
+    let range = |f: &rhai::ScriptFnMetadata| {
+        ast.shared_lib()
+            .get_script_fn(f.name, f.params.len())
+            .map_or((Position::NONE, Position::NONE), |d| {
+                (d.body.start_position(), d.body.end_position())
+            })
+    };
+    let inside = |p: Position, (start, end): (Position, Position)| {
+        let (a, b, x) = (at(start), at(end), at(p));
+        a < x && (x < b || end.is_none())
+    };
+    // Closures become anonymous functions inside a section; their bodies belong to them, not to it (the
+    // closure itself is reported where it is written).
+    let closures: Vec<(Position, Position)> = ast
+        .iter_functions()
+        .filter(|f| f.name.starts_with("anon$"))
+        .map(|f| range(&f))
+        .collect();
+    let defined: Vec<String> = ast.iter_functions().map(|f| f.name.to_string()).collect();
+    for f in ast.iter_functions().filter(|f| !f.name.starts_with("anon$")) {
+        let (start, end) = range(&f);
         let (l, c) = at(start);
         match Section::from_function(f.name) {
             Some(section) if f.params.is_empty() => {
                 present.push(section);
-                let inside = |p: Position| {
-                    let (a, b, x) = (at(start), at(end), at(p));
-                    a < x && (x < b || end.is_none())
-                };
                 let statements = top_level
                     .iter()
-                    .filter(|s| inside(s.position()))
+                    .filter(|s| inside(s.position(), (start, end)))
+                    .filter(|s| {
+                        // A closure's body may start exactly at the closure's own position.
+                        let p = at(s.position());
+                        !closures
+                            .iter()
+                            .any(|&(a, b)| at(a) <= p && (p <= at(b) || b.is_none()))
+                    })
                     .cloned()
                     .collect();
                 bodies.push((section, statements, start));
@@ -179,7 +199,7 @@ pub fn parse(source: &str) -> Result<Rule, Vec<Diagnostic>> {
         let mut walker = Walker {
             section,
             constants: &constants,
-            sections_present: &present,
+            defined: &defined,
             diagnostics: Vec::new(),
         };
         let mut env = Env {
@@ -447,7 +467,6 @@ impl Walker<'_> {
             .collect();
         let hint = crate::names::closest(name, known.iter().map(String::as_str))
             .map_or(String::new(), |n| format!(" (did you mean '{n}'?)"));
-        let _ = self.sections_present;
         self.error(pos, format!("cannot {verb} unknown variable '{name}'{hint}"));
     }
 
@@ -530,14 +549,15 @@ impl Walker<'_> {
                 let Some(func) = Func::from_name(name) else {
                     let hint = crate::names::closest(name, Func::ALL.map(Func::name))
                         .map_or(String::new(), |n| format!(" (did you mean '{n}'?)"));
-                    let what = if Section::from_function(name).is_some() {
-                        format!("calls to other functions are not supported ('{name}')")
-                    } else {
-                        format!(
-                            "unknown function '{name}'{hint}; the functions are {}",
-                            Func::ALL.map(Func::name).join(" ")
-                        )
-                    };
+                    let what =
+                        if self.defined.iter().any(|d| d == name) || Section::from_function(name).is_some() {
+                            format!("calls to other functions are not supported ('{name}')")
+                        } else {
+                            format!(
+                                "unknown function '{name}'{hint}; the functions are {}",
+                                Func::ALL.map(Func::name).join(" ")
+                            )
+                        };
                     self.error(*pos, what);
                     return None;
                 };
