@@ -105,6 +105,19 @@ impl Compiler<'_> {
             ),
             Expr::Num(_) | Expr::Bool(_) | Expr::Const(_) | Expr::Var(_) => unreachable!("handled above"),
         };
+        // Tunable constants are baked in here, so an operation on constants alone is folded now
+        // instead of being recomputed for every element.
+        if op != Op::Call(Func::Randn) && args.iter().all(|a| matches!(a, Operand::Const(_))) {
+            let scalar = |i: usize| match args.get(i) {
+                Some(Operand::Const(x)) => Src::Scalar(*x),
+                _ => Src::Scalar(0.0),
+            };
+            let mut out = [0.0f32];
+            execute(op, &mut out, scalar(0), scalar(1), scalar(2), &mut |_| {});
+            let folded = Operand::Const(out[0]);
+            self.memo.insert(key, folded);
+            return folded;
+        }
         let dst = self.program.registers as u16;
         self.program.registers += 1;
         let mut fixed = [Operand::Const(0.0); 3];
