@@ -95,7 +95,7 @@ fn bench_rule(
     let body = program
         .outputs
         .iter()
-        .map(|(name, _)| format!("{name}"))
+        .map(|(name, _)| name.to_string())
         .collect::<Vec<_>>();
     let script = compiled.canonical.to_rhai();
     let text =

@@ -247,7 +247,7 @@ impl Learner for Mesu {
 mod tests {
     use super::*;
     use crate::data::synthetic;
-    use crate::snn::{Encoding, Init, NetworkConfig, Neuron};
+    use crate::snn::NetworkConfig;
 
     fn params(memory: f64) -> MesuParams {
         MesuParams {
@@ -265,19 +265,7 @@ mod tests {
     }
 
     fn mesu(memory: f64) -> Mesu {
-        let net = Network::new(
-            NetworkConfig {
-                inputs: 256,
-                hidden: vec![16],
-                classes: 10,
-                neuron: Neuron::Relu,
-                time_steps: 1,
-                encoding: Encoding::Direct,
-                readout_beta: 0.0,
-                init: Init::FanIn,
-            },
-            2,
-        );
+        let net = Network::new(NetworkConfig::test_ann(256, 16, 10), 2);
         Mesu::new(net, params(memory), 4)
     }
 

@@ -414,22 +414,10 @@ mod tests {
     use super::*;
     use crate::data::synthetic;
     use crate::rng::Purpose;
-    use crate::snn::{Encoding, Init, NetworkConfig, Neuron};
+    use crate::snn::NetworkConfig;
 
     fn network() -> Network {
-        Network::new(
-            NetworkConfig {
-                inputs: 256,
-                hidden: vec![12],
-                classes: 10,
-                neuron: Neuron::Relu,
-                time_steps: 1,
-                encoding: Encoding::Direct,
-                readout_beta: 0.0,
-                init: Init::FanIn,
-            },
-            1,
-        )
+        Network::new(NetworkConfig::test_ann(256, 12, 10), 1)
     }
 
     fn batch(offset: usize) -> Batch {

@@ -257,6 +257,23 @@ fn init_bounds(config: &NetworkConfig, l: usize) -> (f32, f32) {
     }
 }
 
+impl NetworkConfig {
+    /// A small ReLU network (ANN mode, one hidden layer, fan-in init) for unit tests.
+    #[cfg(test)]
+    pub(crate) fn test_ann(inputs: usize, hidden: usize, classes: usize) -> NetworkConfig {
+        NetworkConfig {
+            inputs,
+            hidden: vec![hidden],
+            classes,
+            neuron: Neuron::Relu,
+            time_steps: 1,
+            encoding: Encoding::Direct,
+            readout_beta: 0.0,
+            init: Init::FanIn,
+        }
+    }
+}
+
 impl Network {
     /// A freshly initialised network; the weights depend only on `seed`.
     pub fn new(config: NetworkConfig, seed: u64) -> Network {
@@ -304,6 +321,11 @@ impl Network {
         let row = &mut dense.weights[unit * dense.inputs..(unit + 1) * dense.inputs];
         row.iter_mut().for_each(|w| *w = rng.symmetric(bound));
         dense.bias[unit] = 0.0;
+    }
+
+    /// Half-width of the uniform distribution layer `layer`'s weights were drawn from (readout last).
+    pub fn init_weight_bound(&self, layer: usize) -> f32 {
+        init_bounds(&self.config, layer).0
     }
 
     /// Sets every outgoing weight of `unit` in hidden layer `layer` to 0, so the unit no longer affects
