@@ -58,7 +58,7 @@ fn bench(c: &mut Criterion) {
         ));
     }
     for (label, spec) in specs {
-        let mut learner = learner::build(&spec, reference_network(), 0);
+        let mut learner = learner::build(&spec, reference_network(), 0, &Default::default());
         let mut step = 0usize;
         group.bench_function(label, |b| {
             b.iter(|| {

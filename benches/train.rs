@@ -59,7 +59,7 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("train");
     for batch_size in [32usize, 1] {
         let network = Network::new(spec.network_config(data.pixels(), data.classes), 0);
-        let mut learner = learner::build(&spec.learner, network, spec.seed);
+        let mut learner = learner::build(&spec.learner, network, spec.seed, &Default::default());
         let mut batch = Batch::default();
         stream.fill_train(&task, &task.examples[..batch_size], &mut batch);
         let mut rng = Rng::stream(0, Purpose::Encoding, &[]);
@@ -70,7 +70,7 @@ fn bench(c: &mut Criterion) {
     }
     // One whole task: 8,000 examples in batches of 32, including batch assembly (permutation gather).
     let network = Network::new(spec.network_config(data.pixels(), data.classes), 0);
-    let mut learner = learner::build(&spec.learner, network, spec.seed);
+    let mut learner = learner::build(&spec.learner, network, spec.seed, &Default::default());
     let order = stream.epoch_order(&task, 0);
     let mut batch = Batch::default();
     let mut rng = Rng::stream(0, Purpose::Encoding, &[]);

@@ -274,6 +274,7 @@ mod tests {
             &crate::spec::LearnerSpec::Sgd { lr: 0.1 },
             Network::new(config, seed),
             seed,
+            &Default::default(),
         );
         let options = RunOptions {
             retention_sample: 2,
@@ -355,6 +356,7 @@ mod tests {
             &crate::spec::LearnerSpec::Sgd { lr: 0.01 },
             Network::new(config, 0),
             0,
+            &Default::default(),
         );
         let options = RunOptions {
             retention_sample: 5,

@@ -118,3 +118,107 @@ fn every_shipped_rule_checks() {
         }
     }
 }
+
+/// Runs `synaptogen run` on the synthetic spec with `flags`; returns (status, stderr, output dir).
+fn run_with(flags: &[&str]) -> (i32, String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let spec = util::write_spec(dir.path(), util::SYNTHETIC_SPEC);
+    let out = synaptogen(util::repo())
+        .arg("run")
+        .arg(&spec)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .arg("-q")
+        .args(flags)
+        .output()
+        .expect("the binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        dir,
+    )
+}
+
+fn without_timing(dir: &std::path::Path, learner: &str) -> String {
+    let csv = std::fs::read_to_string(dir.join("out").join(learner).join("tasks.csv")).expect("written");
+    csv.lines()
+        .map(|l| l.rsplit_once(',').map_or(l, |(head, _)| head).to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn the_sgd_rule_reproduces_native_sgd_bit_for_bit() {
+    let (code, stderr, dir) = run_with(&["--learner", "sgd", "--rule", "rules/baselines/sgd.rhai"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        without_timing(dir.path(), "sgd"),
+        without_timing(dir.path(), "sgd.rhai")
+    );
+    let matrix = |l: &str| {
+        std::fs::read_to_string(dir.path().join("out").join(l).join("accuracy_matrix.csv")).expect("written")
+    };
+    assert_eq!(matrix("sgd"), matrix("sgd.rhai"));
+}
+
+#[test]
+fn rules_with_state_and_local_terms_train() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let momentum = dir.path().join("momentum.rhai");
+    std::fs::write(
+        &momentum,
+        "const BETA = 0.9;\nfn synapse() {\n    m = BETA * m + grad;\n    dw = -lr * m;\n}\n",
+    )
+    .expect("temp dir is writable");
+    let momentum = momentum.to_string_lossy().into_owned();
+    let (code, stderr, out) = run_with(&["--rule", &momentum, "--rule", "rules/local/oja.rhai"]);
+    assert_eq!(code, 0, "{stderr}");
+    let csv = std::fs::read_to_string(out.path().join("out/comparison.csv")).expect("written");
+    for label in ["momentum.rhai", "oja.rhai"] {
+        let row = csv
+            .lines()
+            .find(|l| l.starts_with(label))
+            .expect("a row per rule");
+        assert!(row.contains(",completed,"), "{row}");
+    }
+    // Momentum changes the trajectory: it is not plain SGD.
+    let (_, _, sgd) = run_with(&["--rule", "rules/baselines/sgd.rhai"]);
+    assert_ne!(
+        without_timing(out.path(), "momentum.rhai"),
+        without_timing(sgd.path(), "sgd.rhai")
+    );
+}
+
+#[test]
+fn a_rule_training_cannot_compute_yet_is_refused_before_training() {
+    for (rule, fragment) in [
+        (
+            "rules/local/anti_hebbian.rhai",
+            "the rule uses hebb, which training does not compute yet",
+        ),
+        ("rules/baselines/cbp.rhai", "neuron() rules are not trained yet"),
+    ] {
+        let (code, stderr, _) = run_with(&["--rule", rule]);
+        assert_eq!(code, 2, "{stderr}");
+        assert!(stderr.contains(fragment) && stderr.contains(rule), "{stderr}");
+    }
+    let (code, stderr, _) = run_with(&["--rule", "no/such/rule.rhai"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("no/such/rule.rhai: cannot read the rule"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_rule_that_does_not_compile_stops_the_run_with_its_location() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bad = dir.path().join("bad.rhai");
+    std::fs::write(&bad, "fn synapse() {\n    dw = heb;\n}\n").expect("temp dir is writable");
+    let (code, stderr, _) = run_with(&["--rule", &bad.to_string_lossy()]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("bad.rhai:2:10: cannot read unknown variable 'heb'"),
+        "{stderr}"
+    );
+}

@@ -94,6 +94,10 @@ struct RunArgs {
     /// as 'Cbp(lr: 0.05, maturity: 500)' sets parameters.
     #[arg(long = "learner", value_name = "LEARNER")]
     learners: Vec<String>,
+    /// Train with this rule script (its synapse() section), beside any --learner; repeatable. The rule
+    /// reads the spec's step size as lr.
+    #[arg(long = "rule", value_name = "RULE")]
+    rules: Vec<PathBuf>,
     /// Learners trained at once [default: one per core].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     threads: Option<u64>,
@@ -228,6 +232,7 @@ struct Shared<'a> {
     display: &'a progress::Display,
     stop: &'a Arc<AtomicBool>,
     labelled: bool,
+    rules: &'a learner::Rules,
 }
 
 fn run_learner(
@@ -245,7 +250,7 @@ fn run_learner(
         spec.network_config(shared.dataset.pixels(), shared.dataset.classes),
         spec.seed,
     );
-    let mut learner = learner::build(&spec.learner, network, spec.seed);
+    let mut learner = learner::build(&spec.learner, network, spec.seed, shared.rules);
     let config = shared.stream.config();
     let progress = shared.display.learner(
         shared.labelled.then(|| label.to_string()),
@@ -299,17 +304,25 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(seed) = args.seed {
         spec.seed = seed;
     }
-    let learners: Vec<LearnerSpec> = if args.learners.is_empty() {
-        std::iter::once(&spec.learner)
-            .chain(&spec.baselines)
-            .cloned()
-            .collect()
-    } else {
+    let named_on_command_line = !args.learners.is_empty() || !args.rules.is_empty();
+    let mut learners: Vec<LearnerSpec> = if named_on_command_line {
         args.learners
             .iter()
             .map(|text| resolve_learner(text, &spec))
             .collect::<anyhow::Result<_>>()?
+    } else {
+        std::iter::once(&spec.learner)
+            .chain(&spec.baselines)
+            .cloned()
+            .collect()
     };
+    let lr = spec.learner.lr().unwrap_or(0.05);
+    learners.extend(args.rules.iter().map(|path| LearnerSpec::Rule {
+        path: path.clone(),
+        lr,
+        apply_to: spec::RuleLayers::All,
+    }));
+    let rules = compile_rules(&learners)?;
     let stem = args
         .spec
         .file_stem()
@@ -320,7 +333,7 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     // command line get a subdirectory each (a repeated name gets a suffix).
     let mut labels: Vec<String> = Vec::new();
     for learner in &learners {
-        let base = learner.name().to_string();
+        let base = learner.label();
         let count = labels
             .iter()
             .filter(|l| l.split('-').next() == Some(base.as_str()))
@@ -331,7 +344,7 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
             format!("{base}-{}", count + 1)
         });
     }
-    let labelled = learners.len() > 1 || !args.learners.is_empty();
+    let labelled = learners.len() > 1 || named_on_command_line;
     let files: Vec<RunFiles> = labels
         .iter()
         .map(|label| {
@@ -376,6 +389,7 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         display: &display,
         stop: &stop,
         labelled,
+        rules: &rules,
     };
     let threads = args.threads.map_or(0, |t| t as usize);
     let pool = rayon::ThreadPoolBuilder::new()
@@ -416,6 +430,29 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Reads and compiles every rule script the learners name; a rule that does not compile, or that uses
+/// what training cannot compute yet, stops the run before anything trains.
+fn compile_rules(learners: &[LearnerSpec]) -> anyhow::Result<learner::Rules> {
+    let mut rules = learner::Rules::new();
+    for learner in learners {
+        if let LearnerSpec::Rule { path, .. } = learner {
+            if rules.contains_key(path) {
+                continue;
+            }
+            let source = std::fs::read_to_string(path)
+                .map_err(|e| InputError(format!("{}: cannot read the rule ({e})", path.display())))?;
+            let compiled = crate::rule::compile(&source, path)?;
+            if let Some(why) = learner::rule::unsupported(&compiled) {
+                return Err(
+                    InputError(format!("{}: cannot train this rule yet: {why}", path.display())).into(),
+                );
+            }
+            rules.insert(path.clone(), compiled);
+        }
+    }
+    Ok(rules)
 }
 
 fn comparison_row(result: &LearnerResult) -> report::ComparisonRow {

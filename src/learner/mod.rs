@@ -17,6 +17,7 @@ pub mod cbp;
 pub mod mesu;
 pub mod penalty;
 pub mod redo;
+pub mod rule;
 pub mod shrink_perturb;
 
 use crate::data::Batch;
@@ -71,10 +72,27 @@ pub trait Learner: Send {
     }
 }
 
+/// Compiled rule scripts by path, for the `Rule` learners of a run (the caller reads and compiles them).
+pub type Rules = std::collections::BTreeMap<std::path::PathBuf, crate::rule::CompiledRule>;
+
 /// Builds the learner a spec names, around a freshly initialised network. `seed` keys the learner's own
-/// random streams (noise, redrawn units), apart from the network's initial weights.
-pub fn build(spec: &LearnerSpec, network: Network, seed: u64) -> Box<dyn Learner> {
+/// random streams (noise, redrawn units), apart from the network's initial weights. `rules` must hold
+/// every rule the spec names.
+pub fn build(spec: &LearnerSpec, network: Network, seed: u64, rules: &Rules) -> Box<dyn Learner> {
     match spec.clone() {
+        LearnerSpec::Rule { path, lr, apply_to } => {
+            let compiled = rules
+                .get(&path)
+                .expect("the caller compiles every rule before building learners");
+            Box::new(rule::RuleLearner::new(
+                network,
+                spec.label(),
+                compiled,
+                lr,
+                apply_to == crate::spec::RuleLayers::Hidden,
+                seed,
+            ))
+        }
         LearnerSpec::Sgd { lr } => Box::new(penalty::Penalized::new(network, lr, penalty::Penalty::None)),
         LearnerSpec::L2 { lr, weight_decay } => Box::new(penalty::Penalized::new(
             network,

@@ -131,6 +131,20 @@ impl Compiler<'_> {
     }
 }
 
+/// An input of [`Program::run_matrix`]: how a variable's values lay over a weight matrix of
+/// `rows × cols` synapses (row = postsynaptic neuron, column = presynaptic neuron).
+#[derive(Clone, Copy, Debug)]
+pub enum Input<'a> {
+    /// One value per synapse, row-major.
+    PerSynapse(&'a [f32]),
+    /// One value per row (a property of the postsynaptic neuron).
+    PerRow(&'a [f32]),
+    /// One value per column (a property of the presynaptic neuron).
+    PerColumn(&'a [f32]),
+    /// One value for every synapse.
+    Scalar(f32),
+}
+
 /// A source of values for one chunk: a slice, or a scalar broadcast over it.
 #[derive(Clone, Copy)]
 enum Src<'a> {
@@ -281,6 +295,54 @@ impl Program {
         }
     }
 
+    /// Runs the program over a `rows × cols` weight matrix whose inputs may be per synapse, per row,
+    /// per column or scalar. Per-row and per-column inputs are expanded one chunk at a time into
+    /// `broadcast` scratch, so no full-size copy is ever made.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_matrix(
+        &self,
+        rows: usize,
+        cols: usize,
+        inputs: &[Input],
+        outputs: &mut [&mut [f32]],
+        randn: &mut dyn FnMut(&mut [f32]),
+        registers: &mut Vec<Vec<f32>>,
+        broadcast: &mut Vec<Vec<f32>>,
+    ) {
+        let len = rows * cols;
+        broadcast.resize_with(inputs.len(), Vec::new);
+        let mut start = 0;
+        while start < len {
+            let n = CHUNK.min(len - start);
+            for (input, buffer) in inputs.iter().zip(broadcast.iter_mut()) {
+                match *input {
+                    Input::PerRow(values) => {
+                        buffer.clear();
+                        buffer.extend((start..start + n).map(|e| values[e / cols]));
+                    }
+                    Input::PerColumn(values) => {
+                        buffer.clear();
+                        buffer.extend((start..start + n).map(|e| values[e % cols]));
+                    }
+                    Input::PerSynapse(_) | Input::Scalar(_) => {}
+                }
+            }
+            let slices: Vec<&[f32]> = inputs
+                .iter()
+                .zip(broadcast.iter())
+                .map(|(input, buffer)| match input {
+                    Input::PerSynapse(values) => &values[start..start + n],
+                    Input::PerRow(_) | Input::PerColumn(_) => &buffer[..n],
+                    Input::Scalar(x) => std::slice::from_ref(x),
+                })
+                .collect();
+            let mut chunk_outputs: Vec<&mut [f32]> =
+                outputs.iter_mut().map(|o| &mut o[start..start + n]).collect();
+            self.run(n, &slices, &mut chunk_outputs, randn, registers);
+            start += n;
+        }
+    }
+
     /// Evaluates the program on one element with every input a scalar (for tests and probes).
     pub fn eval_scalar(&self, inputs: &[f32]) -> Vec<f32> {
         let slices: Vec<&[f32]> = inputs.iter().map(std::slice::from_ref).collect();
@@ -354,5 +416,50 @@ impl fmt::Display for Program {
             writeln!(f, "{name} ← {}", show(o))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rule::compile;
+    use std::path::Path;
+
+    #[test]
+    fn matrix_inputs_broadcast_by_row_and_column() {
+        let compiled = compile(
+            "fn synapse() { dw = w + 10.0 * post + 100.0 * pre + lr; }",
+            Path::new("t.rhai"),
+        )
+        .expect("compiles");
+        let program = &compiled.programs[0].1;
+        let (rows, cols) = (3, 5000); // spans two chunks
+        let w: Vec<f32> = (0..rows * cols).map(|e| (e % 7) as f32).collect();
+        let post = [1.0, 2.0, 3.0];
+        let pre: Vec<f32> = (0..cols).map(|j| (j % 3) as f32).collect();
+        let inputs: Vec<Input> = program
+            .inputs
+            .iter()
+            .map(|n| match *n {
+                "w" => Input::PerSynapse(&w),
+                "post" => Input::PerRow(&post),
+                "pre" => Input::PerColumn(&pre),
+                _ => Input::Scalar(0.5),
+            })
+            .collect();
+        let mut dw = vec![0.0f32; rows * cols];
+        program.run_matrix(
+            rows,
+            cols,
+            &inputs,
+            &mut [&mut dw],
+            &mut |_| {},
+            &mut Vec::new(),
+            &mut Vec::new(),
+        );
+        for e in [0, 1, 4999, 5000, 9999, 14_999] {
+            let want = w[e] + 10.0 * post[e / cols] + 100.0 * pre[e % cols] + 0.5;
+            assert_eq!(dw[e], want, "element {e}");
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! The `learner` section of a spec: which update method, with its parameters and their reference
 //! defaults (shared/reference/continual-learning.md), and the range checks of each.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 use super::default_dormant_threshold;
@@ -92,6 +94,16 @@ pub enum LearnerSpec {
         #[serde(default = "default_ewc_gamma")]
         gamma: f32,
     },
+    /// A rule script: its `synapse()` section gives every weight's update; biases follow plain SGD.
+    Rule {
+        /// The `.rhai` file.
+        path: PathBuf,
+        /// The step size the rule reads as `lr`.
+        lr: f32,
+        /// Which weight matrices follow the rule (the others follow plain SGD).
+        #[serde(default)]
+        apply_to: RuleLayers,
+    },
     /// Synaptic intelligence (§4.6). Needs visible boundaries.
     Si {
         /// Step size.
@@ -103,6 +115,16 @@ pub enum LearnerSpec {
         #[serde(default = "one_f32")]
         damping: f32,
     },
+}
+
+/// Which weight matrices a rule applies to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RuleLayers {
+    /// Every weight matrix, the readout included.
+    #[default]
+    All,
+    /// Hidden layers only; the readout follows plain SGD.
+    Hidden,
 }
 
 /// Which unit utility continual backprop ranks by (§1.1c).
@@ -207,6 +229,17 @@ impl LearnerSpec {
             LearnerSpec::EwcOnline { .. } => "ewc_online",
             LearnerSpec::EwcStream { .. } => "ewc_stream",
             LearnerSpec::Si { .. } => "si",
+            LearnerSpec::Rule { .. } => "rule",
+        }
+    }
+
+    /// The label runs and reports use: the name, or a rule's file name.
+    pub fn label(&self) -> String {
+        match self {
+            LearnerSpec::Rule { path, .. } => path
+                .file_name()
+                .map_or_else(|| "rule".into(), |f| f.to_string_lossy().into_owned()),
+            other => other.name().to_string(),
         }
     }
 
@@ -221,7 +254,8 @@ impl LearnerSpec {
             | LearnerSpec::Redo { lr, .. }
             | LearnerSpec::EwcOnline { lr, .. }
             | LearnerSpec::EwcStream { lr, .. }
-            | LearnerSpec::Si { lr, .. } => Some(lr),
+            | LearnerSpec::Si { lr, .. }
+            | LearnerSpec::Rule { lr, .. } => Some(lr),
             LearnerSpec::Cbp(ref p) => Some(p.lr),
             LearnerSpec::Mesu(_) => None,
         }
@@ -334,7 +368,7 @@ impl LearnerSpec {
             }
             LearnerSpec::Cbp(p) => vec![("replacement_rate", p.replacement_rate)],
             LearnerSpec::Mesu(p) => vec![("sigma_min", p.sigma_min as f64)],
-            LearnerSpec::Sgd { .. } => vec![],
+            LearnerSpec::Sgd { .. } | LearnerSpec::Rule { .. } => vec![],
         };
         for (field, value) in non_negative {
             if !(value >= 0.0 && value.is_finite()) {

@@ -1,0 +1,319 @@
+//! Training with a compiled rule: the `synapse()` program runs over every weight matrix after the
+//! backward pass, and `w += dw`.
+//!
+//! Per update and per weight matrix (rows = postsynaptic neurons, columns = presynaptic ones), the
+//! learner gathers exactly the vocabulary the program reads: `w`, `w0` (the weight at creation), `grad`
+//! (the batch-mean gradient), `age` (updates since creation), the persistent slots `m` and `u`, `pre` and
+//! `post` (mean activity over the batch and the T steps: the input intensity for the first layer, firing
+//! rates for hidden layers, the mean softmax probability for the readout), their running averages
+//! `pre_trace` and `post_trace` (decay 0.99 per update), and the scalars `lr`, `step`, `new_task`,
+//! `loss`, `loss_trace`, `fan_in`, `fan_out`, `layer`. Biases follow plain SGD: a synapse rule is about
+//! synapses.
+//!
+//! Not trained yet (refused with a clear error before anything runs): `hebb`, `elig`, `v`, `err`, `psi`,
+//! `theta`, `sigma`, `grad_sigma`, and the `neuron()` and `prune()` sections.
+
+use super::{Backprop, Learner, NoiseTable, UpdateContext, UpdateStats};
+use crate::data::Batch;
+use crate::rng::{Purpose, Rng};
+use crate::rule::program::Input;
+use crate::rule::{CompiledRule, Program, Section};
+use crate::snn::{Network, softmax_cross_entropy};
+
+/// Decay of `pre_trace`, `post_trace` and `loss_trace` per update.
+pub const TRACE_DECAY: f32 = 0.99;
+
+/// The vocabulary a synapse rule can be trained with today.
+pub const TRAINABLE: [&str; 18] = [
+    "w",
+    "w0",
+    "grad",
+    "age",
+    "m",
+    "u",
+    "pre",
+    "pre_trace",
+    "post",
+    "post_trace",
+    "lr",
+    "step",
+    "new_task",
+    "loss",
+    "loss_trace",
+    "fan_in",
+    "fan_out",
+    "layer",
+];
+
+/// Why a compiled rule cannot be trained yet; `None` when it can.
+pub fn unsupported(rule: &CompiledRule) -> Option<String> {
+    for (section, program) in &rule.programs {
+        if *section != Section::Synapse {
+            return Some(format!(
+                "{}() rules are not trained yet (synapse() rules are); remove it to train the synapse rule",
+                section.function()
+            ));
+        }
+        let missing: Vec<&str> = program
+            .inputs
+            .iter()
+            .chain(program.outputs.iter().map(|(n, _)| n))
+            .filter(|n| !TRAINABLE.contains(n) && **n != "dw")
+            .copied()
+            .collect();
+        if !missing.is_empty() {
+            return Some(format!(
+                "the rule uses {}, which training does not compute yet; trainable today: {}",
+                missing.join(", "),
+                TRAINABLE.join(", ")
+            ));
+        }
+    }
+    None
+}
+
+/// Per weight matrix state.
+#[derive(Clone, Debug)]
+struct MatrixState {
+    w0: Vec<f32>,
+    m: Vec<f32>,
+    u: Vec<f32>,
+    age: Vec<f32>,
+    pre_trace: Vec<f32>,
+    post_trace: Vec<f32>,
+    /// Output buffers of the program, one per output, reused.
+    outputs: Vec<Vec<f32>>,
+}
+
+/// A learner driven by a compiled synapse rule.
+#[derive(Debug)]
+pub struct RuleLearner {
+    core: Backprop,
+    name: String,
+    program: Program,
+    lr: f32,
+    hidden_only: bool,
+    matrices: Vec<MatrixState>,
+    loss_trace: Option<f32>,
+    noise: NoiseTable,
+    seed: u64,
+    updates: u64,
+    registers: Vec<Vec<f32>>,
+    broadcast: Vec<Vec<f32>>,
+    activity: Vec<f32>,
+    probabilities: Vec<f32>,
+}
+
+impl RuleLearner {
+    /// The learner for `rule` (checked with [`unsupported`] first); `hidden_only` leaves the readout to
+    /// plain SGD.
+    pub fn new(
+        network: Network,
+        name: String,
+        rule: &CompiledRule,
+        lr: f32,
+        hidden_only: bool,
+        seed: u64,
+    ) -> RuleLearner {
+        let program = rule
+            .programs
+            .iter()
+            .find(|(s, _)| *s == Section::Synapse)
+            .map(|(_, p)| p.clone())
+            .unwrap_or_else(|| {
+                let default = crate::rule::compile(
+                    "fn synapse() { dw = -lr * grad; }",
+                    std::path::Path::new("default"),
+                )
+                .expect("the default synapse rule compiles");
+                default.programs[0].1.clone()
+            });
+        let matrices = network
+            .layers()
+            .iter()
+            .map(|d| MatrixState {
+                w0: d.weights().to_vec(),
+                m: vec![0.0; d.weights().len()],
+                u: vec![0.0; d.weights().len()],
+                age: vec![0.0; d.weights().len()],
+                pre_trace: vec![0.0; d.inputs()],
+                post_trace: vec![0.0; d.outputs()],
+                outputs: vec![vec![0.0; d.weights().len()]; program.outputs.len()],
+            })
+            .collect();
+        RuleLearner {
+            core: Backprop::new(network),
+            name,
+            program,
+            lr,
+            hidden_only,
+            matrices,
+            loss_trace: None,
+            noise: NoiseTable::new(seed),
+            seed,
+            updates: 0,
+            registers: Vec::new(),
+            broadcast: Vec::new(),
+            activity: Vec::new(),
+            probabilities: Vec::new(),
+        }
+    }
+
+    /// Mean over the batch of `values` (`batch × width`).
+    fn batch_mean(values: &[f32], width: usize) -> Vec<f32> {
+        let mut mean = vec![0.0f32; width];
+        let rows = values.len() / width.max(1);
+        for row in values.chunks_exact(width) {
+            for (m, v) in mean.iter_mut().zip(row) {
+                *m += v;
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= rows.max(1) as f32);
+        mean
+    }
+}
+
+impl Learner for RuleLearner {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn network(&self) -> &Network {
+        &self.core.network
+    }
+
+    fn update(&mut self, batch: &Batch, context: UpdateContext, rng: &mut Rng) -> UpdateStats {
+        let stats = self.core.compute(batch, rng);
+        let loss_trace = match self.loss_trace {
+            Some(t) => TRACE_DECAY * t + (1.0 - TRACE_DECAY) * stats.loss,
+            None => stats.loss,
+        };
+        self.loss_trace = Some(loss_trace);
+        let config = self.core.network.config().clone();
+        let hidden = config.hidden.len();
+        let mut noise_rng = Rng::stream(self.seed, Purpose::Learner, &[self.updates]);
+        for l in 0..=hidden {
+            let (inputs, outputs) = {
+                let layer = &self.core.network.layers()[l];
+                (layer.inputs(), layer.outputs())
+            };
+            if l == hidden && self.hidden_only {
+                let lr = self.lr;
+                let grad = &self.core.gradients.layers[l].weights;
+                for (w, g) in self.core.network.layers_mut()[l]
+                    .weights_mut()
+                    .iter_mut()
+                    .zip(grad)
+                {
+                    *w -= lr * g;
+                }
+                continue;
+            }
+            // pre: input intensities (first layer) or the previous layer's firing rates.
+            let pre = if l == 0 {
+                Self::batch_mean(&batch.images, inputs)
+            } else {
+                self.core
+                    .workspace
+                    .activity_into(l - 1, inputs, &mut self.activity);
+                Self::batch_mean(&self.activity, inputs)
+            };
+            // post: this layer's firing rates, or the readout's mean softmax probability.
+            let post = if l < hidden {
+                self.core.workspace.activity_into(l, outputs, &mut self.activity);
+                Self::batch_mean(&self.activity, outputs)
+            } else {
+                self.probabilities.resize(self.core.workspace.logits().len(), 0.0);
+                softmax_cross_entropy(
+                    self.core.workspace.logits(),
+                    &batch.labels,
+                    outputs,
+                    &mut self.probabilities,
+                );
+                // grad = (softmax − onehot)/batch: recover the softmax.
+                let n = batch.len() as f32;
+                for (row, &y) in self.probabilities.chunks_exact_mut(outputs).zip(&batch.labels) {
+                    row[y as usize] += 1.0 / n;
+                    row.iter_mut().for_each(|p| *p *= n);
+                }
+                Self::batch_mean(&self.probabilities, outputs)
+            };
+            let state = &mut self.matrices[l];
+            for (t, p) in state.pre_trace.iter_mut().zip(&pre) {
+                *t = TRACE_DECAY * *t + (1.0 - TRACE_DECAY) * p;
+            }
+            for (t, p) in state.post_trace.iter_mut().zip(&post) {
+                *t = TRACE_DECAY * *t + (1.0 - TRACE_DECAY) * p;
+            }
+            let weights = self.core.network.layers()[l].weights();
+            let grad = &self.core.gradients.layers[l].weights;
+            let program_inputs: Vec<Input> = self
+                .program
+                .inputs
+                .iter()
+                .map(|name| match *name {
+                    "w" => Input::PerSynapse(weights),
+                    "w0" => Input::PerSynapse(&state.w0),
+                    "grad" => Input::PerSynapse(grad),
+                    "age" => Input::PerSynapse(&state.age),
+                    "m" => Input::PerSynapse(&state.m),
+                    "u" => Input::PerSynapse(&state.u),
+                    "pre" => Input::PerColumn(&pre),
+                    "pre_trace" => Input::PerColumn(&state.pre_trace),
+                    "post" => Input::PerRow(&post),
+                    "post_trace" => Input::PerRow(&state.post_trace),
+                    "lr" => Input::Scalar(self.lr),
+                    "step" => Input::Scalar(context.step as f32),
+                    "new_task" => Input::Scalar(if context.new_task { 1.0 } else { 0.0 }),
+                    "loss" => Input::Scalar(stats.loss),
+                    "loss_trace" => Input::Scalar(loss_trace),
+                    "fan_in" => Input::Scalar(inputs as f32),
+                    "fan_out" => Input::Scalar(outputs as f32),
+                    "layer" => Input::Scalar(l as f32),
+                    other => unreachable!("'{other}' is refused by unsupported() before training"),
+                })
+                .collect();
+            let mut outs: Vec<&mut [f32]> = state.outputs.iter_mut().map(Vec::as_mut_slice).collect();
+            let noise = &self.noise;
+            self.program.run_matrix(
+                outputs,
+                inputs,
+                &program_inputs,
+                &mut outs,
+                &mut |chunk| noise.fill(chunk, &mut noise_rng),
+                &mut self.registers,
+                &mut self.broadcast,
+            );
+            drop(program_inputs);
+            for (k, (name, _)) in self.program.outputs.iter().enumerate() {
+                match *name {
+                    "dw" => {
+                        let dw = &state.outputs[k];
+                        for (w, d) in self.core.network.layers_mut()[l].weights_mut().iter_mut().zip(dw) {
+                            *w += d;
+                        }
+                    }
+                    "m" => std::mem::swap(&mut state.m, &mut state.outputs[k]),
+                    "u" => std::mem::swap(&mut state.u, &mut state.outputs[k]),
+                    other => unreachable!("'{other}' is refused by unsupported() before training"),
+                }
+            }
+            state.age.iter_mut().for_each(|a| *a += 1.0);
+        }
+        // Biases: plain SGD.
+        let lr = self.lr;
+        for (layer, grad) in self
+            .core
+            .network
+            .layers_mut()
+            .iter_mut()
+            .zip(&self.core.gradients.layers)
+        {
+            for (b, g) in layer.bias_mut().iter_mut().zip(&grad.bias) {
+                *b -= lr * g;
+            }
+        }
+        self.updates += 1;
+        stats
+    }
+}
