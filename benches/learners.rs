@@ -57,8 +57,24 @@ fn bench(c: &mut Criterion) {
             LearnerSpec::Mesu(synaptogen::spec::MesuParams { samples: 1, ..p }),
         ));
     }
+    // The sgd rule script, for the cost of running a compiled rule instead of the native loop.
+    let rule_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/baselines/sgd.rhai");
+    let source = std::fs::read_to_string(&rule_path).expect("rules/baselines/sgd.rhai ships");
+    let mut rules = learner::Rules::new();
+    rules.insert(
+        rule_path.clone(),
+        synaptogen::rule::compile(&source, &rule_path).expect("the shipped rule compiles"),
+    );
+    specs.push((
+        "sgd_rule".into(),
+        LearnerSpec::Rule {
+            path: rule_path,
+            lr: 0.05,
+            apply_to: synaptogen::spec::RuleLayers::All,
+        },
+    ));
     for (label, spec) in specs {
-        let mut learner = learner::build(&spec, reference_network(), 0, &Default::default());
+        let mut learner = learner::build(&spec, reference_network(), 0, &rules);
         let mut step = 0usize;
         group.bench_function(label, |b| {
             b.iter(|| {
