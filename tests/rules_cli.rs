@@ -171,10 +171,17 @@ fn rules_with_state_and_local_terms_train() {
     )
     .expect("temp dir is writable");
     let momentum = momentum.to_string_lossy().into_owned();
-    let (code, stderr, out) = run_with(&["--rule", &momentum, "--rule", "rules/local/oja.rhai"]);
+    let (code, stderr, out) = run_with(&[
+        "--rule",
+        &momentum,
+        "--rule",
+        "rules/local/oja.rhai",
+        "--rule",
+        "rules/local/anti_hebbian.rhai",
+    ]);
     assert_eq!(code, 0, "{stderr}");
     let csv = std::fs::read_to_string(out.path().join("out/comparison.csv")).expect("written");
-    for label in ["momentum.rhai", "oja.rhai"] {
+    for label in ["momentum.rhai", "oja.rhai", "anti_hebbian.rhai"] {
         let row = csv
             .lines()
             .find(|l| l.starts_with(label))
@@ -193,8 +200,8 @@ fn rules_with_state_and_local_terms_train() {
 fn a_rule_training_cannot_compute_yet_is_refused_before_training() {
     for (rule, fragment) in [
         (
-            "rules/local/anti_hebbian.rhai",
-            "the rule uses hebb, which training does not compute yet",
+            "rules/local/three_factor.rhai",
+            "the rule uses elig, err, which training does not compute yet",
         ),
         ("rules/baselines/cbp.rhai", "neuron() rules are not trained yet"),
     ] {

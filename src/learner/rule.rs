@@ -5,12 +5,14 @@
 //! learner gathers exactly the vocabulary the program reads: `w`, `w0` (the weight at creation), `grad`
 //! (the batch-mean gradient), `age` (updates since creation), the persistent slots `m` and `u`, `pre` and
 //! `post` (mean activity over the batch and the T steps: the input intensity for the first layer, firing
-//! rates for hidden layers, the mean softmax probability for the readout), their running averages
+//! rates for hidden layers, the mean softmax probability for the readout), `hebb` (the mean over batch
+//! and steps of post × pre activity: one GEMM per matrix, computed only when the rule reads it), their
+//! running averages
 //! `pre_trace` and `post_trace` (decay 0.99 per update), and the scalars `lr`, `step`, `new_task`,
 //! `loss`, `loss_trace`, `fan_in`, `fan_out`, `layer`. Biases follow plain SGD: a synapse rule is about
 //! synapses.
 //!
-//! Not trained yet (refused with a clear error before anything runs): `hebb`, `elig`, `v`, `err`, `psi`,
+//! Not trained yet (refused with a clear error before anything runs): `elig`, `v`, `err`, `psi`,
 //! `theta`, `sigma`, `grad_sigma`, and the `neuron()` and `prune()` sections.
 
 use super::{Backprop, Learner, NoiseTable, UpdateContext, UpdateStats};
@@ -18,16 +20,17 @@ use crate::data::Batch;
 use crate::rng::{Purpose, Rng};
 use crate::rule::program::Input;
 use crate::rule::{CompiledRule, Program, Section};
-use crate::snn::{Network, softmax_cross_entropy};
+use crate::snn::{Network, Storage, matmul, softmax_cross_entropy};
 
 /// Decay of `pre_trace`, `post_trace` and `loss_trace` per update.
 pub const TRACE_DECAY: f32 = 0.99;
 
 /// The vocabulary a synapse rule can be trained with today.
-pub const TRAINABLE: [&str; 18] = [
+pub const TRAINABLE: [&str; 19] = [
     "w",
     "w0",
     "grad",
+    "hebb",
     "age",
     "m",
     "u",
@@ -102,6 +105,9 @@ pub struct RuleLearner {
     broadcast: Vec<Vec<f32>>,
     activity: Vec<f32>,
     probabilities: Vec<f32>,
+    /// `hebb` of the current matrix (when the rule reads it).
+    hebb: Vec<f32>,
+    reads_hebb: bool,
 }
 
 impl RuleLearner {
@@ -128,6 +134,7 @@ impl RuleLearner {
                 .expect("the default synapse rule compiles");
                 default.programs[0].1.clone()
             });
+        let reads_hebb = program.inputs.contains(&"hebb");
         let matrices = network
             .layers()
             .iter()
@@ -156,6 +163,8 @@ impl RuleLearner {
             broadcast: Vec::new(),
             activity: Vec::new(),
             probabilities: Vec::new(),
+            hebb: Vec::new(),
+            reads_hebb,
         }
     }
 
@@ -245,6 +254,56 @@ impl Learner for RuleLearner {
             for (t, p) in state.post_trace.iter_mut().zip(&post) {
                 *t = TRACE_DECAY * *t + (1.0 - TRACE_DECAY) * p;
             }
+            if self.reads_hebb {
+                self.hebb.resize(outputs * inputs, 0.0);
+                let ws = &self.core.workspace;
+                let steps = config.time_steps;
+                let rows = batch.len();
+                if l == hidden {
+                    // Readout: mean over the batch of softmax probability × presynaptic firing rate.
+                    ws.activity_into(l - 1, inputs, &mut self.activity);
+                    matmul(
+                        &mut self.hebb,
+                        &self.probabilities,
+                        Storage::Transposed,
+                        &self.activity,
+                        Storage::RowMajor,
+                        (outputs, rows, inputs),
+                        false,
+                    );
+                    self.hebb.iter_mut().for_each(|h| *h /= rows as f32);
+                } else if l == 0 && ws.input_sequence().is_empty() {
+                    // Direct input is the same at every step: Σ_t s[t]ᵀx = T·(rate)ᵀx.
+                    ws.activity_into(0, outputs, &mut self.activity);
+                    matmul(
+                        &mut self.hebb,
+                        &self.activity,
+                        Storage::Transposed,
+                        &batch.images,
+                        Storage::RowMajor,
+                        (outputs, rows, inputs),
+                        false,
+                    );
+                    self.hebb.iter_mut().for_each(|h| *h /= rows as f32);
+                } else {
+                    let pre_steps = if l == 0 {
+                        ws.input_sequence()
+                    } else {
+                        ws.spikes(l - 1)
+                    };
+                    matmul(
+                        &mut self.hebb,
+                        ws.spikes(l),
+                        Storage::Transposed,
+                        pre_steps,
+                        Storage::RowMajor,
+                        (outputs, steps * rows, inputs),
+                        false,
+                    );
+                    let scale = 1.0 / (steps * rows) as f32;
+                    self.hebb.iter_mut().for_each(|h| *h *= scale);
+                }
+            }
             let weights = self.core.network.layers()[l].weights();
             let grad = &self.core.gradients.layers[l].weights;
             let program_inputs: Vec<Input> = self
@@ -255,6 +314,7 @@ impl Learner for RuleLearner {
                     "w" => Input::PerSynapse(weights),
                     "w0" => Input::PerSynapse(&state.w0),
                     "grad" => Input::PerSynapse(grad),
+                    "hebb" => Input::PerSynapse(&self.hebb),
                     "age" => Input::PerSynapse(&state.age),
                     "m" => Input::PerSynapse(&state.m),
                     "u" => Input::PerSynapse(&state.u),

@@ -207,6 +207,18 @@ impl Workspace {
         out
     }
 
+    /// Per-step outputs of hidden layer `layer` in the last pass: spikes (or ReLU activations),
+    /// `T × batch × width`.
+    pub fn spikes(&self, layer: usize) -> &[f32] {
+        &self.layers[layer].spikes
+    }
+
+    /// The per-step input of the first layer in the last pass with Bernoulli encoding
+    /// (`T × batch × inputs`); empty with direct encoding, whose input is the batch itself at every step.
+    pub fn input_sequence(&self) -> &[f32] {
+        &self.input_sequence
+    }
+
     /// [`Workspace::activity`] into a reused buffer.
     pub fn activity_into(&self, layer: usize, width: usize, out: &mut Vec<f32>) {
         let per_step = self.batch * width;
