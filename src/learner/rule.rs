@@ -377,3 +377,92 @@ impl Learner for RuleLearner {
         stats
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snn::{Encoding, Init, Lif, NetworkConfig, Neuron, Pass, Reset, Workspace};
+
+    /// With `dw = hebb`, an update moves every weight by exactly `hebb`; check it against the definition
+    /// computed element by element from the same forward pass.
+    #[test]
+    fn hebb_is_the_mean_over_batch_and_steps_of_post_times_pre() {
+        let config = NetworkConfig {
+            inputs: 6,
+            hidden: vec![5, 4],
+            classes: 3,
+            neuron: Neuron::Lif(Lif {
+                beta: 0.9,
+                threshold: 0.2,
+                slope: 25.0,
+                reset: Reset::SameStep,
+            }),
+            time_steps: 3,
+            encoding: Encoding::Direct,
+            readout_beta: 0.9,
+            init: Init::FanIn,
+        };
+        let network = Network::new(config.clone(), 4);
+        let compiled = crate::rule::compile("fn synapse() { dw = hebb; }", std::path::Path::new("h.rhai"))
+            .expect("compiles");
+        let mut learner = RuleLearner::new(network.clone(), "h".into(), &compiled, 0.0, false, 0);
+        let batch = Batch {
+            images: (0..2 * 6).map(|i| ((i * 5 % 7) as f32) / 6.0).collect(),
+            labels: vec![0, 2],
+        };
+        let mut rng = Rng::stream(0, Purpose::Encoding, &[]);
+        learner.update(&batch, UpdateContext::default(), &mut rng.clone());
+        // The same forward pass, by hand.
+        let mut ws = Workspace::default();
+        network.forward(&batch.images, 2, &mut ws, Pass::Train, &mut rng);
+        let (t_steps, b) = (3usize, 2usize);
+        let probabilities: Vec<f32> = ws
+            .logits()
+            .chunks_exact(3)
+            .flat_map(|z| {
+                let m = z.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                let sum: f32 = z.iter().map(|v| (v - m).exp()).sum();
+                z.iter().map(move |v| (v - m).exp() / sum).collect::<Vec<_>>()
+            })
+            .collect();
+        for l in 0..3 {
+            let before = network.layers()[l].weights();
+            let after = learner.network().layers()[l].weights();
+            let (outs, ins) = (network.layers()[l].outputs(), network.layers()[l].inputs());
+            for i in 0..outs {
+                for j in 0..ins {
+                    let want: f32 = if l == 2 {
+                        (0..b)
+                            .map(|bb| {
+                                let rate: f32 = (0..t_steps)
+                                    .map(|t| ws.spikes(1)[(t * b + bb) * ins + j])
+                                    .sum::<f32>()
+                                    / t_steps as f32;
+                                probabilities[bb * outs + i] * rate
+                            })
+                            .sum::<f32>()
+                            / b as f32
+                    } else {
+                        let mut sum = 0.0;
+                        for t in 0..t_steps {
+                            for bb in 0..b {
+                                let post = ws.spikes(l)[(t * b + bb) * outs + i];
+                                let pre = if l == 0 {
+                                    batch.images[bb * ins + j]
+                                } else {
+                                    ws.spikes(l - 1)[(t * b + bb) * ins + j]
+                                };
+                                sum += post * pre;
+                            }
+                        }
+                        sum / (t_steps * b) as f32
+                    };
+                    let got = after[i * ins + j] - before[i * ins + j];
+                    assert!((got - want).abs() < 1e-5, "layer {l} ({i},{j}): {got} vs {want}");
+                }
+            }
+        }
+        let active: usize = ws.spikes(0).iter().filter(|&&s| s > 0.0).count();
+        assert!(active > 0, "the test must see spikes");
+    }
+}
