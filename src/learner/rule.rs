@@ -12,8 +12,12 @@
 //! `loss`, `loss_trace`, `fan_in`, `fan_out`, `layer`. Biases follow plain SGD: a synapse rule is about
 //! synapses.
 //!
-//! Not trained yet (refused with a clear error before anything runs): `elig`, `v`, `err`, `psi`,
-//! `theta`, `sigma`, `grad_sigma`, and the `neuron()` and `prune()` sections.
+//! `psi` is the postsynaptic neuron's mean surrogate derivative over batch and steps (1 for the linear
+//! readout, the ReLU derivative in ANN mode); `theta` its threshold (θ of a LIF layer; 0 for the readout
+//! and ReLU units).
+//!
+//! Not trained yet (refused with a clear error before anything runs): `elig`, `v`, `err`, `sigma`,
+//! `grad_sigma`, and the `neuron()` and `prune()` sections.
 
 use super::{Backprop, Learner, NoiseTable, UpdateContext, UpdateStats};
 use crate::data::Batch;
@@ -26,7 +30,7 @@ use crate::snn::{Network, Storage, matmul, softmax_cross_entropy};
 pub const TRACE_DECAY: f32 = 0.99;
 
 /// The vocabulary a synapse rule can be trained with today.
-pub const TRAINABLE: [&str; 19] = [
+pub const TRAINABLE: [&str; 21] = [
     "w",
     "w0",
     "grad",
@@ -38,6 +42,8 @@ pub const TRAINABLE: [&str; 19] = [
     "pre_trace",
     "post",
     "post_trace",
+    "psi",
+    "theta",
     "lr",
     "step",
     "new_task",
@@ -304,6 +310,24 @@ impl Learner for RuleLearner {
                     self.hebb.iter_mut().for_each(|h| *h *= scale);
                 }
             }
+            let psi: Vec<f32> = if l == hidden {
+                vec![1.0; outputs]
+            } else {
+                let surrogate = self.core.workspace.surrogate(l);
+                let mut mean = vec![0.0f32; outputs];
+                for row in surrogate.chunks_exact(outputs) {
+                    for (m, p) in mean.iter_mut().zip(row) {
+                        *m += p;
+                    }
+                }
+                let count = (surrogate.len() / outputs).max(1) as f32;
+                mean.iter_mut().for_each(|m| *m /= count);
+                mean
+            };
+            let theta = match config.neuron {
+                crate::snn::Neuron::Lif(lif) if l < hidden => lif.threshold,
+                _ => 0.0,
+            };
             let weights = self.core.network.layers()[l].weights();
             let grad = &self.core.gradients.layers[l].weights;
             let program_inputs: Vec<Input> = self
@@ -322,6 +346,8 @@ impl Learner for RuleLearner {
                     "pre_trace" => Input::PerColumn(&state.pre_trace),
                     "post" => Input::PerRow(&post),
                     "post_trace" => Input::PerRow(&state.post_trace),
+                    "psi" => Input::PerRow(&psi),
+                    "theta" => Input::Scalar(theta),
                     "lr" => Input::Scalar(self.lr),
                     "step" => Input::Scalar(context.step as f32),
                     "new_task" => Input::Scalar(if context.new_task { 1.0 } else { 0.0 }),
@@ -464,5 +490,33 @@ mod tests {
         }
         let active: usize = ws.spikes(0).iter().filter(|&&s| s > 0.0).count();
         assert!(active > 0, "the test must see spikes");
+
+        // psi and theta: dw = psi + 10·theta moves row i of hidden layer l by mean ψ_i + 10·θ.
+        let compiled = crate::rule::compile(
+            "fn synapse() { dw = psi + 10.0 * theta; }",
+            std::path::Path::new("p.rhai"),
+        )
+        .expect("compiles");
+        let mut learner = RuleLearner::new(network.clone(), "p".into(), &compiled, 0.0, false, 0);
+        learner.update(
+            &batch,
+            UpdateContext::default(),
+            &mut Rng::stream(0, Purpose::Encoding, &[]),
+        );
+        for l in 0..3 {
+            let (outs, ins) = (network.layers()[l].outputs(), network.layers()[l].inputs());
+            for i in 0..outs {
+                let want = if l == 2 {
+                    1.0
+                } else {
+                    let psi = ws.surrogate(l);
+                    (0..t_steps * b).map(|r| psi[r * outs + i]).sum::<f32>() / (t_steps * b) as f32
+                        + 10.0 * 0.2
+                };
+                let got =
+                    learner.network().layers()[l].weights()[i * ins] - network.layers()[l].weights()[i * ins];
+                assert!((got - want).abs() < 1e-5, "layer {l} row {i}: {got} vs {want}");
+            }
+        }
     }
 }

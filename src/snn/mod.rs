@@ -213,6 +213,12 @@ impl Workspace {
         &self.layers[layer].spikes
     }
 
+    /// Surrogate derivatives of hidden layer `layer` in the last training pass, `T × batch × width`
+    /// (empty after an eval pass).
+    pub fn surrogate(&self, layer: usize) -> &[f32] {
+        &self.layers[layer].psi
+    }
+
     /// The per-step input of the first layer in the last pass with Bernoulli encoding
     /// (`T × batch × inputs`); empty with direct encoding, whose input is the batch itself at every step.
     pub fn input_sequence(&self) -> &[f32] {
