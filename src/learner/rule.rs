@@ -114,6 +114,17 @@ pub struct RuleLearner {
     /// `hebb` of the current matrix (when the rule reads it).
     hebb: Vec<f32>,
     reads_hebb: bool,
+    /// What the program reads, so the learner computes only that (DESIGN §3).
+    reads: Reads,
+}
+
+/// Which derived quantities the program needs.
+#[derive(Clone, Copy, Debug, Default)]
+struct Reads {
+    pre: bool,
+    post: bool,
+    psi: bool,
+    age: bool,
 }
 
 impl RuleLearner {
@@ -141,6 +152,14 @@ impl RuleLearner {
                 default.programs[0].1.clone()
             });
         let reads_hebb = program.inputs.contains(&"hebb");
+        let reads_any = |names: &[&str]| program.inputs.iter().any(|n| names.contains(n));
+        let reads = Reads {
+            pre: reads_any(&["pre", "pre_trace"]),
+            // hebb on the readout uses its softmax probabilities, computed with post.
+            post: reads_any(&["post", "post_trace", "hebb"]),
+            psi: reads_any(&["psi"]),
+            age: reads_any(&["age"]),
+        };
         let matrices = network
             .layers()
             .iter()
@@ -171,6 +190,7 @@ impl RuleLearner {
             probabilities: Vec::new(),
             hebb: Vec::new(),
             reads_hebb,
+            reads,
         }
     }
 
@@ -225,7 +245,10 @@ impl Learner for RuleLearner {
                 continue;
             }
             // pre: input intensities (first layer) or the previous layer's firing rates.
-            let pre = if l == 0 {
+            let reads = self.reads;
+            let pre = if !reads.pre {
+                Vec::new()
+            } else if l == 0 {
                 Self::batch_mean(&batch.images, inputs)
             } else {
                 self.core
@@ -234,7 +257,9 @@ impl Learner for RuleLearner {
                 Self::batch_mean(&self.activity, inputs)
             };
             // post: this layer's firing rates, or the readout's mean softmax probability.
-            let post = if l < hidden {
+            let post = if !reads.post {
+                Vec::new()
+            } else if l < hidden {
                 self.core.workspace.activity_into(l, outputs, &mut self.activity);
                 Self::batch_mean(&self.activity, outputs)
             } else {
@@ -310,7 +335,9 @@ impl Learner for RuleLearner {
                     self.hebb.iter_mut().for_each(|h| *h *= scale);
                 }
             }
-            let psi: Vec<f32> = if l == hidden {
+            let psi: Vec<f32> = if !reads.psi {
+                Vec::new()
+            } else if l == hidden {
                 vec![1.0; outputs]
             } else {
                 let surrogate = self.core.workspace.surrogate(l);
@@ -384,7 +411,9 @@ impl Learner for RuleLearner {
                     other => unreachable!("'{other}' is refused by unsupported() before training"),
                 }
             }
-            state.age.iter_mut().for_each(|a| *a += 1.0);
+            if reads.age {
+                state.age.iter_mut().for_each(|a| *a += 1.0);
+            }
         }
         // Biases: plain SGD.
         let lr = self.lr;

@@ -251,15 +251,25 @@ impl Program {
         for r in registers.iter_mut() {
             r.resize(CHUNK, 0.0);
         }
+        // A register whose operands are all scalars holds one value for every element: it is computed
+        // once per run and read as a scalar, instead of being filled chunk after chunk.
+        let mut uniform: Vec<Option<f32>> = vec![None; self.registers];
         let mut start = 0;
         while start < len {
             let n = CHUNK.min(len - start);
             for instruction in &self.instructions {
-                let mut dst = std::mem::take(&mut registers[instruction.dst as usize]);
+                let dst_index = instruction.dst as usize;
+                if start > 0 && uniform[dst_index].is_some() {
+                    continue;
+                }
+                let mut dst = std::mem::take(&mut registers[dst_index]);
                 {
                     let src = |o: Operand| -> Src {
                         match o {
-                            Operand::Reg(r) => Src::Slice(&registers[r as usize][..n]),
+                            Operand::Reg(r) => match uniform[r as usize] {
+                                Some(x) => Src::Scalar(x),
+                                None => Src::Slice(&registers[r as usize][..n]),
+                            },
                             Operand::Input(i) => {
                                 let s = inputs[i as usize];
                                 if s.len() == 1 {
@@ -272,14 +282,24 @@ impl Program {
                         }
                     };
                     let [a, b, c] = instruction.args.map(src);
-                    execute(instruction.op, &mut dst[..n], a, b, c, randn);
+                    let all_scalar = [a, b, c].iter().all(|s| matches!(s, Src::Scalar(_)));
+                    if all_scalar && instruction.op != Op::Call(Func::Randn) {
+                        let mut one = [0.0f32];
+                        execute(instruction.op, &mut one, a, b, c, randn);
+                        uniform[dst_index] = Some(one[0]);
+                    } else {
+                        execute(instruction.op, &mut dst[..n], a, b, c, randn);
+                    }
                 }
-                registers[instruction.dst as usize] = dst;
+                registers[dst_index] = dst;
             }
             for ((_, operand), out) in self.outputs.iter().zip(outputs.iter_mut()) {
                 let out = &mut out[start..start + n];
                 match *operand {
-                    Operand::Reg(r) => out.copy_from_slice(&registers[r as usize][..n]),
+                    Operand::Reg(r) => match uniform[r as usize] {
+                        Some(x) => out.fill(x),
+                        None => out.copy_from_slice(&registers[r as usize][..n]),
+                    },
                     Operand::Input(i) => {
                         let s = inputs[i as usize];
                         if s.len() == 1 {
