@@ -178,10 +178,17 @@ fn rules_with_state_and_local_terms_train() {
         "rules/local/oja.rhai",
         "--rule",
         "rules/local/anti_hebbian.rhai",
+        "--rule",
+        "rules/local/three_factor.rhai",
     ]);
     assert_eq!(code, 0, "{stderr}");
     let csv = std::fs::read_to_string(out.path().join("out/comparison.csv")).expect("written");
-    for label in ["momentum.rhai", "oja.rhai", "anti_hebbian.rhai"] {
+    for label in [
+        "momentum.rhai",
+        "oja.rhai",
+        "anti_hebbian.rhai",
+        "three_factor.rhai",
+    ] {
         let row = csv
             .lines()
             .find(|l| l.starts_with(label))
@@ -200,8 +207,8 @@ fn rules_with_state_and_local_terms_train() {
 fn a_rule_training_cannot_compute_yet_is_refused_before_training() {
     for (rule, fragment) in [
         (
-            "rules/local/three_factor.rhai",
-            "the rule uses elig, err, which training does not compute yet",
+            "rules/baselines/mesu.rhai",
+            "the rule uses sigma, grad_sigma, which training does not compute yet",
         ),
         ("rules/baselines/cbp.rhai", "neuron() rules are not trained yet"),
     ] {

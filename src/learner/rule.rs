@@ -16,8 +16,14 @@
 //! readout, the ReLU derivative in ANN mode); `theta` its threshold (θ of a LIF layer; 0 for the readout
 //! and ReLU units).
 //!
-//! Not trained yet (refused with a clear error before anything runs): `elig`, `v`, `err`, `sigma`,
-//! `grad_sigma`, and the `neuron()` and `prune()` sections.
+//! `v` is the postsynaptic membrane averaged over batch and steps (before the reset; the readout's is
+//! its mean membrane, the logit); `err` the error at the postsynaptic neuron's output, Σ over batch and
+//! steps of ∂L/∂s divided by T (for the readout, the batch mean of softmax − one-hot); `elig` the e-prop
+//! eligibility, the mean over batch and steps of ψ_post[t] × x̄_pre[t], where the presynaptic trace
+//! x̄[t] = β·x̄[t−1] + x[t] decays with the postsynaptic layer's β (for the readout ψ = 1 and β = β_o).
+//!
+//! Not trained yet (refused with a clear error before anything runs): `sigma`, `grad_sigma`, and the
+//! `neuron()` and `prune()` sections.
 
 use super::{Backprop, Learner, NoiseTable, UpdateContext, UpdateStats};
 use crate::data::Batch;
@@ -30,11 +36,14 @@ use crate::snn::{Network, Storage, matmul, softmax_cross_entropy};
 pub const TRACE_DECAY: f32 = 0.99;
 
 /// The vocabulary a synapse rule can be trained with today.
-pub const TRAINABLE: [&str; 21] = [
+pub const TRAINABLE: [&str; 24] = [
     "w",
     "w0",
     "grad",
     "hebb",
+    "elig",
+    "v",
+    "err",
     "age",
     "m",
     "u",
@@ -63,13 +72,16 @@ pub fn unsupported(rule: &CompiledRule) -> Option<String> {
                 section.function()
             ));
         }
-        let missing: Vec<&str> = program
+        let mut missing: Vec<&str> = Vec::new();
+        for name in program
             .inputs
             .iter()
             .chain(program.outputs.iter().map(|(n, _)| n))
-            .filter(|n| !TRAINABLE.contains(n) && **n != "dw")
-            .copied()
-            .collect();
+        {
+            if !TRAINABLE.contains(name) && *name != "dw" && !missing.contains(name) {
+                missing.push(name);
+            }
+        }
         if !missing.is_empty() {
             return Some(format!(
                 "the rule uses {}, which training does not compute yet; trainable today: {}",
@@ -114,6 +126,9 @@ pub struct RuleLearner {
     /// `hebb` of the current matrix (when the rule reads it).
     hebb: Vec<f32>,
     reads_hebb: bool,
+    /// `elig` of the current matrix, and the presynaptic trace sequence it is built from.
+    elig: Vec<f32>,
+    trace: Vec<f32>,
     /// What the program reads, so the learner computes only that (DESIGN §3).
     reads: Reads,
 }
@@ -125,6 +140,9 @@ struct Reads {
     post: bool,
     psi: bool,
     age: bool,
+    v: bool,
+    err: bool,
+    elig: bool,
 }
 
 impl RuleLearner {
@@ -155,10 +173,13 @@ impl RuleLearner {
         let reads_any = |names: &[&str]| program.inputs.iter().any(|n| names.contains(n));
         let reads = Reads {
             pre: reads_any(&["pre", "pre_trace"]),
-            // hebb on the readout uses its softmax probabilities, computed with post.
-            post: reads_any(&["post", "post_trace", "hebb"]),
+            // hebb and err on the readout use its softmax probabilities, computed with post.
+            post: reads_any(&["post", "post_trace", "hebb", "err"]),
             psi: reads_any(&["psi"]),
             age: reads_any(&["age"]),
+            v: reads_any(&["v"]),
+            err: reads_any(&["err"]),
+            elig: reads_any(&["elig"]),
         };
         let matrices = network
             .layers()
@@ -173,8 +194,10 @@ impl RuleLearner {
                 outputs: vec![vec![0.0; d.weights().len()]; program.outputs.len()],
             })
             .collect();
+        let mut core = Backprop::new(network);
+        core.workspace.record(reads.v, reads.err);
         RuleLearner {
-            core: Backprop::new(network),
+            core,
             name,
             program,
             lr,
@@ -190,6 +213,8 @@ impl RuleLearner {
             probabilities: Vec::new(),
             hebb: Vec::new(),
             reads_hebb,
+            elig: Vec::new(),
+            trace: Vec::new(),
             reads,
         }
     }
@@ -355,6 +380,90 @@ impl Learner for RuleLearner {
                 crate::snn::Neuron::Lif(lif) if l < hidden => lif.threshold,
                 _ => 0.0,
             };
+            let steps = config.time_steps;
+            let rows = batch.len();
+            let v: Vec<f32> = if !reads.v {
+                Vec::new()
+            } else if l == hidden {
+                Self::batch_mean(self.core.workspace.logits(), outputs)
+            } else {
+                let scale = 1.0 / (steps * rows) as f32;
+                self.core
+                    .workspace
+                    .membrane_sum(l)
+                    .iter()
+                    .map(|m| m * scale)
+                    .collect()
+            };
+            let err: Vec<f32> = if !reads.err {
+                Vec::new()
+            } else if l == hidden {
+                // probabilities hold the softmax (computed with post); subtract the one-hot labels.
+                let mut e = Self::batch_mean(&self.probabilities, outputs);
+                for &y in &batch.labels {
+                    e[y as usize] -= 1.0 / rows as f32;
+                }
+                e
+            } else {
+                let scale = 1.0 / steps as f32;
+                self.core
+                    .workspace
+                    .error_sum(l)
+                    .iter()
+                    .map(|e| e * scale)
+                    .collect()
+            };
+            let mut elig_is_per_column = false;
+            if reads.elig {
+                let ws = &self.core.workspace;
+                let beta = match config.neuron {
+                    crate::snn::Neuron::Lif(lif) if l < hidden => lif.beta,
+                    _ if l == hidden => config.readout_beta,
+                    _ => 0.0,
+                };
+                // The presynaptic trace at every step, T × batch × inputs.
+                let direct_first = l == 0 && ws.input_sequence().is_empty();
+                let per_step = rows * inputs;
+                self.trace.clear();
+                self.trace.resize(steps * per_step, 0.0);
+                for t in 0..steps {
+                    let x: &[f32] = if direct_first {
+                        &batch.images
+                    } else if l == 0 {
+                        &ws.input_sequence()[t * per_step..(t + 1) * per_step]
+                    } else {
+                        &ws.spikes(l - 1)[t * per_step..(t + 1) * per_step]
+                    };
+                    let (before, now) = self.trace.split_at_mut(t * per_step);
+                    let now = &mut now[..per_step];
+                    if t == 0 {
+                        now.copy_from_slice(x);
+                    } else {
+                        let prev = &before[(t - 1) * per_step..];
+                        for ((n, p), xi) in now.iter_mut().zip(prev).zip(x) {
+                            *n = beta * p + xi;
+                        }
+                    }
+                }
+                let scale = 1.0 / (steps * rows) as f32;
+                if l == hidden {
+                    // ψ = 1 for the linear readout: the mean trace of each presynaptic unit.
+                    self.elig = Self::batch_mean(&self.trace, inputs);
+                    elig_is_per_column = true;
+                } else {
+                    self.elig.resize(outputs * inputs, 0.0);
+                    matmul(
+                        &mut self.elig,
+                        ws.surrogate(l),
+                        Storage::Transposed,
+                        &self.trace,
+                        Storage::RowMajor,
+                        (outputs, steps * rows, inputs),
+                        false,
+                    );
+                    self.elig.iter_mut().for_each(|e| *e *= scale);
+                }
+            }
             let weights = self.core.network.layers()[l].weights();
             let grad = &self.core.gradients.layers[l].weights;
             let program_inputs: Vec<Input> = self
@@ -374,6 +483,10 @@ impl Learner for RuleLearner {
                     "post" => Input::PerRow(&post),
                     "post_trace" => Input::PerRow(&state.post_trace),
                     "psi" => Input::PerRow(&psi),
+                    "v" => Input::PerRow(&v),
+                    "err" => Input::PerRow(&err),
+                    "elig" if elig_is_per_column => Input::PerColumn(&self.elig),
+                    "elig" => Input::PerSynapse(&self.elig),
                     "theta" => Input::Scalar(theta),
                     "lr" => Input::Scalar(self.lr),
                     "step" => Input::Scalar(context.step as f32),
@@ -546,6 +659,163 @@ mod tests {
                     learner.network().layers()[l].weights()[i * ins] - network.layers()[l].weights()[i * ins];
                 assert!((got - want).abs() < 1e-5, "layer {l} row {i}: {got} vs {want}");
             }
+        }
+    }
+
+    fn lif_network(hidden: Vec<usize>, time_steps: usize) -> Network {
+        Network::new(
+            NetworkConfig {
+                inputs: 6,
+                hidden,
+                classes: 3,
+                neuron: Neuron::Lif(Lif {
+                    beta: 0.9,
+                    threshold: 0.2,
+                    slope: 25.0,
+                    reset: Reset::SameStep,
+                }),
+                time_steps,
+                encoding: Encoding::Direct,
+                readout_beta: 0.8,
+                init: Init::FanIn,
+            },
+            4,
+        )
+    }
+
+    fn batch() -> Batch {
+        Batch {
+            images: (0..2 * 6).map(|i| ((i * 5 % 7) as f32) / 6.0).collect(),
+            labels: vec![0, 2],
+        }
+    }
+
+    /// The weight change of one update with `dw = <expr>` and lr 0 (biases untouched).
+    fn delta(network: &Network, expr: &str) -> Vec<Vec<f32>> {
+        let compiled = crate::rule::compile(
+            &format!("fn synapse() {{ dw = {expr}; }}"),
+            std::path::Path::new("t.rhai"),
+        )
+        .expect("compiles");
+        let mut learner = RuleLearner::new(network.clone(), "t".into(), &compiled, 0.0, false, 0);
+        learner.update(
+            &batch(),
+            UpdateContext::default(),
+            &mut Rng::stream(0, Purpose::Encoding, &[]),
+        );
+        (0..network.layers().len())
+            .map(|l| {
+                let (a, b) = (
+                    learner.network().layers()[l].weights(),
+                    network.layers()[l].weights(),
+                );
+                a.iter().zip(b).map(|(x, y)| x - y).collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn elig_is_the_mean_of_post_surrogate_times_presynaptic_trace() {
+        let network = lif_network(vec![5, 4], 3);
+        let got = delta(&network, "elig");
+        let mut ws = Workspace::default();
+        let b = batch();
+        network.forward(
+            &b.images,
+            2,
+            &mut ws,
+            Pass::Train,
+            &mut Rng::stream(0, Purpose::Encoding, &[]),
+        );
+        let (t_steps, rows, betas) = (3usize, 2usize, [0.9f32, 0.9, 0.8]);
+        for l in 0..3 {
+            let (outs, ins) = (network.layers()[l].outputs(), network.layers()[l].inputs());
+            let x = |t: usize, bb: usize, j: usize| {
+                if l == 0 {
+                    b.images[bb * ins + j]
+                } else {
+                    ws.spikes(l - 1)[(t * rows + bb) * ins + j]
+                }
+            };
+            for i in 0..outs {
+                for j in 0..ins {
+                    let mut sum = 0.0;
+                    for bb in 0..rows {
+                        let mut trace = 0.0;
+                        for t in 0..t_steps {
+                            trace = betas[l] * trace + x(t, bb, j);
+                            let psi = if l == 2 {
+                                1.0
+                            } else {
+                                ws.surrogate(l)[(t * rows + bb) * outs + i]
+                            };
+                            sum += psi * trace;
+                        }
+                    }
+                    let want = sum / (t_steps * rows) as f32;
+                    assert!(
+                        (got[l][i * ins + j] - want).abs() < 1e-5,
+                        "layer {l} ({i},{j}): {} vs {want}",
+                        got[l][i * ins + j]
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn v_is_the_mean_pre_reset_membrane_and_err_the_error_at_the_output() {
+        // T = 1: the pre-reset membrane is the input current W·x + b, and ∂L/∂s of the last hidden
+        // layer is g·W_o (c_0 = 1), with g = (softmax − one-hot)/batch.
+        let network = lif_network(vec![5], 1);
+        let b = batch();
+        let v = delta(&network, "v");
+        let err = delta(&network, "err");
+        let (w1, b1) = (network.layers()[0].weights(), network.layers()[0].bias());
+        let mut ws = Workspace::default();
+        network.forward(
+            &b.images,
+            2,
+            &mut ws,
+            Pass::Eval,
+            &mut Rng::stream(0, Purpose::Encoding, &[]),
+        );
+        assert!(
+            ws.spikes(0).iter().any(|&s| s > 0.0),
+            "some unit fires, so the v + s·θ reconstruction is exercised"
+        );
+        let logits = ws.logits().to_vec();
+        let mut g = vec![0.0f32; 6];
+        softmax_cross_entropy(&logits, &b.labels, 3, &mut g);
+        let wo = network.layers()[1].weights();
+        for i in 0..5 {
+            let current: f32 = (0..2)
+                .map(|bb| b1[i] + (0..6).map(|j| w1[i * 6 + j] * b.images[bb * 6 + j]).sum::<f32>())
+                .sum::<f32>()
+                / 2.0;
+            assert!(
+                (v[0][i * 6] - current).abs() < 1e-5,
+                "v of unit {i}: {} vs {current}",
+                v[0][i * 6]
+            );
+            let e: f32 = (0..2)
+                .map(|bb| (0..3).map(|k| g[bb * 3 + k] * wo[k * 5 + i]).sum::<f32>())
+                .sum();
+            assert!(
+                (err[0][i * 6] - e).abs() < 1e-6,
+                "err of unit {i}: {} vs {e}",
+                err[0][i * 6]
+            );
+        }
+        for k in 0..3 {
+            let mean_logit = (logits[k] + logits[3 + k]) / 2.0;
+            assert!((v[1][k * 5] - mean_logit).abs() < 1e-5, "readout v");
+            let e = g[k] + g[3 + k];
+            assert!(
+                (err[1][k * 5] - e).abs() < 1e-6,
+                "readout err {} vs {e}",
+                err[1][k * 5]
+            );
         }
     }
 }

@@ -178,6 +178,10 @@ struct LayerBuffers {
     grad: Vec<f32>,
     /// `Σ_t ∂L/∂I[t]`, `batch × width` (first layer with constant input).
     grad_sum: Vec<f32>,
+    /// Σ over batch and steps of the pre-reset membrane, per unit (when recorded).
+    membrane_sum: Vec<f32>,
+    /// Σ over batch and steps of ∂L/∂s, per unit (when recorded).
+    error_sum: Vec<f32>,
 }
 
 /// Reusable buffers for passes through one network; grows to the largest batch it has seen and never
@@ -185,6 +189,10 @@ struct LayerBuffers {
 #[derive(Clone, Debug, Default)]
 pub struct Workspace {
     batch: usize,
+    /// Whether passes accumulate [`Workspace::membrane_sum`] and [`Workspace::error_sum`] (rules that
+    /// read `v` or `err` ask for it; nothing else pays for it).
+    record_membrane: bool,
+    record_error: bool,
     input_sequence: Vec<f32>,
     zeros: Vec<f32>,
     layers: Vec<LayerBuffers>,
@@ -194,6 +202,24 @@ pub struct Workspace {
 }
 
 impl Workspace {
+    /// Makes later passes record per-unit membrane sums (`membrane`) and error sums (`error`).
+    pub fn record(&mut self, membrane: bool, error: bool) {
+        self.record_membrane = membrane;
+        self.record_error = error;
+    }
+
+    /// Σ over batch and steps of hidden layer `layer`'s pre-reset membrane (ReLU: its input current),
+    /// per unit, from the last forward pass with membrane recording on.
+    pub fn membrane_sum(&self, layer: usize) -> &[f32] {
+        &self.layers[layer].membrane_sum
+    }
+
+    /// Σ over batch and steps of ∂L/∂s of hidden layer `layer`'s outputs, per unit, from the last
+    /// backward pass with error recording on.
+    pub fn error_sum(&self, layer: usize) -> &[f32] {
+        &self.layers[layer].error_sum
+    }
+
     /// Logits of the last forward pass, `batch × classes`.
     pub fn logits(&self) -> &[f32] {
         &self.logits
@@ -431,6 +457,14 @@ impl Network {
                 t * per_step
             };
             buffers.current.resize(current_len, 0.0);
+            if ws.record_membrane {
+                buffers.membrane_sum.clear();
+                buffers.membrane_sum.resize(width, 0.0);
+            }
+            if ws.record_error {
+                buffers.error_sum.clear();
+                buffers.error_sum.resize(width, 0.0);
+            }
             buffers.membrane.resize(per_step, 0.0);
             buffers.spikes.resize(t * per_step, 0.0);
             if pass == Pass::Train {
@@ -508,6 +542,37 @@ impl Network {
                 match self.config.neuron {
                     Neuron::Lif(lif) => lif.step(&mut buffers.membrane, current, prev, spikes, psi),
                     Neuron::Relu => neuron::relu(current, spikes, psi),
+                }
+                if ws.record_membrane {
+                    // The pre-reset membrane: after a same-step reset, v + s·θ; ReLU: the input current.
+                    let sum = &mut buffers.membrane_sum;
+                    match self.config.neuron {
+                        Neuron::Lif(lif) if lif.reset == Reset::SameStep => {
+                            for (row, srow) in buffers
+                                .membrane
+                                .chunks_exact(width)
+                                .zip(spikes.chunks_exact(width))
+                            {
+                                for ((m, v), sp) in sum.iter_mut().zip(row).zip(srow) {
+                                    *m += v + sp * lif.threshold;
+                                }
+                            }
+                        }
+                        Neuron::Lif(_) => {
+                            for row in buffers.membrane.chunks_exact(width) {
+                                for (m, v) in sum.iter_mut().zip(row) {
+                                    *m += v;
+                                }
+                            }
+                        }
+                        Neuron::Relu => {
+                            for row in current.chunks_exact(width) {
+                                for (m, v) in sum.iter_mut().zip(row) {
+                                    *m += v;
+                                }
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -616,6 +681,13 @@ impl Network {
             let per_step = batch * width;
             let (before, rest) = ws.layers.split_at_mut(l);
             let buffers = &mut rest[0];
+            if ws.record_error {
+                for row in buffers.grad.chunks_exact(width) {
+                    for (e, g) in buffers.error_sum.iter_mut().zip(row) {
+                        *e += g;
+                    }
+                }
+            }
             neuron::backward_through_time(&mut buffers.grad, &buffers.psi, per_step, beta);
             let g = &mut grads.layers[l];
             g.bias.fill(0.0);
