@@ -4,19 +4,8 @@ mod util;
 
 use util::{SYNTHETIC_SPEC, synaptogen, write_spec};
 
-const ALL: [&str; 11] = [
-    "sgd",
-    "l2",
-    "l2_init",
-    "shrink_perturb",
-    "shrink_perturb_task",
-    "cbp",
-    "redo",
-    "mesu",
-    "ewc_online",
-    "ewc_stream",
-    "si",
-];
+/// Every built-in learner, as `--learner` spells it.
+const ALL: [&str; 11] = synaptogen::spec::LEARNER_NAMES;
 
 /// Runs `synaptogen run` on the synthetic spec with extra flags in `dir`; returns (status, stdout, stderr).
 fn run_in(dir: &std::path::Path, spec: &str, flags: &[&str]) -> (i32, String, String) {
