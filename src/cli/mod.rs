@@ -418,12 +418,7 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         let r = &results[0];
         summary::render(&name, &r.label, &r.outcome, r.summary.as_ref(), &r.dir)
     };
-    let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush())
-        && e.kind() != std::io::ErrorKind::BrokenPipe
-    {
-        return Err(e).context("writing the summary to stdout");
-    }
+    print_stdout(&text)?;
     let interrupted = results.iter().any(|r| r.outcome.status == Status::Interrupted);
     Ok(if interrupted {
         ExitCode::from(130)

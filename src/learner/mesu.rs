@@ -21,7 +21,7 @@
 use super::{Backprop, Learner, NoiseTable, UpdateContext, UpdateStats};
 use crate::data::Batch;
 use crate::rng::{Purpose, Rng};
-use crate::snn::{Network, Pass, Workspace, argmax, softmax_cross_entropy};
+use crate::snn::{Network, Pass, Workspace, accumulate_softmax, argmax};
 use crate::spec::MesuParams;
 
 /// The MESU learner.
@@ -149,7 +149,6 @@ impl Learner for Mesu {
         self.grad_mean.fill(0.0);
         self.grad_sigma.fill(0.0);
         let mut probabilities = vec![0.0f32; batch.len() * classes];
-        let mut scratch = vec![0.0f32; batch.len() * classes];
         let mut loss = 0.0;
         for s in 0..samples {
             let eps = &mut self.noise_draws[s * n..(s + 1) * n];
@@ -157,17 +156,7 @@ impl Learner for Mesu {
             Self::write_sample(&mut self.core.network, &self.mean, &self.sigma, eps);
             let stats = self.core.compute(batch, rng);
             loss += stats.loss;
-            softmax_cross_entropy(self.core.workspace.logits(), &batch.labels, classes, &mut scratch);
-            // grad_logits = (softmax − onehot)/batch: recover the softmax to average predictions.
-            for ((p, g), y) in probabilities
-                .chunks_exact_mut(classes)
-                .zip(scratch.chunks_exact(classes))
-                .zip(&batch.labels)
-            {
-                for (k, (pk, gk)) in p.iter_mut().zip(g).enumerate() {
-                    *pk += gk * batch.len() as f32 + if k == *y as usize { 1.0 } else { 0.0 };
-                }
-            }
+            accumulate_softmax(self.core.workspace.logits(), classes, &mut probabilities);
             let mut offset = 0;
             for g in self.core.gradients.slices() {
                 let range = offset..offset + g.len();
@@ -227,16 +216,7 @@ impl Learner for Mesu {
             self.noise.fill(eps, rng);
             Self::write_sample(network, &self.mean, &self.sigma, eps);
             network.forward(&batch.images, batch.len(), workspace, Pass::Eval, rng);
-            for (p, z) in probabilities
-                .chunks_exact_mut(classes)
-                .zip(workspace.logits().chunks_exact(classes))
-            {
-                let max = argmax(z).1;
-                let sum: f32 = z.iter().map(|v| (v - max).exp()).sum();
-                for (pk, zk) in p.iter_mut().zip(z) {
-                    *pk += (zk - max).exp() / sum;
-                }
-            }
+            accumulate_softmax(workspace.logits(), classes, probabilities);
         }
         predictions.clear();
         predictions.extend(probabilities.chunks_exact(classes).map(|p| argmax(p).0 as u8));

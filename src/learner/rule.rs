@@ -30,7 +30,7 @@ use crate::data::Batch;
 use crate::rng::{Purpose, Rng};
 use crate::rule::program::Input;
 use crate::rule::{CompiledRule, Program, Section};
-use crate::snn::{Network, Storage, matmul, softmax_cross_entropy};
+use crate::snn::{Network, Storage, accumulate_softmax, matmul};
 
 /// Decay of `pre_trace`, `post_trace` and `loss_trace` per update.
 pub const TRACE_DECAY: f32 = 0.99;
@@ -288,19 +288,9 @@ impl Learner for RuleLearner {
                 self.core.workspace.activity_into(l, outputs, &mut self.activity);
                 Self::batch_mean(&self.activity, outputs)
             } else {
+                self.probabilities.clear();
                 self.probabilities.resize(self.core.workspace.logits().len(), 0.0);
-                softmax_cross_entropy(
-                    self.core.workspace.logits(),
-                    &batch.labels,
-                    outputs,
-                    &mut self.probabilities,
-                );
-                // grad = (softmax − onehot)/batch: recover the softmax.
-                let n = batch.len() as f32;
-                for (row, &y) in self.probabilities.chunks_exact_mut(outputs).zip(&batch.labels) {
-                    row[y as usize] += 1.0 / n;
-                    row.iter_mut().for_each(|p| *p *= n);
-                }
+                accumulate_softmax(self.core.workspace.logits(), outputs, &mut self.probabilities);
                 Self::batch_mean(&self.probabilities, outputs)
             };
             let state = &mut self.matrices[l];
@@ -549,7 +539,9 @@ impl Learner for RuleLearner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snn::{Encoding, Init, Lif, NetworkConfig, Neuron, Pass, Reset, Workspace};
+    use crate::snn::{
+        Encoding, Init, Lif, NetworkConfig, Neuron, Pass, Reset, Workspace, softmax_cross_entropy,
+    };
 
     /// With `dw = hebb`, an update moves every weight by exactly `hebb`; check it against the definition
     /// computed element by element from the same forward pass.

@@ -782,6 +782,18 @@ pub fn softmax_cross_entropy(
     ((loss * scale as f64) as f32, correct)
 }
 
+/// Adds the softmax of every row of `logits` (`rows × classes`) into `into`: averaging predictions
+/// over weight samples (MESU) accumulates, a plain softmax starts from zeros.
+pub fn accumulate_softmax(logits: &[f32], classes: usize, into: &mut [f32]) {
+    for (z, p) in logits.chunks_exact(classes).zip(into.chunks_exact_mut(classes)) {
+        let max = argmax(z).1;
+        let sum: f32 = z.iter().map(|v| (v - max).exp()).sum();
+        for (pk, zk) in p.iter_mut().zip(z) {
+            *pk += (zk - max).exp() / sum;
+        }
+    }
+}
+
 /// Index and value of the largest entry (the first one on ties; NaN never wins).
 pub fn argmax(row: &[f32]) -> (usize, f32) {
     let mut best = (0, f32::NEG_INFINITY);
