@@ -9,28 +9,15 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use synaptogen::data::Batch;
 use synaptogen::learner::{self, UpdateContext};
 use synaptogen::rng::{Purpose, Rng};
-use synaptogen::snn::{Encoding, Init, Lif, Network, NetworkConfig, Neuron, Reset};
-use synaptogen::spec::{LEARNER_NAMES, LearnerSpec};
+use synaptogen::snn::Network;
+use synaptogen::spec::{LEARNER_NAMES, LearnerSpec, RunSpec};
 
+/// The reference network, from the spec that defines it (`searches/pmnist-quick.ron`).
 fn reference_network() -> Network {
-    Network::new(
-        NetworkConfig {
-            inputs: 196,
-            hidden: vec![256],
-            classes: 10,
-            neuron: Neuron::Lif(Lif {
-                beta: 0.9,
-                threshold: 1.0,
-                slope: 25.0,
-                reset: Reset::SameStep,
-            }),
-            time_steps: 8,
-            encoding: Encoding::Direct,
-            readout_beta: 0.9,
-            init: Init::FanIn,
-        },
-        0,
-    )
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("searches/pmnist-quick.ron");
+    let text = std::fs::read_to_string(&path).expect("searches/pmnist-quick.ron ships with the crate");
+    let spec = RunSpec::parse(&text, &path).expect("the shipped spec is valid");
+    Network::new(spec.network_config(196, 10), 0)
 }
 
 fn bench(c: &mut Criterion) {

@@ -197,7 +197,7 @@ pub fn run(
         };
         let mut row = vec![None; t + 1];
         for &j in tested.iter().chain(std::iter::once(&t)) {
-            let test = stream.test_set(&stream.task(j));
+            let test = stream.test_set(j);
             let mut rng = Rng::stream(seed, Purpose::Encoding, &[t as u64, (1 << 40) + j as u64]);
             row[j] = Some(accuracy(
                 &*learner,

@@ -93,11 +93,15 @@ impl<'d> TaskStream<'d> {
         self.data
     }
 
+    /// Task `index`'s pixel permutation alone (all that testing it needs).
+    pub fn permutation(&self, index: usize) -> Vec<u32> {
+        Rng::stream(self.config.seed, Purpose::Permutation, &[index as u64]).permutation(self.data.pixels())
+    }
+
     /// Builds task `index`.
     pub fn task(&self, index: usize) -> Task {
         let seed = self.config.seed;
-        let permutation =
-            Rng::stream(seed, Purpose::Permutation, &[index as u64]).permutation(self.data.pixels());
+        let permutation = self.permutation(index);
         let mut examples: Vec<u32> = (0..self.data.train.len() as u32).collect();
         Rng::stream(seed, Purpose::ExampleOrder, &[index as u64, 0]).shuffle(&mut examples);
         examples.truncate(self.config.train_per_task);
@@ -125,22 +129,22 @@ impl<'d> TaskStream<'d> {
         gather(
             &self.data.train.images,
             &self.data.train.labels,
-            self.data.pixels(),
-            task,
+            &task.permutation,
             indices,
             out,
         );
     }
 
-    /// The task's test set: the first `test_per_task` test examples under the task's permutation.
-    pub fn test_set(&self, task: &Task) -> Batch {
+    /// Task `index`'s test set: the first `test_per_task` test examples under its permutation. Needs
+    /// only the permutation, not the task's shuffled training examples.
+    pub fn test_set(&self, index: usize) -> Batch {
         let indices: Vec<u32> = (0..self.config.test_per_task as u32).collect();
         let mut out = Batch::default();
+        let permutation = self.permutation(index);
         gather(
             &self.data.test.images,
             &self.data.test.labels,
-            self.data.pixels(),
-            task,
+            &permutation,
             &indices,
             &mut out,
         );
@@ -156,12 +160,13 @@ impl<'d> TaskStream<'d> {
     }
 }
 
-fn gather(images: &[f32], labels: &[u8], pixels: usize, task: &Task, indices: &[u32], out: &mut Batch) {
+fn gather(images: &[f32], labels: &[u8], permutation: &[u32], indices: &[u32], out: &mut Batch) {
+    let pixels = permutation.len();
     out.images.resize(indices.len() * pixels, 0.0);
     out.labels.clear();
     for (row, &i) in out.images.chunks_exact_mut(pixels).zip(indices) {
         let src = &images[i as usize * pixels..(i as usize + 1) * pixels];
-        for (dst, &p) in row.iter_mut().zip(&task.permutation) {
+        for (dst, &p) in row.iter_mut().zip(permutation) {
             *dst = src[p as usize];
         }
         out.labels.push(labels[i as usize]);
@@ -200,7 +205,7 @@ mod tests {
         let stream = TaskStream::new(&data, config()).expect("sizes fit");
         let identity: Vec<u32> = (0..data.pixels() as u32).collect();
         assert_ne!(stream.task(0).permutation, identity);
-        let test = stream.test_set(&stream.task(0));
+        let test = stream.test_set(0);
         let p = &stream.task(0).permutation;
         assert_eq!(test.images[0], data.test.images[p[0] as usize]);
         assert_eq!(test.len(), 30);
