@@ -14,5 +14,6 @@ pub mod report;
 pub mod rng;
 pub mod rule;
 pub mod run;
+pub mod search;
 pub mod snn;
 pub mod spec;

@@ -31,6 +31,10 @@ pub enum Purpose {
     Noise = 8,
     /// A learner's own draws (noise offsets, redrawn units, fresh networks).
     Learner = 9,
+    /// A search's choices: parents, mutations, constants (one stream per round and slot).
+    Search = 10,
+    /// The fixed probe inputs of the search's functional-equivalence cache.
+    Behaviour = 11,
 }
 
 /// A xoshiro256++ generator.

@@ -119,17 +119,29 @@ impl RunFiles {
     }
 
     fn atomic(&self, name: &str, bytes: &[u8]) -> Result<(), Error> {
-        let path = self.dir.join(name);
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        let write_err = |source| Error::Write {
-            path: path.clone(),
-            source,
-        };
-        let mut file = std::fs::File::create(&tmp).map_err(write_err)?;
-        file.write_all(bytes).map_err(write_err)?;
-        file.sync_all().map_err(write_err)?;
-        std::fs::rename(&tmp, &path).map_err(write_err)
+        write_atomic(&self.dir.join(name), bytes)
     }
+}
+
+/// Replaces `path` with `bytes` so that a crash at any moment leaves either the old file or the new one,
+/// never a mix: write a temporary file beside it, fsync it, rename it over `path`, fsync the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().map_or("file".into(), |n| n.to_string_lossy());
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let write_err = |source| Error::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::File::create(&tmp).map_err(write_err)?;
+    file.write_all(bytes).map_err(write_err)?;
+    file.sync_all().map_err(write_err)?;
+    std::fs::rename(&tmp, path).map_err(write_err)?;
+    // The rename is durable only once the directory entry is; not every platform can open a directory.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 /// One learner's line in a multi-learner comparison.

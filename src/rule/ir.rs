@@ -456,6 +456,17 @@ pub fn number(x: f32) -> String {
     }
 }
 
+/// FNV-1a, 64 bits: a hash that is the same on every run, machine and Rust version (std's hashers
+/// promise none of that), for keys that are saved and compared across sessions.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in bytes {
+        hash ^= *byte as u64;
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
 fn simplify_binary(op: BinOp, a: Expr, b: Expr) -> Expr {
     use Expr::{Bool, Num};
     match (&a, &b) {
@@ -534,13 +545,7 @@ impl Rule {
     /// runs, machines and Rust versions (FNV-1a over the canonical text with constants inlined by name
     /// and value).
     pub fn structural_hash(&self) -> u64 {
-        let text = self.canonical().to_rhai();
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in text.bytes() {
-            hash ^= byte as u64;
-            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        hash
+        fnv1a(self.canonical().to_rhai().as_bytes())
     }
 
     /// Every vocabulary variable the rule reads, per section.

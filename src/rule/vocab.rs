@@ -3,7 +3,7 @@
 //! compiler checks every name against it.
 
 /// The three sections a rule file may define.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum Section {
     /// `fn synapse()`: per synapse, once per update; writes `dw`.
     Synapse,

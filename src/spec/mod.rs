@@ -227,7 +227,7 @@ fn default_slope() -> f32 {
 
 /// Parses RON text into `T` with the extensions every synaptogen file uses: optional fields written
 /// plainly (`name: "x"`, not `name: Some("x")`), and `Cbp(lr: 0.05)` rather than `Cbp((lr: 0.05))`.
-fn parse_ron<T: serde::de::DeserializeOwned>(text: &str, path: &Path) -> Result<T, Error> {
+pub(crate) fn parse_ron<T: serde::de::DeserializeOwned>(text: &str, path: &Path) -> Result<T, Error> {
     let options = ron::Options::default().with_default_extension(
         ron::extensions::Extensions::IMPLICIT_SOME | ron::extensions::Extensions::UNWRAP_VARIANT_NEWTYPES,
     );

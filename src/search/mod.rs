@@ -1,0 +1,610 @@
+//! The search engine: regularised evolution of rules over the IR, with successive-halving rungs over the
+//! task-sequence length, a journal, exact resume and a final check on held-out seeds and data
+//! (DESIGN §6; the anchors are in `shared/reference/discovery.md`).
+//!
+//! The search advances in **rounds**. A round is proposed from the state left by the previous one
+//! alone (its random choices come from a stream keyed by `(seed, round, slot)`), its trials run in
+//! parallel, and their results are folded into the state in proposal order. So the candidates, their
+//! results and the ranking depend only on the spec and its seed, never on the thread count or on which
+//! trial finished first. Round 0 trains the baselines at every rung; round 1 the seed rules; later rounds
+//! promote the best candidates of each rung to the next and fill the rest of the batch with children;
+//! the last round re-checks the finalists on held-out seeds and on a held-out dataset.
+//!
+//! Crash safety: every finished trial is appended to `journal.jsonl` and fsynced before it counts, and
+//! the state is snapshotted atomically to `state.json` after every round. `--resume` loads the snapshot,
+//! re-proposes the interrupted round (identically, being deterministic) and takes every trial the
+//! journal already holds instead of re-running it, so a resumed search ends exactly as an uninterrupted
+//! one would.
+
+mod behaviour;
+pub mod evaluate;
+mod evolve;
+mod execute;
+pub mod journal;
+pub mod lineage;
+pub mod mutate;
+pub mod spec;
+pub mod state;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use crate::data::{Dataset, DatasetKind};
+use crate::learner::Rules;
+use crate::rule::CompiledRule;
+use crate::rule::ir::fnv1a;
+use crate::run::RunOptions;
+use crate::spec::{Boundaries, LearnerSpec};
+pub use behaviour::behaviour_hash;
+use evaluate::TrialResult;
+use execute::Job;
+use journal::{CandidateRecord, Entry, Journal, Stage, Subject};
+pub use spec::SearchSpec;
+use state::rank_order;
+pub use state::{Candidate, Phase, Score, State, score_key, stage_name};
+
+/// Entries kept in the functional-equivalence cache; the oldest are forgotten first, so memory stays
+/// flat however long the search runs.
+pub const BEHAVIOUR_CACHE: usize = 100_000;
+/// Mutation attempts per slot before the slot is left empty (every attempt gave a known rule).
+const ATTEMPTS: usize = 32;
+/// Rounds in a row without a single new evaluation after which the search stops evolving.
+const IDLE_ROUNDS: usize = 50;
+/// Held-out seeds are the search seed plus this offset plus their index.
+pub const HELD_OUT_SEED_OFFSET: u64 = 1000;
+
+/// Errors that stop a search.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A seed rule cannot be read.
+    #[error("{path}: cannot read the seed rule ({source})")]
+    ReadRule {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A seed or baseline rule does not compile.
+    #[error("{0}")]
+    Rule(#[from] crate::rule::Error),
+    /// A rule uses what training cannot compute yet.
+    #[error("{path}: cannot train this rule yet: {why}")]
+    Untrainable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
+    /// The journal cannot be read or is damaged.
+    #[error("{0}")]
+    Journal(#[from] journal::Error),
+    /// The output directory cannot be used.
+    #[error("{0}")]
+    Output(#[from] crate::report::Error),
+    /// The output directory already holds a search and neither `--resume` nor `--force` was given.
+    #[error(
+        "{dir} already holds a search ({journal}); continue it with --resume, or discard it with --force"
+    )]
+    Exists {
+        /// The directory.
+        dir: PathBuf,
+        /// Its journal.
+        journal: PathBuf,
+    },
+    /// `--resume` without a journal.
+    #[error("{dir}: nothing to resume (no journal.jsonl); start the search without --resume")]
+    NothingToResume {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// The spec changed in a way that changes results since the journal was written.
+    #[error(
+        "{journal}: the journal was written by a different spec (only budget, threads and out may change on --resume); restore the spec, or start afresh with --force"
+    )]
+    SpecChanged {
+        /// The journal.
+        journal: PathBuf,
+    },
+    /// The snapshot cannot be read.
+    #[error("{path}: the search state is damaged ({message}); start afresh with --force")]
+    State {
+        /// The snapshot.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+}
+
+impl Error {
+    /// Whether the user can fix it by changing their input (exit status 2); the rest are failures
+    /// while writing results.
+    pub fn is_input(&self) -> bool {
+        !matches!(
+            self,
+            Error::Journal(journal::Error::Io { .. }) | Error::Output(crate::report::Error::Write { .. })
+        )
+    }
+}
+
+/// What the progress line shows.
+#[derive(Clone, Debug, Default)]
+pub struct Progress {
+    /// Candidate evaluations done.
+    pub evaluations: usize,
+    /// The evaluation budget, if any.
+    pub budget: Option<usize>,
+    /// Evaluations per rung.
+    pub per_rung: Vec<usize>,
+    /// Functional-equivalence cache hits.
+    pub cache_hits: usize,
+    /// Trials finished in the current round, and its size.
+    pub round_trials: (usize, usize),
+    /// The round running.
+    pub round: usize,
+    /// Best candidate so far: advantage, objective, rung, hash.
+    pub best: Option<(f32, f32, usize, String)>,
+    /// Wall time spent over every session.
+    pub elapsed: f64,
+    /// Seconds left, when a budget allows a guess.
+    pub eta: Option<f64>,
+    /// What the search is doing.
+    pub phase: &'static str,
+}
+
+/// Sees a search as it goes (the CLI draws the progress line from it).
+pub trait Monitor: Sync {
+    /// Something changed.
+    fn update(&self, progress: &Progress);
+    /// A one-line message (a warning, a phase change).
+    fn note(&self, text: &str);
+}
+
+/// Where a search writes, and whether it starts afresh.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    /// The output directory.
+    pub out: PathBuf,
+    /// Continue the search in `out`.
+    pub resume: bool,
+    /// Discard any search in `out`.
+    pub force: bool,
+    /// Parallel trials.
+    pub threads: usize,
+}
+
+/// How a search ended.
+#[derive(Debug)]
+pub enum Finish {
+    /// Finished: budget spent and finalists checked.
+    Finished,
+    /// Stopped by Ctrl-C; `--resume` continues it.
+    Interrupted,
+}
+
+/// A running search.
+pub struct Search<'a> {
+    spec: &'a SearchSpec,
+    name: String,
+    out: PathBuf,
+    threads: usize,
+    dataset: &'a Dataset,
+    held_out_data: &'a Dataset,
+    baselines: Vec<(String, LearnerSpec)>,
+    rules: Rules,
+    seed_rules: Vec<(PathBuf, CompiledRule)>,
+    state: State,
+    journal: Journal,
+    /// Trials found in the journal that the snapshot has not folded in yet.
+    replay: BTreeMap<(Subject, Stage, u64), TrialResult>,
+    /// Candidate records already in the journal (not written again on resume).
+    journaled_candidates: usize,
+    compiled: BTreeMap<usize, CompiledRule>,
+    started: Instant,
+    elapsed_before: f64,
+    options: RunOptions,
+}
+
+impl std::fmt::Debug for Search<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Search")
+            .field("name", &self.name)
+            .field("out", &self.out)
+            .finish()
+    }
+}
+
+/// The hash of everything in a spec that changes results (not the budget, threads or output place).
+pub fn spec_hash(spec: &SearchSpec) -> String {
+    let mut s = spec.clone();
+    s.budget = spec::Budget {
+        evaluations: None,
+        minutes: None,
+    };
+    s.threads = None;
+    s.out = None;
+    s.name = None;
+    let json = serde_json::to_string(&s).expect("specs serialise");
+    format!("{:016x}", fnv1a(json.as_bytes()))
+}
+
+/// Reads and compiles a rule file that training must accept.
+pub fn load_rule(path: &Path) -> Result<CompiledRule, Error> {
+    let source = std::fs::read_to_string(path).map_err(|source| Error::ReadRule {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let compiled = crate::rule::compile(&source, path)?;
+    if let Some(why) = crate::learner::rule::unsupported(&compiled) {
+        return Err(Error::Untrainable {
+            path: path.to_path_buf(),
+            why,
+        });
+    }
+    Ok(compiled)
+}
+
+impl<'a> Search<'a> {
+    /// Prepares a search: compiles the seed and baseline rules, opens (or resumes) the journal. Nothing
+    /// trains yet.
+    pub fn start(
+        spec: &'a SearchSpec,
+        name: &str,
+        dataset: &'a Dataset,
+        held_out_data: &'a Dataset,
+        launch: &Launch,
+        monitor: &dyn Monitor,
+    ) -> Result<Search<'a>, Error> {
+        let seed_rules = spec
+            .seed_rules
+            .iter()
+            .map(|p| Ok((p.clone(), load_rule(p)?)))
+            .collect::<Result<Vec<_>, Error>>()?;
+        let mut rules = Rules::new();
+        let mut baselines = Vec::new();
+        for b in &spec.baselines {
+            if let LearnerSpec::Rule { path, .. } = b {
+                if !rules.contains_key(path) {
+                    rules.insert(path.clone(), load_rule(path)?);
+                }
+            }
+            let base = b.label();
+            let count = baselines
+                .iter()
+                .filter(|(l, _): &&(String, LearnerSpec)| l.split('-').next() == Some(base.as_str()))
+                .count();
+            let label = if count == 0 {
+                base
+            } else {
+                format!("{base}-{}", count + 1)
+            };
+            baselines.push((label, b.clone()));
+        }
+
+        let out = &launch.out;
+        if out.exists() && !out.is_dir() {
+            return Err(crate::report::Error::Unwritable {
+                path: out.clone(),
+                source: std::io::Error::other("it is a file, not a directory"),
+            }
+            .into());
+        }
+        let journal_path = out.join("journal.jsonl");
+        let state_path = out.join("state.json");
+        let hash = spec_hash(spec);
+        if launch.resume && !journal_path.exists() {
+            return Err(Error::NothingToResume { dir: out.clone() });
+        }
+        if journal_path.exists() && !launch.resume && !launch.force {
+            return Err(Error::Exists {
+                dir: out.clone(),
+                journal: journal_path,
+            });
+        }
+        crate::report::RunFiles::create(out)?;
+        let fresh_state = || State {
+            format: journal::FORMAT,
+            spec_hash: hash.clone(),
+            rounds: 0,
+            phase: Phase::Evolving,
+            candidates: Vec::new(),
+            islands: vec![VecDeque::new(); spec.evolution.islands],
+            known: BTreeSet::new(),
+            behaviours: BTreeMap::new(),
+            behaviour_order: VecDeque::new(),
+            promotions: VecDeque::new(),
+            baselines: baselines.iter().map(|(l, _)| l.clone()).collect(),
+            baseline_trials: BTreeMap::new(),
+            baseline_scores: BTreeMap::new(),
+            evaluations: 0,
+            cache_hits: 0,
+            duplicates: 0,
+            idle_rounds: 0,
+            elapsed: 0.0,
+            finalists: Vec::new(),
+        };
+        let (journal, state, replay, journaled_candidates) = if launch.resume {
+            let contents = journal::read(&journal_path)?;
+            if let Some(w) = &contents.warning {
+                monitor.note(&format!("warning: {w}"));
+            }
+            let Some(Entry::Header { spec_hash: h, .. }) = contents.entries.first() else {
+                unreachable!("read checks the header")
+            };
+            if *h != hash {
+                return Err(Error::SpecChanged {
+                    journal: journal_path,
+                });
+            }
+            let state: State = if state_path.exists() {
+                let text = std::fs::read(&state_path).map_err(|e| Error::State {
+                    path: state_path.clone(),
+                    message: e.to_string(),
+                })?;
+                serde_json::from_slice(&text).map_err(|e| Error::State {
+                    path: state_path.clone(),
+                    message: e.to_string(),
+                })?
+            } else {
+                fresh_state()
+            };
+            if state.spec_hash != hash || state.format != journal::FORMAT {
+                return Err(Error::State {
+                    path: state_path,
+                    message: "it belongs to another spec or format".into(),
+                });
+            }
+            let mut replay = BTreeMap::new();
+            let mut candidates = 0;
+            for entry in contents.entries {
+                match entry {
+                    Entry::Candidate(c) => candidates = candidates.max(c.id + 1),
+                    Entry::Trial(t) if t.round >= state.rounds => {
+                        replay.insert((t.subject, t.stage, t.seed), t.result);
+                    }
+                    _ => {}
+                }
+            }
+            let journal = Journal::open(&journal_path, contents.valid_len)?;
+            (journal, state, replay, candidates)
+        } else {
+            if launch.force {
+                for f in ["state.json", "lineage.dot", "best.rhai"] {
+                    let _ = std::fs::remove_file(out.join(f));
+                }
+            }
+            let header = Entry::Header {
+                format: journal::FORMAT,
+                name: name.to_string(),
+                spec_hash: hash.clone(),
+                spec: Box::new(spec.clone()),
+            };
+            (
+                Journal::create(&journal_path, &header)?,
+                fresh_state(),
+                BTreeMap::new(),
+                0,
+            )
+        };
+        let options = RunOptions {
+            retention_sample: spec.benchmark.retention_sample,
+            probe_size: spec.benchmark.probe_size,
+            dormant_threshold: spec.benchmark.dormant_threshold,
+            boundaries_visible: spec.benchmark.boundaries == Boundaries::Visible,
+            eval_batch: 500,
+        };
+        let elapsed_before = state.elapsed;
+        Ok(Search {
+            spec,
+            name: name.to_string(),
+            out: out.clone(),
+            threads: launch.threads.max(1),
+            dataset,
+            held_out_data,
+            baselines,
+            rules,
+            seed_rules,
+            state,
+            journal,
+            replay,
+            journaled_candidates,
+            compiled: BTreeMap::new(),
+            started: Instant::now(),
+            elapsed_before,
+            options,
+        })
+    }
+
+    /// The state (for the summary and tests).
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// The output directory.
+    pub fn out(&self) -> &Path {
+        &self.out
+    }
+
+    fn elapsed(&self) -> f64 {
+        self.elapsed_before + self.started.elapsed().as_secs_f64()
+    }
+
+    fn seeds(&self) -> Vec<u64> {
+        (0..self.spec.seeds as u64).map(|i| self.spec.seed + i).collect()
+    }
+
+    fn held_out_seeds(&self) -> Vec<u64> {
+        (0..self.spec.held_out.seeds as u64)
+            .map(|i| self.spec.seed + HELD_OUT_SEED_OFFSET + i)
+            .collect()
+    }
+
+    fn budget_left(&self) -> Option<usize> {
+        let by_count = self
+            .spec
+            .budget
+            .evaluations
+            .map(|b| b.saturating_sub(self.state.evaluations));
+        let out_of_time = self
+            .spec
+            .budget
+            .minutes
+            .is_some_and(|m| self.elapsed() >= m * 60.0);
+        if out_of_time { Some(0) } else { by_count }
+    }
+
+    /// Runs rounds until the search finishes or `stop` is set.
+    pub fn run(&mut self, stop: &AtomicBool, monitor: &dyn Monitor) -> Result<Finish, Error> {
+        loop {
+            if self.state.phase == Phase::Done {
+                // A finished search resumed with a larger budget evolves again.
+                if self.budget_left().is_some_and(|b| b > 0) {
+                    self.state.phase = Phase::Evolving;
+                } else {
+                    return Ok(Finish::Finished);
+                }
+            }
+            if self.state.phase == Phase::Evolving
+                && self.state.rounds >= 2
+                && (self.budget_left() == Some(0) || self.state.idle_rounds >= IDLE_ROUNDS)
+            {
+                if self.state.idle_rounds >= IDLE_ROUNDS {
+                    monitor
+                        .note("every mutation in the last rounds gave a known rule; stopping the evolution");
+                }
+                self.state.phase = Phase::HeldOut;
+            }
+            let jobs = match self.state.phase {
+                Phase::Evolving => self.propose()?,
+                Phase::HeldOut => self.held_out_jobs(),
+                Phase::Done => unreachable!("handled above"),
+            };
+            let Some(results) = self.execute(&jobs, stop, monitor)? else {
+                return Ok(Finish::Interrupted);
+            };
+            self.fold(&jobs, results);
+            if self.state.phase == Phase::HeldOut {
+                self.state.phase = Phase::Done;
+            }
+            self.state.rounds += 1;
+            self.state.elapsed = self.elapsed();
+            self.snapshot()?;
+            monitor.update(&self.progress((0, 0)));
+        }
+    }
+
+    fn snapshot(&self) -> Result<(), Error> {
+        let json = serde_json::to_vec(&self.state).expect("the state is plain data");
+        crate::report::write_atomic(&self.out.join("state.json"), &json)?;
+        Ok(())
+    }
+
+    /// The progress line's numbers.
+    pub fn progress(&self, round_trials: (usize, usize)) -> Progress {
+        let rungs = self.spec.fidelity.rungs.len();
+        let mut per_rung = vec![0; rungs];
+        for c in self
+            .state
+            .candidates
+            .iter()
+            .filter(|c| c.record.same_as.is_none())
+        {
+            for (k, s) in c.scores.iter().enumerate() {
+                if s.is_some() {
+                    per_rung[k] += 1;
+                }
+            }
+        }
+        let best = self.leaderboard().first().and_then(|c| {
+            c.best_rung()
+                .map(|(k, s)| (s.advantage, s.objective, k, c.record.hash.clone()))
+        });
+        let elapsed = self.elapsed();
+        let rate = self.state.evaluations as f64 / elapsed.max(1e-9);
+        let by_count = self
+            .spec
+            .budget
+            .evaluations
+            .filter(|_| rate > 0.0)
+            .map(|b| b.saturating_sub(self.state.evaluations) as f64 / rate);
+        let by_time = self.spec.budget.minutes.map(|m| (m * 60.0 - elapsed).max(0.0));
+        let eta = match (by_count, by_time) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Progress {
+            evaluations: self.state.evaluations,
+            budget: self.spec.budget.evaluations,
+            per_rung,
+            cache_hits: self.state.cache_hits,
+            round_trials,
+            round: self.state.rounds,
+            best,
+            elapsed,
+            eta,
+            phase: match (self.state.phase, self.state.rounds) {
+                (Phase::Evolving, 0) => "baselines",
+                (Phase::Evolving, 1) => "seed rules",
+                (Phase::Evolving, _) => "evolving",
+                (Phase::HeldOut, _) => "held-out check",
+                (Phase::Done, _) => "done",
+            },
+        }
+    }
+
+    /// Candidates (not cache clones) ranked: highest rung reached first, then objective there.
+    pub fn leaderboard(&self) -> Vec<&Candidate> {
+        let mut ranked: Vec<&Candidate> = self
+            .state
+            .candidates
+            .iter()
+            .filter(|c| c.record.same_as.is_none() && c.best_rung().is_some())
+            .collect();
+        ranked.sort_by(|a, b| rank_order(a, b));
+        ranked
+    }
+
+    /// The lineage graph of every candidate.
+    pub fn lineage(&self) -> lineage::Lineage {
+        let records: Vec<CandidateRecord> = self.state.candidates.iter().map(|c| c.record.clone()).collect();
+        lineage::Lineage::from_candidates(&records)
+    }
+
+    /// Writes `lineage.dot` and `best.rhai` beside the journal.
+    pub fn write_results(&self) -> Result<(), Error> {
+        let candidates = &self.state.candidates;
+        let dot = self.lineage().to_dot(|id| {
+            let c = &candidates[id];
+            match c.best_rung() {
+                Some((k, s)) => format!("#{id} {}\nrung {k}: {:.4}", &c.record.hash[..8], s.objective),
+                None => format!("#{id} {}", &c.record.hash[..8]),
+            }
+        });
+        crate::report::write_atomic(&self.out.join("lineage.dot"), dot.as_bytes())?;
+        if let Some(best) = self.leaderboard().first() {
+            let text = format!(
+                "// Best rule of search '{}' (candidate #{}, hash {}).\n{}",
+                self.name, best.record.id, best.record.hash, best.record.source
+            );
+            crate::report::write_atomic(&self.out.join("best.rhai"), text.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// The dataset names: the search's and the held-out one.
+    pub fn datasets(&self) -> (&str, &str) {
+        (&self.dataset.name, &self.held_out_data.name)
+    }
+
+    /// The baseline labels.
+    pub fn baseline_labels(&self) -> Vec<String> {
+        self.baselines.iter().map(|(l, _)| l.clone()).collect()
+    }
+}
+
+/// The dataset kinds a search loads: its own and the held-out one.
+pub fn datasets(spec: &SearchSpec) -> (DatasetKind, DatasetKind) {
+    (spec.benchmark.dataset, spec.held_out_dataset())
+}
