@@ -142,15 +142,21 @@ impl Search<'_> {
         if members.is_empty() {
             return None;
         }
-        (0..self.spec.evolution.tournament)
+        let sample: Vec<usize> = (0..self.spec.evolution.tournament)
             .map(|_| members[rng.below(members.len())])
-            .max_by(|a, b| {
-                let (fa, fb) = (
-                    self.state.candidates[*a].fitness(),
-                    self.state.candidates[*b].fitness(),
-                );
-                fa.total_cmp(&fb).then(a.cmp(b))
-            })
+            .collect();
+        self.fittest(sample.into_iter())
+    }
+
+    /// The fittest of `ids`; ties go to the younger candidate.
+    fn fittest(&self, ids: impl Iterator<Item = usize>) -> Option<usize> {
+        ids.max_by(|a, b| {
+            let (fa, fb) = (
+                self.state.candidates[*a].fitness(),
+                self.state.candidates[*b].fitness(),
+            );
+            fa.total_cmp(&fb).then(a.cmp(b))
+        })
     }
 
     /// One child for `island`: mutate tournament winners until the child is new, valid and trainable.
@@ -217,13 +223,47 @@ impl Search<'_> {
         Ok(None)
     }
 
-    /// Puts a scored candidate on its island; the oldest member dies when the island is full.
+    /// Puts a scored candidate on its island (a seed rule on every island); the oldest member dies when
+    /// an island is full.
     fn join(&mut self, id: usize) {
-        let island = self.state.candidates[id].record.island;
+        let c = &self.state.candidates[id];
+        let islands: Vec<usize> = match c.record.origin {
+            Origin::Seed { .. } => (0..self.state.islands.len()).collect(),
+            Origin::Mutation { .. } => vec![c.record.island],
+        };
+        for island in islands {
+            self.join_island(id, island);
+        }
+    }
+
+    fn join_island(&mut self, id: usize, island: usize) {
         let members = &mut self.state.islands[island];
         members.push_back(id);
         while members.len() > self.spec.evolution.population {
             members.pop_front();
+        }
+    }
+
+    /// Every `migrate_every` rounds, each island receives a copy of its neighbour's fittest member
+    /// (SR.jl-style migration), unless it already holds it.
+    fn migrate(&mut self) {
+        let every = self.spec.evolution.migrate_every;
+        let n = self.state.islands.len();
+        if every == 0 || n < 2 || self.state.rounds % every != 0 {
+            return;
+        }
+        let fittest: Vec<Option<usize>> = self
+            .state
+            .islands
+            .iter()
+            .map(|members| self.fittest(members.iter().copied()))
+            .collect();
+        for island in 0..n {
+            if let Some(migrant) = fittest[(island + 1) % n] {
+                if !self.state.islands[island].contains(&migrant) {
+                    self.join_island(migrant, island);
+                }
+            }
         }
     }
 
@@ -329,6 +369,7 @@ impl Search<'_> {
                 };
             }
             self.promote();
+            self.migrate();
         }
     }
 
