@@ -1,0 +1,258 @@
+//! `synaptogen search` end to end on the synthetic dataset: determinism across thread counts, exact
+//! resume after `kill -9` and after Ctrl-C, and every bad input the issue lists.
+
+mod util;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use util::{repo, synaptogen};
+
+/// A search over the synthetic dataset; `budget` evaluations.
+fn spec(budget: usize) -> String {
+    let rules = repo().join("rules");
+    format!(
+        r#"(
+    name: "test-search",
+    seed: 3,
+    benchmark: (dataset: Synthetic, tasks: 1, train_per_task: 200, test_per_task: 100,
+                protocol: Minibatch(batch: 20, epochs: 1), retention_sample: 4, probe_size: 50),
+    network: (hidden: [16], time_steps: 4),
+    learner: (lr: 0.1),
+    seed_rules: ["{sgd}", "{bcm}"],
+    baselines: [Sgd(lr: 0.1), L2Init(lr: 0.1)],
+    evolution: (population: 6, tournament: 2, islands: 2, migrate_every: 2, batch: 4),
+    fidelity: (rungs: [2, 4], promote: 0.3, abort_after: 1, abort_margin: 0.05),
+    budget: (evaluations: {budget}),
+    held_out: (finalists: 2, seeds: 1),
+)
+"#,
+        sgd = rules.join("baselines/sgd.rhai").display(),
+        bcm = rules.join("local/bcm.rhai").display(),
+    )
+}
+
+fn search(dir: &Path, spec_text: &str, args: &[&str]) -> (i32, String, String) {
+    let path = util::write_spec(dir, spec_text);
+    let out = synaptogen(dir)
+        .arg("search")
+        .arg(&path)
+        .args(["--out", "out", "--quiet"])
+        .args(args)
+        .output()
+        .expect("binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The journal's lines with timings removed, sorted: its content independent of completion order.
+fn journal_content(dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join("out/journal.jsonl")).expect("journal exists");
+    let mut lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).expect("journal lines are JSON");
+            if let Some(o) = v.as_object_mut() {
+                o.remove("seconds");
+            }
+            v.to_string()
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// The final state without its wall time.
+fn final_state(dir: &Path) -> Value {
+    let text = std::fs::read_to_string(dir.join("out/state.json")).expect("state exists");
+    let mut v: Value = serde_json::from_str(&text).expect("state is JSON");
+    v.as_object_mut().expect("an object").remove("elapsed");
+    v
+}
+
+#[test]
+fn a_search_finishes_and_writes_its_results() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (code, stdout, stderr) = search(dir.path(), &spec(12), &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("12 evaluations"), "{stdout}");
+    assert!(stdout.contains("Held-out check"), "{stdout}");
+    for f in ["journal.jsonl", "state.json", "lineage.dot", "best.rhai"] {
+        assert!(dir.path().join("out").join(f).exists(), "{f}");
+    }
+    let best = std::fs::read_to_string(dir.path().join("out/best.rhai")).expect("best.rhai");
+    let check = synaptogen(dir.path())
+        .args(["check", "out/best.rhai"])
+        .output()
+        .expect("binary runs");
+    assert!(check.status.success(), "best.rhai compiles:\n{best}");
+    let dot = std::fs::read_to_string(dir.path().join("out/lineage.dot")).expect("lineage.dot");
+    assert!(dot.starts_with("digraph lineage {") && dot.contains("->"), "{dot}");
+}
+
+#[test]
+fn one_thread_and_two_threads_give_the_same_journal_and_state() {
+    let (a, b) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+    let (ca, _, ea) = search(a.path(), &spec(16), &["--threads", "1"]);
+    let (cb, _, eb) = search(b.path(), &spec(16), &["--threads", "2"]);
+    assert_eq!((ca, cb), (0, 0), "{ea}\n{eb}");
+    assert_eq!(journal_content(a.path()), journal_content(b.path()));
+    assert_eq!(final_state(a.path()), final_state(b.path()));
+}
+
+fn trials_in_journal(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("out/journal.jsonl"))
+        .map(|t| t.lines().filter(|l| l.contains("\"kind\":\"trial\"")).count())
+        .unwrap_or(0)
+}
+
+/// Starts a search, stops it with `signal` once `after` trials are journaled, resumes it, and checks the
+/// outcome is exactly that of an uninterrupted search.
+fn interrupt_and_resume(signal: &str) {
+    let spec_text = spec(40);
+    let whole = tempfile::tempdir().expect("dir");
+    let (code, _, stderr) = search(whole.path(), &spec_text, &["--threads", "2"]);
+    assert_eq!(code, 0, "{stderr}");
+
+    let dir = tempfile::tempdir().expect("dir");
+    let path = util::write_spec(dir.path(), &spec_text);
+    let mut child = synaptogen(dir.path())
+        .arg("search")
+        .arg(&path)
+        .args(["--out", "out", "--quiet", "--threads", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("binary starts");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while trials_in_journal(dir.path()) < 20 {
+        assert!(Instant::now() < deadline, "the search never journaled 20 trials");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "the search finished before it could be interrupted; make it longer"
+    );
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let code = child.wait().expect("wait").code();
+    if signal == "-INT" {
+        assert_eq!(code, Some(130), "Ctrl-C exits with 130");
+    }
+    let total = trials_in_journal(whole.path());
+    assert!(
+        trials_in_journal(dir.path()) < total,
+        "interrupted before the end"
+    );
+
+    let (code, _, stderr) = search(dir.path(), &spec_text, &["--resume", "--threads", "1"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(journal_content(dir.path()), journal_content(whole.path()));
+    assert_eq!(final_state(dir.path()), final_state(whole.path()));
+}
+
+#[test]
+fn kill_9_loses_nothing_finished_and_resume_ends_exactly_as_an_uninterrupted_search() {
+    interrupt_and_resume("-KILL");
+}
+
+#[test]
+fn ctrl_c_stops_gracefully_and_resume_ends_exactly_as_an_uninterrupted_search() {
+    interrupt_and_resume("-INT");
+}
+
+fn input_error(spec_text: &str, args: &[&str], fragment: &str) {
+    let dir = tempfile::tempdir().expect("dir");
+    let (code, _, stderr) = search(dir.path(), spec_text, args);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains(fragment), "expected '{fragment}' in:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn bad_specs_are_located_or_name_their_field() {
+    let good = spec(4);
+    input_error(&good.replace("seed: 3,", "seed: 3,,"), &[], "spec.ron:3:");
+    input_error(&good.replace("budget:", "budgett:"), &[], "budgett");
+    input_error(
+        &good.replace("evaluations: 4", "evaluations: 0"),
+        &[],
+        "budget.evaluations: must be at least 1",
+    );
+    input_error(
+        &good.replace("rungs: [2, 4]", "rungs: [4, 2]"),
+        &[],
+        "fidelity.rungs: must increase strictly",
+    );
+}
+
+#[test]
+fn a_seed_rule_that_does_not_compile_is_named_and_located() {
+    let dir = tempfile::tempdir().expect("dir");
+    let bad = dir.path().join("bad.rhai");
+    std::fs::write(&bad, "fn synapse() {\n    dw = -lr * gradd;\n}\n").expect("write");
+    let text = spec(4).replace(
+        &repo().join("rules/local/bcm.rhai").display().to_string(),
+        &bad.display().to_string(),
+    );
+    let (code, _, stderr) = search(dir.path(), &text, &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("bad.rhai:2:16") && stderr.contains("gradd") && stderr.contains("grad"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_output_directory_that_is_a_file_is_rejected() {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("out"), "").expect("write");
+    let (code, _, stderr) = search(dir.path(), &spec(4), &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("not a directory"), "{stderr}");
+}
+
+#[test]
+fn an_existing_search_is_never_overwritten_without_resume_or_force() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (code, _, stderr) = search(dir.path(), &spec(4), &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let before = std::fs::read(dir.path().join("out/journal.jsonl")).expect("journal");
+    let (code, _, stderr) = search(dir.path(), &spec(4), &[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--resume") && stderr.contains("--force"), "{stderr}");
+    assert_eq!(std::fs::read(dir.path().join("out/journal.jsonl")).expect("journal"), before);
+    let (code, _, stderr) = search(dir.path(), &spec(4), &["--force"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = search(dir.path(), &spec(4), &["--resume"]);
+    assert_eq!(code, 0, "resuming a finished search reports it again: {stderr}");
+}
+
+#[test]
+fn resume_refuses_a_missing_journal_a_changed_spec_and_a_corrupt_line() {
+    input_error(&spec(4), &["--resume"], "nothing to resume");
+
+    let dir = tempfile::tempdir().expect("dir");
+    let (code, _, stderr) = search(dir.path(), &spec(4), &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = search(dir.path(), &spec(4).replace("seed: 3", "seed: 4"), &["--resume"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("different spec"), "{stderr}");
+
+    let journal = dir.path().join("out/journal.jsonl");
+    let text = std::fs::read_to_string(&journal).expect("journal");
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.insert(3, "{\"kind\": \"trial\", \"round\": ");
+    std::fs::write(&journal, lines.join("\n") + "\n").expect("write");
+    let (code, _, stderr) = search(dir.path(), &spec(4), &["--resume"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("journal.jsonl:4: not a journal entry"), "{stderr}");
+}
