@@ -1,22 +1,36 @@
-//! Every spec shipped in `searches/` parses and validates, so a newcomer never meets a broken example.
+//! Every spec shipped in `searches/` parses and validates, and every rule a search spec names compiles
+//! and trains, so a newcomer never meets a broken example.
 
 mod util;
 
-use synaptogen::spec::RunSpec;
+use synaptogen::search::{self, SearchSpec};
+use synaptogen::spec::{LearnerSpec, RunSpec};
 
 #[test]
 fn every_shipped_spec_is_valid() {
     let dir = util::repo().join("searches");
-    let mut checked = 0;
+    let (mut runs, mut searches) = (0, 0);
     for entry in std::fs::read_dir(&dir).expect("searches/ exists") {
         let path = entry.expect("readable entry").path();
-        if path.extension().is_some_and(|e| e == "ron") {
-            let text = std::fs::read_to_string(&path).expect("readable spec");
-            if let Err(e) = RunSpec::parse(&text, &path) {
-                panic!("{e}");
+        if path.extension().is_none_or(|e| e != "ron") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("readable spec");
+        if text.contains("seed_rules:") {
+            let spec = SearchSpec::parse(&text, &path).unwrap_or_else(|e| panic!("{e}"));
+            let baseline_rules = spec.baselines.iter().filter_map(|b| match b {
+                LearnerSpec::Rule { path, .. } => Some(path),
+                _ => None,
+            });
+            for rule in spec.seed_rules.iter().chain(baseline_rules) {
+                search::load_rule(&util::repo().join(rule)).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             }
-            checked += 1;
+            searches += 1;
+        } else {
+            RunSpec::parse(&text, &path).unwrap_or_else(|e| panic!("{e}"));
+            runs += 1;
         }
     }
-    assert!(checked >= 5, "found {checked} specs");
+    assert!(runs >= 5, "found {runs} run specs");
+    assert!(searches >= 2, "found {searches} search specs");
 }

@@ -353,19 +353,7 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     let out_dir = args.out.clone().unwrap_or_else(|| Path::new("runs").join(&name));
     // One learner from the spec writes straight into the output directory; learners named on the
     // command line get a subdirectory each (a repeated name gets a suffix).
-    let mut labels: Vec<String> = Vec::new();
-    for learner in &learners {
-        let base = learner.label();
-        let count = labels
-            .iter()
-            .filter(|l| l.split('-').next() == Some(base.as_str()))
-            .count();
-        labels.push(if count == 0 {
-            base
-        } else {
-            format!("{base}-{}", count + 1)
-        });
-    }
+    let labels = spec::labels(&learners);
     let labelled = learners.len() > 1 || named_on_command_line;
     let files: Vec<RunFiles> = labels
         .iter()

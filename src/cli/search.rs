@@ -304,6 +304,11 @@ fn summary(search: &Search, spec: &SearchSpec, name: &str) -> String {
     }
     let _ = writeln!(
         out,
+        "\nSearch overhead (proposing, hashing, journal, snapshots): {:.2}% of this session's wall time.",
+        100.0 * search.overhead_fraction()
+    );
+    let _ = writeln!(
+        out,
         "\nWritten to {}: journal.jsonl, state.json, lineage.dot, best.rhai",
         search.out().display()
     );

@@ -85,6 +85,7 @@ impl Search<'_> {
         let rules = &self.rules;
         let (dataset, held_out) = (self.dataset, self.held_out_data);
         let started = self.started;
+        let journal_nanos = &self.journal_nanos;
         let elapsed_before = self.elapsed_before;
         pool.scope(|scope| {
             for _ in 0..self.threads {
@@ -127,10 +128,12 @@ impl Search<'_> {
                             result: result.clone(),
                             seconds: clock.elapsed().as_secs_f64(),
                         };
+                        let append = Instant::now();
                         if let Err(e) = lock(&journal).append(&Entry::Trial(Box::new(record))) {
                             *lock(&failure) = Some(e.into());
                             return;
                         }
+                        journal_nanos.fetch_add(append.elapsed().as_nanos() as u64, Ordering::Relaxed);
                         lock(&shared_results)[i] = Some(result);
                         let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
                         let mut p = lock(&progress);

@@ -28,7 +28,7 @@ pub mod state;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::data::{Dataset, DatasetKind};
@@ -205,6 +205,10 @@ pub struct Search<'a> {
     started: Instant,
     elapsed_before: f64,
     options: RunOptions,
+    /// Seconds this session spent proposing, folding and snapshotting.
+    overhead: f64,
+    /// Nanoseconds this session's workers spent appending to the journal.
+    journal_nanos: AtomicU64,
 }
 
 impl std::fmt::Debug for Search<'_> {
@@ -263,25 +267,17 @@ impl<'a> Search<'a> {
             .map(|p| Ok((p.clone(), load_rule(p)?)))
             .collect::<Result<Vec<_>, Error>>()?;
         let mut rules = Rules::new();
-        let mut baselines = Vec::new();
         for b in &spec.baselines {
             if let LearnerSpec::Rule { path, .. } = b {
                 if !rules.contains_key(path) {
                     rules.insert(path.clone(), load_rule(path)?);
                 }
             }
-            let base = b.label();
-            let count = baselines
-                .iter()
-                .filter(|(l, _): &&(String, LearnerSpec)| l.split('-').next() == Some(base.as_str()))
-                .count();
-            let label = if count == 0 {
-                base
-            } else {
-                format!("{base}-{}", count + 1)
-            };
-            baselines.push((label, b.clone()));
         }
+        let baselines: Vec<(String, LearnerSpec)> = crate::spec::labels(&spec.baselines)
+            .into_iter()
+            .zip(spec.baselines.iter().cloned())
+            .collect();
 
         let out = &launch.out;
         if out.exists() && !out.is_dir() {
@@ -414,7 +410,17 @@ impl<'a> Search<'a> {
             started: Instant::now(),
             elapsed_before,
             options,
+            overhead: 0.0,
+            journal_nanos: AtomicU64::new(0),
         })
+    }
+
+    /// The fraction of this session's wall time spent on the search itself rather than in trials:
+    /// proposing (mutation, validation, hashing), folding results, snapshots, and journal appends
+    /// (these happen on worker threads, so their total is divided by the thread count).
+    pub fn overhead_fraction(&self) -> f64 {
+        let journal = self.journal_nanos.load(Ordering::Relaxed) as f64 * 1e-9 / self.threads as f64;
+        (self.overhead + journal) / self.started.elapsed().as_secs_f64().max(1e-9)
     }
 
     /// The state (for the summary and tests).
@@ -476,14 +482,17 @@ impl<'a> Search<'a> {
                 }
                 self.state.phase = Phase::HeldOut;
             }
+            let clock = Instant::now();
             let jobs = match self.state.phase {
                 Phase::Evolving => self.propose()?,
                 Phase::HeldOut => self.held_out_jobs(),
                 Phase::Done => unreachable!("handled above"),
             };
+            self.overhead += clock.elapsed().as_secs_f64();
             let Some(results) = self.execute(&jobs, stop, monitor)? else {
                 return Ok(Finish::Interrupted);
             };
+            let clock = Instant::now();
             self.fold(&jobs, results);
             if self.state.phase == Phase::HeldOut {
                 self.state.phase = Phase::Done;
@@ -491,6 +500,7 @@ impl<'a> Search<'a> {
             self.state.rounds += 1;
             self.state.elapsed = self.elapsed();
             self.snapshot()?;
+            self.overhead += clock.elapsed().as_secs_f64();
             monitor.update(&self.progress((0, 0)));
         }
     }

@@ -214,6 +214,33 @@ pub const LEARNER_NAMES: [&str; 11] = [
     "si",
 ];
 
+/// Distinct labels for a list of learners, for directories, tables and reports: the method's label,
+/// and where a method appears more than once, its step size (`sgd-lr0.3`) or, failing that, a
+/// counter (`cbp-2`).
+pub fn labels(learners: &[LearnerSpec]) -> Vec<String> {
+    let mut labels: Vec<String> = Vec::new();
+    for (i, learner) in learners.iter().enumerate() {
+        let base = learner.label();
+        let same: Vec<&LearnerSpec> = learners.iter().filter(|l| l.label() == base).collect();
+        let label = if same.len() == 1 {
+            base
+        } else {
+            let lr_distinguishes = learner
+                .lr()
+                .is_some_and(|lr| same.iter().filter(|l| l.lr() == Some(lr)).count() == 1);
+            match learner.lr() {
+                Some(lr) if lr_distinguishes => format!("{base}-lr{lr}"),
+                _ => {
+                    let n = learners[..i].iter().filter(|l| l.label() == base).count();
+                    if n == 0 { base } else { format!("{base}-{}", n + 1) }
+                }
+            }
+        };
+        labels.push(label);
+    }
+    labels
+}
+
 impl LearnerSpec {
     /// The learner's name as reports and `--learner` spell it.
     pub fn name(&self) -> &'static str {
@@ -474,4 +501,21 @@ fn default_sigma_min() -> f32 {
 }
 fn one_f32() -> f32 {
     1.0
+}
+
+#[cfg(test)]
+mod label_tests {
+    use super::*;
+
+    #[test]
+    fn repeated_methods_are_told_apart_by_step_size_or_counter() {
+        let l = labels(&[
+            LearnerSpec::Sgd { lr: 0.05 },
+            LearnerSpec::Sgd { lr: 0.3 },
+            LearnerSpec::named("cbp", 0.05).expect("known"),
+            LearnerSpec::named("cbp", 0.05).expect("known"),
+            LearnerSpec::named("mesu", 0.05).expect("known"),
+        ]);
+        assert_eq!(l, ["sgd-lr0.05", "sgd-lr0.3", "cbp", "cbp-2", "mesu"]);
+    }
 }

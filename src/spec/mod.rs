@@ -15,7 +15,7 @@ use crate::data::{DatasetKind, StreamConfig};
 mod learner;
 
 use crate::snn::{self, Encoding, Init, Lif, NetworkConfig, Neuron};
-pub use learner::{CbpParams, LEARNER_NAMES, LearnerSpec, MesuParams, RuleLayers, Utility};
+pub use learner::{CbpParams, LEARNER_NAMES, LearnerSpec, MesuParams, RuleLayers, Utility, labels};
 
 /// Errors in a spec file. Parse errors carry line and column; validation errors name the field.
 #[derive(Debug, thiserror::Error)]
