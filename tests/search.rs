@@ -92,12 +92,18 @@ fn a_search_finishes_and_writes_its_results() {
         .expect("binary runs");
     assert!(check.status.success(), "best.rhai compiles:\n{best}");
     let dot = std::fs::read_to_string(dir.path().join("out/lineage.dot")).expect("lineage.dot");
-    assert!(dot.starts_with("digraph lineage {") && dot.contains("->"), "{dot}");
+    assert!(
+        dot.starts_with("digraph lineage {") && dot.contains("->"),
+        "{dot}"
+    );
 }
 
 #[test]
 fn one_thread_and_two_threads_give_the_same_journal_and_state() {
-    let (a, b) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+    let (a, b) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
     let (ca, _, ea) = search(a.path(), &spec(16), &["--threads", "1"]);
     let (cb, _, eb) = search(b.path(), &spec(16), &["--threads", "2"]);
     assert_eq!((ca, cb), (0, 0), "{ea}\n{eb}");
@@ -228,8 +234,14 @@ fn an_existing_search_is_never_overwritten_without_resume_or_force() {
     let before = std::fs::read(dir.path().join("out/journal.jsonl")).expect("journal");
     let (code, _, stderr) = search(dir.path(), &spec(4), &[]);
     assert_eq!(code, 2);
-    assert!(stderr.contains("--resume") && stderr.contains("--force"), "{stderr}");
-    assert_eq!(std::fs::read(dir.path().join("out/journal.jsonl")).expect("journal"), before);
+    assert!(
+        stderr.contains("--resume") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("out/journal.jsonl")).expect("journal"),
+        before
+    );
     let (code, _, stderr) = search(dir.path(), &spec(4), &["--force"]);
     assert_eq!(code, 0, "{stderr}");
     let (code, _, stderr) = search(dir.path(), &spec(4), &["--resume"]);
@@ -254,5 +266,8 @@ fn resume_refuses_a_missing_journal_a_changed_spec_and_a_corrupt_line() {
     std::fs::write(&journal, lines.join("\n") + "\n").expect("write");
     let (code, _, stderr) = search(dir.path(), &spec(4), &["--resume"]);
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("journal.jsonl:4: not a journal entry"), "{stderr}");
+    assert!(
+        stderr.contains("journal.jsonl:4: not a journal entry"),
+        "{stderr}"
+    );
 }

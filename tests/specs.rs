@@ -23,7 +23,8 @@ fn every_shipped_spec_is_valid() {
                 _ => None,
             });
             for rule in spec.seed_rules.iter().chain(baseline_rules) {
-                search::load_rule(&util::repo().join(rule)).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                search::load_rule(&util::repo().join(rule))
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             }
             searches += 1;
         } else {

@@ -60,7 +60,7 @@ fn clock(seconds: f64) -> String {
 
 fn render(p: &Progress) -> String {
     let budget = p.budget.map_or(String::new(), |b| format!("/{b}"));
-    let rate = p.evaluations as f64 / p.elapsed.max(1e-9) * 60.0;
+    let rate = p.evaluations as f64 / p.elapsed.max(1e-9);
     let rungs: Vec<String> = p.per_rung.iter().map(usize::to_string).collect();
     let best = p.best.as_ref().map_or("—".into(), |(adv, obj, rung, hash)| {
         format!(
@@ -72,7 +72,7 @@ fn render(p: &Progress) -> String {
     });
     let eta = p.eta.map_or(String::new(), |e| format!(" ETA {}", clock(e)));
     format!(
-        "{} │ round {} ({}/{} trials) │ evals {}{budget} ({rate:.1}/min) │ rungs {} │ cache {} │ best {best} │ {}{eta}",
+        "{} │ round {} ({}/{} trials) │ evals {}{budget} ({rate:.2}/s) │ rungs {} │ cache {} │ best {best} │ {}{eta}",
         p.phase,
         p.round,
         p.round_trials.0,
@@ -206,6 +206,16 @@ pub fn search_command(args: SearchArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// A rule's source on one line: constants and assignments, without the function braces.
+fn one_line(source: &str) -> String {
+    source
+        .lines()
+        .filter(|l| !l.starts_with("fn ") && *l != "}" && !l.trim().is_empty())
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn percent(x: f32) -> String {
     format!("{:.2}", 100.0 * x)
 }
@@ -236,14 +246,7 @@ fn summary(search: &Search, spec: &SearchSpec, name: &str) -> String {
     );
     for c in search.leaderboard().iter().take(10) {
         let (k, s) = c.best_rung().expect("ranked candidates are scored");
-        let rule = c
-            .record
-            .source
-            .lines()
-            .filter(|l| !l.starts_with("fn ") && *l != "}")
-            .map(str::trim)
-            .collect::<Vec<_>>()
-            .join(" ");
+        let rule = one_line(&c.record.source);
         let _ = writeln!(
             out,
             "  {:>4}  {:<8}  {:>4}  {:>9}  {:>+9.2}  {:>10}  {rule}",
@@ -253,6 +256,21 @@ fn summary(search: &Search, spec: &SearchSpec, name: &str) -> String {
             percent(s.objective),
             100.0 * s.advantage,
             c.record.complexity,
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nHall of fame (best per complexity; * = Pareto front of complexity vs rank):"
+    );
+    for (c, on_front) in state.hall_of_fame() {
+        let (k, s) = c.best_rung().expect("ranked candidates are scored");
+        let _ = writeln!(
+            out,
+            "  {} complexity {:>3}: #{:<5} rung {k} objective {}",
+            if on_front { '*' } else { ' ' },
+            c.record.complexity,
+            c.record.id,
+            percent(s.objective)
         );
     }
     let _ = writeln!(out, "\nBaselines at the top rung ({} tasks):", spec.top_tasks());

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use super::evaluate::{Ending, TrialResult, running_means};
 use super::journal::{CandidateRecord, Entry, Origin, Stage, Subject};
-use super::state::{Candidate, Phase, Score, baseline_key, rank_order, score_key};
+use super::state::{Candidate, Phase, Score, baseline_key, score_key};
 use super::{ATTEMPTS, BEHAVIOUR_CACHE, Error, HELD_OUT_SEED_OFFSET, Job, Search, behaviour_hash, mutate};
 use crate::rng::{Purpose, Rng};
 use crate::rule::{CompiledRule, Rule};
@@ -268,14 +268,8 @@ impl Search<'_> {
     }
 
     pub(super) fn finalists(&self) -> Vec<usize> {
-        let mut ranked: Vec<&Candidate> = self
-            .state
-            .candidates
-            .iter()
-            .filter(|c| c.record.same_as.is_none() && c.best_rung().is_some())
-            .collect();
-        ranked.sort_by(|a, b| rank_order(a, b));
-        ranked
+        self.state
+            .leaderboard()
             .iter()
             .take(self.spec.held_out.finalists)
             .map(|c| c.record.id)
@@ -371,6 +365,16 @@ impl Search<'_> {
             self.promote();
             self.migrate();
         }
+        // Compiled rules are a cache: keep those that can still be trained (alive or promoted).
+        let keep: std::collections::BTreeSet<usize> = self
+            .state
+            .islands
+            .iter()
+            .flatten()
+            .copied()
+            .chain(self.state.promotions.iter().map(|(id, _)| *id))
+            .collect();
+        self.compiled.retain(|id, _| keep.contains(id));
     }
 
     /// Successive halving (ASHA-style): a candidate whose score at rung k is in the top `promote`

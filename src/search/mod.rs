@@ -42,7 +42,6 @@ use evaluate::TrialResult;
 use execute::Job;
 use journal::{CandidateRecord, Entry, Journal, Stage, Subject};
 pub use spec::SearchSpec;
-use state::rank_order;
 pub use state::{Candidate, Phase, Score, State, score_key, stage_name};
 
 /// Entries kept in the functional-equivalence cache; the oldest are forgotten first, so memory stays
@@ -566,14 +565,7 @@ impl<'a> Search<'a> {
 
     /// Candidates (not cache clones) ranked: highest rung reached first, then objective there.
     pub fn leaderboard(&self) -> Vec<&Candidate> {
-        let mut ranked: Vec<&Candidate> = self
-            .state
-            .candidates
-            .iter()
-            .filter(|c| c.record.same_as.is_none() && c.best_rung().is_some())
-            .collect();
-        ranked.sort_by(|a, b| rank_order(a, b));
-        ranked
+        self.state.leaderboard()
     }
 
     /// The lineage graph of every candidate.

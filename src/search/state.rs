@@ -131,6 +131,39 @@ pub fn stage_name(stage: Stage) -> String {
 }
 
 /// Leaderboard order: highest rung reached, then objective there, then id.
+impl State {
+    /// Candidates (not cache clones) ranked: highest rung reached first, then objective there, then
+    /// the older candidate.
+    pub fn leaderboard(&self) -> Vec<&Candidate> {
+        let mut ranked: Vec<&Candidate> = self
+            .candidates
+            .iter()
+            .filter(|c| c.record.same_as.is_none() && c.best_rung().is_some())
+            .collect();
+        ranked.sort_by(|a, b| rank_order(a, b));
+        ranked
+    }
+
+    /// The hall of fame (PySR's): for each complexity, the best-ranked candidate of that size, simplest
+    /// first, each with whether it is on the Pareto front (ranked above every simpler entry).
+    pub fn hall_of_fame(&self) -> Vec<(&Candidate, bool)> {
+        let mut best: BTreeMap<usize, &Candidate> = BTreeMap::new();
+        for c in self.leaderboard() {
+            best.entry(c.record.complexity).or_insert(c);
+        }
+        let mut front: Option<&Candidate> = None;
+        best.into_values()
+            .map(|c| {
+                let on_front = front.is_none_or(|f| rank_order(c, f).is_lt());
+                if on_front {
+                    front = Some(c);
+                }
+                (c, on_front)
+            })
+            .collect()
+    }
+}
+
 pub(super) fn rank_order(a: &Candidate, b: &Candidate) -> std::cmp::Ordering {
     let (ka, sa) = a.best_rung().expect("ranked candidates have a score");
     let (kb, sb) = b.best_rung().expect("ranked candidates have a score");
