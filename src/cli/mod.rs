@@ -73,6 +73,13 @@ enum Command {
     /// growing task sequences, and rank them; crash-safe and resumable.
     #[command(after_help = SEARCH_EXAMPLES)]
     Search(search::SearchArgs),
+    /// Write the ranked report of a search or a multi-learner run: leaderboard with confidence
+    /// intervals, held-out check, Pareto front, per-task curves, the winner's rule and lineage, as
+    /// Markdown and self-contained HTML, with CSV and Parquet data beside them.
+    #[command(
+        after_help = "Examples:\n  synaptogen report runs/quickstart                # → reports/quickstart/\n  synaptogen report runs/baselines-pmnist --out /tmp/r"
+    )]
+    Report(ReportArgs),
     /// Validate a rule script: print its canonical form, the variables it reads and writes, and the
     /// compiled program of each section.
     #[command(after_help = "Example:\n  synaptogen check rules/my_rule.rhai")]
@@ -80,6 +87,16 @@ enum Command {
     /// List the vocabulary rules are written in: every variable with its meaning, scope and access,
     /// and the built-in functions.
     Vars,
+}
+
+#[derive(Debug, clap::Args)]
+struct ReportArgs {
+    /// The output directory of `synaptogen search` or `synaptogen run`.
+    #[arg(value_name = "RESULTS_DIR")]
+    results: PathBuf,
+    /// Where to write the report [default: reports/<name>].
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -122,6 +139,9 @@ struct RunArgs {
     /// No progress output on stderr (results still go to stdout and the output directory).
     #[arg(long, short)]
     quiet: bool,
+    /// With several learners, do not write the report to reports/<name>/ at the end.
+    #[arg(long)]
+    no_report: bool,
 }
 
 /// An error the user can fix by changing their input; exits with status 2.
@@ -151,10 +171,9 @@ fn exit_code(err: &anyhow::Error) -> u8 {
             || cause
                 .downcast_ref::<crate::search::Error>()
                 .is_some_and(crate::search::Error::is_input)
-            || matches!(
-                cause.downcast_ref::<report::Error>(),
-                Some(report::Error::Unwritable { .. })
-            )
+            || cause
+                .downcast_ref::<report::Error>()
+                .is_some_and(report::Error::is_input)
     });
     if is_input { 2 } else { 1 }
 }
@@ -163,8 +182,42 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run_command(args),
         Command::Search(args) => search::search_command(args),
+        Command::Report(args) => report_command(&args),
         Command::Check(args) => check_command(&args),
         Command::Vars => print_stdout(&rules::vocabulary_table()),
+    }
+}
+
+fn report_command(args: &ReportArgs) -> anyhow::Result<ExitCode> {
+    let mut command = format!("synaptogen report {}", args.results.display());
+    if let Some(out) = &args.out {
+        command.push_str(&format!(" --out {}", out.display()));
+    }
+    let written = report::build(&args.results, args.out.as_deref(), &command)?;
+    for w in &written.warnings {
+        eprintln!("warning: {w}");
+    }
+    print_stdout(&format!(
+        "Report written to {}: report.md, report.html, leaderboard.csv, evaluations.parquet, curves.csv{}\n",
+        written.dir.display(),
+        written
+            .winner
+            .map_or(String::new(), |w| format!(" (winner: {w})"))
+    ))
+}
+
+/// Writes the report of a finished search or multi-learner run; a report that cannot be made is a
+/// warning, not a failure of the run whose results are already saved.
+fn auto_report(results: &Path, command: &str) -> Option<PathBuf> {
+    match report::build(results, None, command) {
+        Ok(written) => Some(written.dir),
+        Err(e) => {
+            eprintln!(
+                "warning: the report could not be written ({e}); retry with `synaptogen report {}`",
+                results.display()
+            );
+            None
+        }
     }
 }
 
@@ -423,7 +476,13 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     let text = if labelled {
         let rows: Vec<report::ComparisonRow> = results.iter().map(comparison_row).collect();
         report::write_comparison(&out_dir, &rows).context("saving comparison.csv")?;
-        summary::comparison(&name, &rows, &out_dir)
+        let mut text = summary::comparison(&name, &rows, &out_dir);
+        if !args.no_report {
+            if let Some(dir) = auto_report(&out_dir, &format!("synaptogen report {}", out_dir.display())) {
+                text.push_str(&format!("Report: {}\n", dir.join("report.html").display()));
+            }
+        }
+        text
     } else {
         let r = &results[0];
         summary::render(&name, &r.label, &r.outcome, r.summary.as_ref(), &r.dir)

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{InputError, data_roots, install_interrupt, print_stdout};
+use super::{InputError, auto_report, data_roots, install_interrupt, print_stdout};
 use crate::data::{self, Locator, TaskStream};
 use crate::search::journal::Stage;
 use crate::search::{self, Finish, Launch, Monitor, Progress, Search, SearchSpec};
@@ -40,6 +40,9 @@ pub struct SearchArgs {
     /// No progress output on stderr (the summary still goes to stdout).
     #[arg(long, short)]
     quiet: bool,
+    /// Do not write the report to reports/<name>/ at the end.
+    #[arg(long)]
+    no_report: bool,
 }
 
 /// Draws the progress line: a live line on a terminal, one line per round otherwise.
@@ -201,7 +204,13 @@ pub fn search_command(args: SearchArgs) -> anyhow::Result<ExitCode> {
         }
         Finish::Finished => {
             search.write_results().context("saving the search results")?;
-            print_stdout(&summary(&search, &spec, &name))
+            let mut text = summary(&search, &spec, &name);
+            if !args.no_report {
+                if let Some(dir) = auto_report(&out, &format!("synaptogen report {}", out.display())) {
+                    text.push_str(&format!("Report: {}\n", dir.join("report.html").display()));
+                }
+            }
+            print_stdout(&text)
         }
     }
 }

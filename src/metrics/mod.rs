@@ -13,7 +13,7 @@
 //! Only some entries of `R` are measured when the sequence is long (see [`retention_sample`]); every
 //! derived number uses the measured entries only, and the record says which tasks were tested.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::snn::{Network, Workspace};
 
@@ -34,7 +34,7 @@ pub fn retention_sample(task: usize, budget: usize) -> Vec<usize> {
 }
 
 /// The accuracy matrix, with `None` for entries that were not measured.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct AccuracyMatrix {
     /// `rows[i][j]` = accuracy on task j after training task i (j ≤ i).
     pub rows: Vec<Vec<Option<f32>>>,
@@ -53,7 +53,7 @@ impl AccuracyMatrix {
 }
 
 /// Representation diagnostics of one probe pass.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Representation {
     /// Effective rank of each hidden layer's activity matrix (probe examples × units).
     pub effective_rank: Vec<f64>,
@@ -160,7 +160,7 @@ pub fn is_finite(network: &Network) -> bool {
 }
 
 /// Everything measured for one task. Tasks are numbered from 1 in every output.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskRecord {
     /// Task number, from 1.
     pub task: usize,
@@ -185,7 +185,7 @@ pub struct TaskRecord {
 }
 
 /// Whole-run numbers derived from the accuracy matrix and the task records.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     /// Tasks completed.
     pub tasks: usize,

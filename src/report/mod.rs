@@ -1,10 +1,20 @@
 //! Everything synaptogen writes for a person to read or a program to load.
 //!
-//! For now: the per-run files of `synaptogen run` ([`RunFiles`]): `tasks.csv` (one row per task),
-//! `accuracy_matrix.csv` (R, blank where not measured) and `metrics.json` (spec, status, summary,
-//! records and matrix together). They are rewritten atomically after every finished task (write to a
-//! temporary file, then rename), so a crash or Ctrl-C leaves every finished task on disk and never a
-//! half-written file. Ranked comparison reports (polars) will live here too.
+//! Two kinds of output. The per-run files of `synaptogen run` ([`RunFiles`], here): `tasks.csv` (one
+//! row per task), `accuracy_matrix.csv` (R, blank where not measured) and `metrics.json` (spec, status,
+//! summary, records and matrix together), rewritten atomically after every finished task, so a crash
+//! or Ctrl-C leaves every finished task on disk and never a half-written file. And the ranked reports
+//! of `synaptogen report` ([`build`]): [`results`] reads a search journal or a run's metrics into polars
+//! tables, [`tables`] computes the leaderboard, held-out table, curves and Pareto front with polars
+//! expressions, [`plots`] draws SVG (plotters), [`render`] writes Markdown and self-contained HTML.
+
+pub mod build;
+pub mod plots;
+pub mod render;
+pub mod results;
+pub mod tables;
+
+pub use build::build;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -35,6 +45,33 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The directory given to `synaptogen report` holds nothing it can report.
+    #[error("{path}: {message}")]
+    NotResults {
+        /// The directory or file.
+        path: PathBuf,
+        /// Why, and what to give instead.
+        message: String,
+    },
+    /// The search journal cannot be read.
+    #[error("{0}")]
+    Journal(#[from] crate::search::journal::Error),
+    /// A table could not be computed (a bug: the tables are built from data we wrote).
+    #[error("building a report table: {0}")]
+    Table(#[from] polars::error::PolarsError),
+    /// A plot could not be drawn.
+    #[error("drawing a plot: {0}")]
+    Plot(String),
+}
+
+impl Error {
+    /// Whether the user can fix it by changing their input (exit status 2).
+    pub fn is_input(&self) -> bool {
+        matches!(
+            self,
+            Error::Unwritable { .. } | Error::NotResults { .. } | Error::Journal(_)
+        )
+    }
 }
 
 /// The output directory of one `synaptogen run` learner.

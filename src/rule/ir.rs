@@ -356,19 +356,40 @@ impl Expr {
 
     fn sort_key(&self) -> String {
         let mut s = String::new();
-        self.print(&mut s, &[], 0);
+        self.print(&mut s, &[], 0, Style::Rhai);
         s
     }
 
     /// Prints the expression as Rhai; `constants` names the tunable constants.
     pub fn to_rhai(&self, constants: &[(String, f32)]) -> String {
         let mut s = String::new();
-        self.print(&mut s, constants, 0);
+        self.print(&mut s, constants, 0, Style::Rhai);
         s
     }
 
-    fn print(&self, out: &mut String, constants: &[(String, f32)], context: u8) {
+    /// Prints the expression as a formula for people: `·` for products, `^` for powers, `σ(x)`, `|x|`,
+    /// `√x`, short numbers, `(c ? a : b)` for selects.
+    pub fn to_formula(&self, constants: &[(String, f32)]) -> String {
+        let mut s = String::new();
+        self.print(&mut s, constants, 0, Style::Formula);
+        s
+    }
+
+    fn print(&self, out: &mut String, constants: &[(String, f32)], context: u8, style: Style) {
         match self {
+            Expr::Num(x) if style == Style::Formula => {
+                let text = format!("{}", (*x as f64 * 1e6).round() / 1e6);
+                let text = if text == "0" && *x != 0.0 {
+                    format!("{x:e}")
+                } else {
+                    text
+                };
+                if *x < 0.0 {
+                    let _ = write!(out, "({text})");
+                } else {
+                    out.push_str(&text);
+                }
+            }
             Expr::Num(x) => {
                 let text = number(*x);
                 if *x < 0.0 || (*x == 0.0 && x.is_sign_negative()) {
@@ -387,11 +408,11 @@ impl Expr {
             },
             Expr::Neg(a) => {
                 out.push('-');
-                a.print(out, constants, 200);
+                a.print(out, constants, 200, style);
             }
             Expr::Not(a) => {
                 out.push('!');
-                a.print(out, constants, 200);
+                a.print(out, constants, 200, style);
             }
             Expr::Binary(op, a, b) => {
                 let p = op.precedence();
@@ -403,35 +424,73 @@ impl Expr {
                 // Left-associative: the left operand may share our precedence, the right may not.
                 // `**` is right-associative in Rhai, so there it is the other way round.
                 let (left, right) = if *op == BinOp::Pow { (p + 1, p) } else { (p, p + 1) };
-                a.print(out, constants, left);
-                let _ = write!(out, " {} ", op.symbol());
-                b.print(out, constants, right);
+                a.print(out, constants, left, style);
+                let symbol = match (style, op) {
+                    (Style::Formula, BinOp::Mul) => "·",
+                    (Style::Formula, BinOp::Pow) => "^",
+                    (Style::Formula, BinOp::Le) => "≤",
+                    (Style::Formula, BinOp::Ge) => "≥",
+                    (Style::Formula, BinOp::Ne) => "≠",
+                    _ => op.symbol(),
+                };
+                let _ = write!(out, " {symbol} ");
+                b.print(out, constants, right, style);
                 if wrap {
                     out.push(')');
                 }
             }
+            Expr::Call(Func::Abs, args) if style == Style::Formula => {
+                out.push('|');
+                args[0].print(out, constants, 0, style);
+                out.push('|');
+            }
             Expr::Call(f, args) => {
-                out.push_str(f.name());
+                let name = match (style, f) {
+                    (Style::Formula, Func::Sigmoid) => "σ",
+                    (Style::Formula, Func::Sqrt) => "√",
+                    (Style::Formula, Func::Randn) => "ε",
+                    _ => f.name(),
+                };
+                out.push_str(name);
+                if style == Style::Formula && *f == Func::Randn {
+                    return;
+                }
                 out.push('(');
                 for (i, a) in args.iter().enumerate() {
                     if i > 0 {
                         out.push_str(", ");
                     }
-                    a.print(out, constants, 0);
+                    a.print(out, constants, 0, style);
                 }
+                out.push(')');
+            }
+            Expr::Select(c, a, b) if style == Style::Formula => {
+                out.push('(');
+                c.print(out, constants, 0, style);
+                out.push_str(" ? ");
+                a.print(out, constants, 0, style);
+                out.push_str(" : ");
+                b.print(out, constants, 0, style);
                 out.push(')');
             }
             Expr::Select(c, a, b) => {
                 out.push_str("(if ");
-                c.print(out, constants, 0);
+                c.print(out, constants, 0, style);
                 out.push_str(" { ");
-                a.print(out, constants, 0);
+                a.print(out, constants, 0, style);
                 out.push_str(" } else { ");
-                b.print(out, constants, 0);
+                b.print(out, constants, 0, style);
                 out.push_str(" })");
             }
         }
     }
+}
+
+/// How [`Expr`] prints: valid Rhai, or a formula for people.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Style {
+    Rhai,
+    Formula,
 }
 
 /// A float literal Rhai parses back to the same f32: always with a decimal point, exponent form
@@ -537,6 +596,31 @@ impl Rule {
                 let _ = writeln!(out, "    {name} = {};", expr.to_rhai(&self.constants));
             }
             out.push_str("}\n");
+        }
+        out
+    }
+
+    /// The rule as formulas for people, one line per output (`Δw = …` for `dw`, `m ← …` for state),
+    /// then the constants' values.
+    pub fn to_formula(&self) -> String {
+        let mut out = String::new();
+        for outputs in self.sections.values() {
+            for (name, expr) in outputs {
+                let target = if *name == "dw" {
+                    "Δw = ".to_string()
+                } else {
+                    format!("{name} ← ")
+                };
+                let _ = writeln!(out, "{target}{}", expr.to_formula(&self.constants));
+            }
+        }
+        if !self.constants.is_empty() {
+            let values: Vec<String> = self
+                .constants
+                .iter()
+                .map(|(n, v)| format!("{n} = {}", (*v as f64 * 1e6).round() / 1e6))
+                .collect();
+            let _ = writeln!(out, "where {}", values.join(", "));
         }
         out
     }

@@ -64,6 +64,10 @@ pub struct TrialResult {
     pub bwt: Option<f32>,
     /// Average forgetting.
     pub forgetting: Option<f32>,
+    /// The accuracy matrix R (row t: accuracies after task t + 1, `None` where not tested), kept only
+    /// for the trials a report draws it for (the top rung and the held-out check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matrix: Option<Vec<Vec<Option<f32>>>>,
 }
 
 impl TrialResult {
@@ -108,6 +112,7 @@ impl Bench<'_> {
         tasks: usize,
         seed: u64,
         reference: Option<&[f32]>,
+        keep_matrix: bool,
     ) -> Option<TrialResult> {
         let run_spec = self.spec.run_spec(tasks, seed);
         let network = Network::new(run_spec.network_config(dataset.pixels(), dataset.classes), seed);
@@ -145,13 +150,11 @@ impl Bench<'_> {
             },
             Status::Interrupted => return None,
         };
-        Some(summarise(
-            ending,
-            tasks,
-            objective,
-            &outcome.records,
-            &outcome.matrix,
-        ))
+        let mut result = summarise(ending, tasks, objective, &outcome.records, &outcome.matrix);
+        if keep_matrix {
+            result.matrix = Some(outcome.matrix.rows);
+        }
+        Some(result)
     }
 }
 
@@ -188,6 +191,7 @@ fn summarise(
         final_accuracy: summary.as_ref().map(|s| s.final_accuracy),
         bwt: summary.as_ref().and_then(|s| s.bwt),
         forgetting: summary.as_ref().and_then(|s| s.forgetting),
+        matrix: None,
     }
 }
 

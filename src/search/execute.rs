@@ -86,6 +86,9 @@ impl Search<'_> {
         let (dataset, held_out) = (self.dataset, self.held_out_data);
         let started = self.started;
         let journal_nanos = &self.journal_nanos;
+        // The report draws accuracy matrices for the top rung and the held-out check (both at the top
+        // task count); journaling them for every trial would only grow the journal.
+        let top_tasks = self.spec.top_tasks();
         let elapsed_before = self.elapsed_before;
         pool.scope(|scope| {
             for _ in 0..self.threads {
@@ -114,9 +117,14 @@ impl Search<'_> {
                             dataset
                         };
                         let clock = Instant::now();
-                        let Some(result) =
-                            bench.trial(trainee, data, job.tasks, job.seed, references[i].as_deref())
-                        else {
+                        let Some(result) = bench.trial(
+                            trainee,
+                            data,
+                            job.tasks,
+                            job.seed,
+                            references[i].as_deref(),
+                            job.tasks == top_tasks,
+                        ) else {
                             return;
                         };
                         let record = TrialRecord {

@@ -1,0 +1,474 @@
+//! Rendering a computed report as Markdown (renders on a code-hosting site; plots are SVG files beside
+//! it) and as one self-contained HTML file (plots inline, no network access).
+
+use std::fmt::Write as _;
+
+use polars::prelude::DataFrame;
+
+use super::results::{Header, Source};
+use super::tables::{FrontPoint, f64_at, string_at};
+
+/// A plot: its file name (under `plots/`), a caption and the SVG text.
+#[derive(Clone, Debug)]
+pub struct Plot {
+    /// File name, e.g. `curves_plasticity.svg`.
+    pub file: String,
+    /// One-line caption.
+    pub caption: String,
+    /// The SVG.
+    pub svg: String,
+}
+
+/// One step of the winner's lineage.
+#[derive(Clone, Debug)]
+pub struct Step {
+    /// Candidate name (`#12`).
+    pub subject: String,
+    /// How it came from the previous step (`seed: rules/x.rhai` for the first).
+    pub change: String,
+    /// Its best score, as text.
+    pub score: String,
+}
+
+/// The winner's section.
+#[derive(Clone, Debug)]
+pub struct Winner {
+    /// Its name.
+    pub subject: String,
+    /// The rule as Rhai (None for a built-in learner).
+    pub rhai: Option<String>,
+    /// The rule as formulas.
+    pub formula: Option<String>,
+    /// Variables it reads, with their meaning.
+    pub reads: Vec<(String, String)>,
+    /// From a seed rule to it.
+    pub lineage: Vec<Step>,
+    /// The accuracy-matrix heat map.
+    pub heat_map: Option<Plot>,
+}
+
+/// Everything a report shows.
+#[derive(Debug)]
+pub struct Report {
+    /// Search or run name.
+    pub name: String,
+    /// Search or run.
+    pub source: Source,
+    /// Header facts.
+    pub header: Header,
+    /// Where it was made from, and how to remake it.
+    pub provenance: String,
+    /// The stage ranked, in words ("20 tasks").
+    pub stage_words: String,
+    /// The leaderboard.
+    pub leaderboard: DataFrame,
+    /// Held-out results (empty when none ran).
+    pub held_out: DataFrame,
+    /// The Pareto front.
+    pub front: Vec<FrontPoint>,
+    /// Curve, Pareto and other plots, in order.
+    pub plots: Vec<Plot>,
+    /// The winner.
+    pub winner: Option<Winner>,
+    /// Files written beside the report.
+    pub files: Vec<(String, String)>,
+    /// Warnings met while reading.
+    pub warnings: Vec<String>,
+}
+
+/// A cell: `mean ± ci` in `scale` units with `digits` decimals; just the mean when there is no CI.
+fn cell(frame: &DataFrame, metric: &str, row: usize, scale: f64, digits: usize) -> String {
+    match f64_at(frame, metric, row) {
+        None => "—".into(),
+        Some(m) => match f64_at(frame, &format!("{metric}_ci"), row) {
+            Some(ci) => format!("{:.digits$} ± {:.digits$}", m * scale, ci * scale),
+            None => format!("{:.digits$}", m * scale),
+        },
+    }
+}
+
+fn signed(frame: &DataFrame, metric: &str, row: usize, scale: f64) -> String {
+    match f64_at(frame, metric, row) {
+        None => "—".into(),
+        Some(m) => match f64_at(frame, &format!("{metric}_ci"), row) {
+            Some(ci) => format!("{:+.2} ± {:.2}", m * scale, ci * scale),
+            None => format!("{:+.2}", m * scale),
+        },
+    }
+}
+
+/// The leaderboard as rows of cells, with its headers.
+pub fn leaderboard_rows(board: &DataFrame) -> (Vec<&'static str>, Vec<Vec<String>>) {
+    let headers = vec![
+        "rank",
+        "subject",
+        "seeds",
+        "objective %",
+        "Δ best baseline (pp)",
+        "plasticity %",
+        "retention %",
+        "ACC %",
+        "BWT (pp)",
+        "forgetting (pp)",
+        "erank",
+        "dead %",
+        "density %",
+        "syn. ops/sample",
+        "complexity",
+    ];
+    let rows = (0..board.height())
+        .map(|i| {
+            let subject = string_at(board, "subject", i).unwrap_or_default();
+            let kind = string_at(board, "kind", i).unwrap_or_default();
+            let mut name = if kind == "candidate" {
+                subject
+            } else {
+                format!("*{subject}*")
+            };
+            // An aborted or diverged trial's objective covers fewer tasks: flag it.
+            let (n, completed) = (f64_at(board, "n", i), f64_at(board, "completed_seeds", i));
+            if let (Some(n), Some(c)) = (n, completed) {
+                if c < n {
+                    name.push_str(" †");
+                }
+            }
+            vec![
+                (i + 1).to_string(),
+                name,
+                f64_at(board, "n", i).map_or("—".into(), |n| format!("{n:.0}")),
+                cell(board, "objective", i, 100.0, 2),
+                signed(board, "delta", i, 100.0),
+                cell(board, "plasticity", i, 100.0, 2),
+                cell(board, "retention", i, 100.0, 2),
+                cell(board, "acc", i, 100.0, 2),
+                cell(board, "bwt", i, 100.0, 2),
+                cell(board, "forgetting", i, 100.0, 2),
+                cell(board, "effective_rank", i, 1.0, 1),
+                cell(board, "dead_fraction", i, 100.0, 1),
+                cell(board, "density", i, 100.0, 1),
+                f64_at(board, "synaptic_ops", i).map_or("—".into(), |x| format!("{x:.0}")),
+                f64_at(board, "complexity", i).map_or("—".into(), |x| format!("{x:.0}")),
+            ]
+        })
+        .collect();
+    (headers, rows)
+}
+
+/// The held-out table as rows of cells, with its headers.
+pub fn held_out_rows(table: &DataFrame) -> (Vec<&'static str>, Vec<Vec<String>>) {
+    let headers = vec![
+        "subject",
+        "search objective %",
+        "held-out seeds %",
+        "Δ best baseline (pp)",
+        "held-out dataset %",
+        "Δ best baseline (pp)",
+    ];
+    let rows = (0..table.height())
+        .map(|i| {
+            let subject = string_at(table, "subject", i).unwrap_or_default();
+            let kind = string_at(table, "kind", i).unwrap_or_default();
+            vec![
+                if kind == "candidate" {
+                    subject
+                } else {
+                    format!("*{subject}*")
+                },
+                f64_at(table, "search", i).map_or("—".into(), |x| format!("{:.2}", 100.0 * x)),
+                cell(table, "seeds", i, 100.0, 2),
+                signed(table, "seeds_delta", i, 100.0),
+                f64_at(table, "dataset", i).map_or("—".into(), |x| format!("{:.2}", 100.0 * x)),
+                f64_at(table, "dataset_delta", i).map_or("—".into(), |x| format!("{:+.2}", 100.0 * x)),
+            ]
+        })
+        .collect();
+    (headers, rows)
+}
+
+/// The Pareto front as rows of cells, with its headers.
+pub fn front_rows(front: &[FrontPoint]) -> (Vec<&'static str>, Vec<Vec<String>>) {
+    let headers = vec!["subject", "plasticity %", "retention %", "complexity"];
+    let rows = front
+        .iter()
+        .map(|p| {
+            vec![
+                p.subject.clone(),
+                format!("{:.2}", 100.0 * p.plasticity),
+                format!("{:.2}", 100.0 * p.retention),
+                p.complexity.map_or("— (baseline)".into(), |c| c.to_string()),
+            ]
+        })
+        .collect();
+    (headers, rows)
+}
+
+/// A Markdown table.
+pub fn markdown_table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "| {} |", headers.join(" | "));
+    let _ = writeln!(out, "|{}", "---|".repeat(headers.len()));
+    for r in rows {
+        let cells: Vec<String> = r.iter().map(|c| c.replace('|', "\\|")).collect();
+        let _ = writeln!(out, "| {} |", cells.join(" | "));
+    }
+    out
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn html_table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut out = String::from("<table>\n<thead><tr>");
+    for h in headers {
+        let _ = write!(out, "<th>{}</th>", escape(h));
+    }
+    out.push_str("</tr></thead>\n<tbody>\n");
+    for r in rows {
+        out.push_str("<tr>");
+        for c in r {
+            // Baselines are written *name* in Markdown; italic in HTML.
+            let c = escape(c);
+            let c = match c.strip_prefix('*').and_then(|c| c.strip_suffix('*')) {
+                Some(inner) => format!("<em>{inner}</em>"),
+                None => c,
+            };
+            let _ = write!(out, "<td>{c}</td>");
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str("</tbody>\n</table>\n");
+    out
+}
+
+fn clock(seconds: f64) -> String {
+    let s = seconds.round() as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else {
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
+}
+
+fn header_rows(r: &Report) -> Vec<Vec<String>> {
+    let h = &r.header;
+    let mut rows = vec![
+        vec!["dataset".into(), h.dataset.clone()],
+        vec![
+            "tasks".into(),
+            h.rungs
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(" → "),
+        ],
+        vec!["seeds per evaluation".into(), h.seeds.to_string()],
+        vec!["objective".into(), h.objective.clone()],
+    ];
+    if r.source == Source::Search {
+        rows.push(vec!["budget".into(), h.budget.clone()]);
+        rows.push(vec!["evaluations".into(), h.evaluations.to_string()]);
+        rows.push(vec![
+            "candidates".into(),
+            format!(
+                "{} ({} functional-equivalence cache hits)",
+                h.candidates, h.cache_hits
+            ),
+        ]);
+        rows.push(vec![
+            "wall time".into(),
+            h.wall_seconds.map_or("unknown (no state.json)".into(), clock),
+        ]);
+        if let Some(d) = &h.held_out_dataset {
+            rows.push(vec!["held-out dataset".into(), d.clone()]);
+        }
+    }
+    if let Some(lr) = h.lr {
+        rows.push(vec!["step size (lr)".into(), lr.to_string()]);
+    }
+    rows
+}
+
+/// The Markdown report.
+pub fn markdown(r: &Report) -> String {
+    let mut out = String::new();
+    let kind = match r.source {
+        Source::Search => "Search",
+        Source::Run => "Run",
+    };
+    let _ = writeln!(out, "# {kind} report: {}\n", r.name);
+    let _ = writeln!(out, "{}\n", r.provenance);
+    for w in &r.warnings {
+        let _ = writeln!(out, "> **Warning:** {w}\n");
+    }
+    out.push_str(&markdown_table(&["", ""], &header_rows(r)));
+    let _ = writeln!(
+        out,
+        "\n## Leaderboard ({})\n\nMeans over seeds with 95% confidence intervals (Student's t; none with one seed). Baselines in *italics*; Δ is the paired difference in objective to the best baseline on the same seeds. † marks a subject stopped early (aborted or diverged) on some seed.\n",
+        r.stage_words
+    );
+    let (h, rows) = leaderboard_rows(&r.leaderboard);
+    out.push_str(&markdown_table(&h, &rows));
+    if r.held_out.height() > 0 {
+        let _ = writeln!(
+            out,
+            "\n## Held-out check\n\nThe finalists re-trained at the top rung on seeds the search never used and on another dataset, beside their search score. A rule that overfits the search's stream shows it here.\n"
+        );
+        let (h, rows) = held_out_rows(&r.held_out);
+        out.push_str(&markdown_table(&h, &rows));
+    }
+    let _ = writeln!(
+        out,
+        "\n## Pareto front: plasticity × retention\n\nNo other subject at this stage is at least as good on both and better on one.\n"
+    );
+    let (h, rows) = front_rows(&r.front);
+    out.push_str(&markdown_table(&h, &rows));
+    for p in &r.plots {
+        let _ = writeln!(out, "\n![{}](plots/{})\n", p.caption, p.file);
+    }
+    if let Some(w) = &r.winner {
+        let _ = writeln!(out, "\n## The winner: {}\n", w.subject);
+        if let Some(rhai) = &w.rhai {
+            let _ = writeln!(out, "```rhai\n{}```\n", rhai);
+        }
+        if let Some(f) = &w.formula {
+            let _ = writeln!(out, "As a formula:\n\n```text\n{f}```\n");
+        }
+        if !w.reads.is_empty() {
+            let rows: Vec<Vec<String>> = w
+                .reads
+                .iter()
+                .map(|(n, m)| vec![format!("`{n}`"), m.clone()])
+                .collect();
+            out.push_str("Variables it reads:\n\n");
+            out.push_str(&markdown_table(&["variable", "meaning"], &rows));
+        }
+        if !w.lineage.is_empty() {
+            out.push_str("\nLineage, from a seed rule to the winner:\n\n");
+            let rows: Vec<Vec<String>> = w
+                .lineage
+                .iter()
+                .map(|s| vec![s.subject.clone(), s.change.clone(), s.score.clone()])
+                .collect();
+            out.push_str(&markdown_table(&["candidate", "change", "best score"], &rows));
+        }
+        if let Some(p) = &w.heat_map {
+            let _ = writeln!(out, "\n![{}](plots/{})\n", p.caption, p.file);
+        }
+    }
+    out.push_str("\n## Data\n\n");
+    for (file, what) in &r.files {
+        let _ = writeln!(out, "- [`{file}`]({file}): {what}");
+    }
+    let _ = writeln!(
+        out,
+        "\n<details><summary>Spec</summary>\n\n```ron\n{}\n```\n</details>",
+        r.header.spec
+    );
+    out
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}\
+table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid #ddd;padding:3px 7px;text-align:right}\
+td:first-child,th:first-child{text-align:left}th{background:#f4f4f4}pre{background:#f6f8fa;padding:.8em;overflow-x:auto}\
+figure{margin:1em 0}figcaption{font-size:13px;color:#555}";
+
+/// The self-contained HTML report: CSS, plots and data inline; nothing is fetched.
+pub fn html(r: &Report) -> String {
+    let mut out = String::new();
+    let kind = match r.source {
+        Source::Search => "Search",
+        Source::Run => "Run",
+    };
+    let _ = write!(
+        out,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{kind} report: {}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n",
+        escape(&r.name)
+    );
+    let _ = writeln!(
+        out,
+        "<h1>{kind} report: {}</h1>\n<p>{}</p>",
+        escape(&r.name),
+        escape(&r.provenance)
+    );
+    for w in &r.warnings {
+        let _ = writeln!(out, "<p><strong>Warning:</strong> {}</p>", escape(w));
+    }
+    out.push_str(&html_table(&["", ""], &header_rows(r)));
+    let _ = writeln!(
+        out,
+        "<h2>Leaderboard ({})</h2>\n<p>Means over seeds with 95% confidence intervals (Student's t; none with one seed). Baselines in <em>italics</em>; Δ is the paired difference in objective to the best baseline on the same seeds. † marks a subject stopped early (aborted or diverged) on some seed.</p>",
+        escape(&r.stage_words)
+    );
+    let (h, rows) = leaderboard_rows(&r.leaderboard);
+    out.push_str(&html_table(&h, &rows));
+    if r.held_out.height() > 0 {
+        out.push_str("<h2>Held-out check</h2>\n<p>The finalists re-trained at the top rung on seeds the search never used and on another dataset, beside their search score.</p>\n");
+        let (h, rows) = held_out_rows(&r.held_out);
+        out.push_str(&html_table(&h, &rows));
+    }
+    out.push_str("<h2>Pareto front: plasticity × retention</h2>\n");
+    let (h, rows) = front_rows(&r.front);
+    out.push_str(&html_table(&h, &rows));
+    for p in &r.plots {
+        let _ = writeln!(
+            out,
+            "<figure class=\"plot\">{}<figcaption>{}</figcaption></figure>",
+            p.svg,
+            escape(&p.caption)
+        );
+    }
+    if let Some(w) = &r.winner {
+        let _ = writeln!(out, "<h2>The winner: {}</h2>", escape(&w.subject));
+        if let Some(rhai) = &w.rhai {
+            let _ = writeln!(out, "<pre><code>{}</code></pre>", escape(rhai));
+        }
+        if let Some(f) = &w.formula {
+            let _ = writeln!(out, "<p>As a formula:</p>\n<pre>{}</pre>", escape(f));
+        }
+        if !w.reads.is_empty() {
+            let rows: Vec<Vec<String>> = w.reads.iter().map(|(n, m)| vec![n.clone(), m.clone()]).collect();
+            out.push_str("<p>Variables it reads:</p>\n");
+            out.push_str(&html_table(&["variable", "meaning"], &rows));
+        }
+        if !w.lineage.is_empty() {
+            out.push_str("<p>Lineage, from a seed rule to the winner:</p>\n");
+            let rows: Vec<Vec<String>> = w
+                .lineage
+                .iter()
+                .map(|s| vec![s.subject.clone(), s.change.clone(), s.score.clone()])
+                .collect();
+            out.push_str(&html_table(&["candidate", "change", "best score"], &rows));
+        }
+        if let Some(p) = &w.heat_map {
+            let _ = writeln!(
+                out,
+                "<figure class=\"plot\">{}<figcaption>{}</figcaption></figure>",
+                p.svg,
+                escape(&p.caption)
+            );
+        }
+    }
+    out.push_str("<h2>Data</h2>\n<ul>\n");
+    for (file, what) in &r.files {
+        let _ = writeln!(out, "<li><code>{}</code>: {}</li>", escape(file), escape(what));
+    }
+    out.push_str("</ul>\n");
+    let _ = writeln!(
+        out,
+        "<details><summary>Spec</summary><pre>{}</pre></details>",
+        escape(&r.header.spec)
+    );
+    // A self-check a browser can run: how many figures were laid out with a size, and how many
+    // resources were fetched (a self-contained report fetches none). Tests read these attributes.
+    out.push_str(
+        "<script>window.addEventListener('load',function(){var s=document.querySelectorAll('figure.plot svg'),ok=0;\
+for(var i=0;i<s.length;i++){var b=s[i].getBBox();if(b.width>0&&b.height>0&&s[i].childElementCount>0)ok++;}\
+document.body.setAttribute('data-plots',s.length);document.body.setAttribute('data-plots-rendered',ok);\
+document.body.setAttribute('data-resources',performance.getEntriesByType('resource').length);});</script>\n",
+    );
+    out.push_str("</body>\n</html>\n");
+    out
+}

@@ -1,0 +1,390 @@
+//! The report's tables, built with polars expressions from the trial and curve tables of
+//! [`super::results`]: means and 95% confidence intervals over seeds, paired differences to the best
+//! baseline, held-out results, per-task curves, and the Pareto front.
+
+use polars::prelude::*;
+
+use super::Error;
+
+/// The per-trial metrics the leaderboard summarises (column names of the trial table).
+pub const METRICS: [&str; 10] = [
+    "objective",
+    "plasticity",
+    "retention",
+    "acc",
+    "bwt",
+    "forgetting",
+    "effective_rank",
+    "dead_fraction",
+    "density",
+    "synaptic_ops",
+];
+
+/// The 0.975 quantile of Student's t with `df` degrees of freedom: the half-width of a two-sided 95%
+/// confidence interval of a mean of `df + 1` samples is this × s / √n. Exact to three decimals for
+/// df ≤ 30 (standard tables), then the usual interpolation points; `None` for df = 0.
+pub fn t975(df: usize) -> Option<f64> {
+    const TABLE: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+        2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+        2.045, 2.042,
+    ];
+    match df {
+        0 => None,
+        1..=30 => Some(TABLE[df - 1]),
+        31..=40 => Some(2.021),
+        41..=60 => Some(2.000),
+        61..=120 => Some(1.980),
+        _ => Some(1.960),
+    }
+}
+
+/// `n` → t975(n − 1), for joining onto aggregated tables (n up to 1,000 seeds).
+fn t_table() -> Result<LazyFrame, Error> {
+    let n: Vec<u32> = (1..=1000).collect();
+    let t: Vec<Option<f64>> = n.iter().map(|n| t975(*n as usize - 1)).collect();
+    Ok(df!("n" => n, "t" => t)?.lazy())
+}
+
+fn ci_column(metric: &str) -> Expr {
+    (col("t") * col(format!("{metric}_sd")) / col("n").cast(DataType::Float64).sqrt())
+        .alias(format!("{metric}_ci"))
+}
+
+/// Mean, standard deviation and 95% CI half-width over seeds of every metric, per subject, at `stage`;
+/// sorted by objective (best first). Columns: subject, kind, candidate, complexity, n, completed_seeds,
+/// and for each metric m: m, m_sd, m_ci.
+pub fn summarise(trials: &DataFrame, stage: &str) -> Result<DataFrame, Error> {
+    let mut aggs = vec![
+        len().alias("n"),
+        col("candidate").first().alias("candidate"),
+        col("complexity").first().alias("complexity"),
+        col("completed")
+            .cast(DataType::UInt32)
+            .sum()
+            .alias("completed_seeds"),
+    ];
+    for m in METRICS {
+        aggs.push(col(m).mean().alias(m));
+        aggs.push(col(m).std(1).alias(format!("{m}_sd")));
+    }
+    let cis: Vec<Expr> = METRICS.iter().map(|m| ci_column(m)).collect();
+    Ok(trials
+        .clone()
+        .lazy()
+        .filter(col("stage").eq(lit(stage)))
+        .group_by_stable([col("subject"), col("kind")])
+        .agg(aggs)
+        .join(t_table()?, [col("n")], [col("n")], JoinArgs::new(JoinType::Left))
+        .with_columns(cis)
+        .sort(
+            ["objective", "subject"],
+            SortMultipleOptions::default().with_order_descending_multi([true, false]),
+        )
+        .collect()?)
+}
+
+/// The best baseline at a stage (highest mean objective), from a [`summarise`]d table.
+pub fn best_baseline(summary: &DataFrame) -> Result<Option<String>, Error> {
+    let best = summary
+        .clone()
+        .lazy()
+        .filter(col("kind").neq(lit("candidate")))
+        .select([col("subject")])
+        .first()
+        .collect()?;
+    Ok(string_at(&best, "subject", 0))
+}
+
+/// Per subject, the mean over seeds of (its objective − `baseline`'s on the same seed) at `stage`,
+/// with a 95% CI. Columns: subject, delta, delta_sd, delta_ci, delta_n.
+pub fn paired_difference(trials: &DataFrame, stage: &str, baseline: &str) -> Result<DataFrame, Error> {
+    let reference = trials
+        .clone()
+        .lazy()
+        .filter(col("stage").eq(lit(stage)).and(col("subject").eq(lit(baseline))))
+        .select([col("seed"), col("objective").alias("reference")]);
+    Ok(trials
+        .clone()
+        .lazy()
+        .filter(col("stage").eq(lit(stage)))
+        .join(
+            reference,
+            [col("seed")],
+            [col("seed")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .with_column((col("objective") - col("reference")).alias("delta"))
+        .group_by_stable([col("subject")])
+        .agg([
+            col("delta").mean().alias("delta"),
+            col("delta").std(1).alias("delta_sd"),
+            len().alias("n"),
+        ])
+        .join(t_table()?, [col("n")], [col("n")], JoinArgs::new(JoinType::Left))
+        .with_columns([ci_column("delta"), col("n").alias("delta_n")])
+        .select([
+            col("subject"),
+            col("delta"),
+            col("delta_sd"),
+            col("delta_ci"),
+            col("delta_n"),
+        ])
+        .collect()?)
+}
+
+/// The leaderboard at `stage`: every baseline and the `top` best candidates, with the paired
+/// difference to the best baseline, sorted by objective.
+pub fn leaderboard(trials: &DataFrame, stage: &str, top: usize) -> Result<DataFrame, Error> {
+    let summary = summarise(trials, stage)?;
+    let candidates = summary
+        .clone()
+        .lazy()
+        .filter(col("kind").eq(lit("candidate")))
+        .limit(top as IdxSize);
+    let others = summary.clone().lazy().filter(col("kind").neq(lit("candidate")));
+    let mut board = concat([candidates, others], UnionArgs::default())?.sort(
+        ["objective", "subject"],
+        SortMultipleOptions::default().with_order_descending_multi([true, false]),
+    );
+    if let Some(best) = best_baseline(&summary)? {
+        board = board.join(
+            paired_difference(trials, stage, &best)?.lazy(),
+            [col("subject")],
+            [col("subject")],
+            JoinArgs::new(JoinType::Left),
+        );
+    }
+    Ok(board.collect()?)
+}
+
+/// Held-out results beside the search score for every subject checked on held-out data: columns
+/// subject, kind, search (objective at `search_stage`), seeds, seeds_ci, seeds_n, seeds_delta,
+/// seeds_delta_ci, dataset, dataset_delta.
+pub fn held_out(trials: &DataFrame, search_stage: &str) -> Result<DataFrame, Error> {
+    let seeds = summarise(trials, "held_out_seeds")?;
+    if seeds.height() == 0 {
+        return Ok(DataFrame::empty());
+    }
+    let dataset = summarise(trials, "held_out_dataset")?;
+    let search = summarise(trials, search_stage)?;
+    let pick = |frame: &DataFrame, exprs: Vec<Expr>| frame.clone().lazy().select(exprs);
+    let mut table = pick(
+        &seeds,
+        vec![
+            col("subject"),
+            col("kind"),
+            col("objective").alias("seeds"),
+            col("objective_ci").alias("seeds_ci"),
+            col("n").alias("seeds_n"),
+        ],
+    )
+    .join(
+        pick(&search, vec![col("subject"), col("objective").alias("search")]),
+        [col("subject")],
+        [col("subject")],
+        JoinArgs::new(JoinType::Left),
+    )
+    .join(
+        pick(&dataset, vec![col("subject"), col("objective").alias("dataset")]),
+        [col("subject")],
+        [col("subject")],
+        JoinArgs::new(JoinType::Left),
+    );
+    if let Some(best) = best_baseline(&seeds)? {
+        let d = paired_difference(trials, "held_out_seeds", &best)?;
+        table = table.join(
+            pick(
+                &d,
+                vec![
+                    col("subject"),
+                    col("delta").alias("seeds_delta"),
+                    col("delta_ci").alias("seeds_delta_ci"),
+                ],
+            ),
+            [col("subject")],
+            [col("subject")],
+            JoinArgs::new(JoinType::Left),
+        );
+    }
+    if let Some(best) = best_baseline(&dataset)? {
+        let d = paired_difference(trials, "held_out_dataset", &best)?;
+        table = table.join(
+            pick(&d, vec![col("subject"), col("delta").alias("dataset_delta")]),
+            [col("subject")],
+            [col("subject")],
+            JoinArgs::new(JoinType::Left),
+        );
+    }
+    Ok(table
+        .sort(
+            ["seeds", "subject"],
+            SortMultipleOptions::default().with_order_descending_multi([true, false]),
+        )
+        .collect()?)
+}
+
+/// Per-task means over seeds of plasticity, retention, effective rank and density for `subjects` at
+/// `stage`. Columns: subject, task, plasticity, retention, effective_rank, density.
+pub fn curves(curves: &DataFrame, stage: &str, subjects: &[String]) -> Result<DataFrame, Error> {
+    let chosen = subjects
+        .iter()
+        .fold(lit(false), |acc, s| acc.or(col("subject").eq(lit(s.as_str()))));
+    Ok(curves
+        .clone()
+        .lazy()
+        .filter(col("stage").eq(lit(stage)).and(chosen))
+        .group_by_stable([col("subject"), col("task")])
+        .agg([
+            col("plasticity").mean(),
+            col("retention").mean(),
+            col("effective_rank").mean(),
+            col("density").mean(),
+        ])
+        .sort(["subject", "task"], SortMultipleOptions::default())
+        .collect()?)
+}
+
+/// One point of a Pareto front: a subject with its mean plasticity and retention and its complexity.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FrontPoint {
+    /// Subject name.
+    pub subject: String,
+    /// Mean plasticity.
+    pub plasticity: f64,
+    /// Mean retention.
+    pub retention: f64,
+    /// Rule complexity (None for baselines).
+    pub complexity: Option<i64>,
+}
+
+/// The points no other point dominates in (plasticity, retention), both maximised, sorted by
+/// plasticity descending. A point dominates another when it is at least as good on both and better on
+/// one.
+pub fn pareto_front(points: &[FrontPoint]) -> Vec<FrontPoint> {
+    let mut sorted: Vec<&FrontPoint> = points.iter().collect();
+    sorted.sort_by(|a, b| {
+        b.plasticity
+            .total_cmp(&a.plasticity)
+            .then(b.retention.total_cmp(&a.retention))
+            .then(a.subject.cmp(&b.subject))
+    });
+    let mut front: Vec<FrontPoint> = Vec::new();
+    let mut best_retention = f64::NEG_INFINITY;
+    for p in sorted {
+        // Sorted by plasticity: p is dominated exactly when an earlier point has retention ≥ its own
+        // (ties in both count as the same point, kept once).
+        if p.retention > best_retention {
+            best_retention = p.retention;
+            front.push(p.clone());
+        }
+    }
+    front
+}
+
+/// The front's candidates from a leaderboard-like table (subject, plasticity, retention, complexity).
+pub fn front_points(table: &DataFrame) -> Result<Vec<FrontPoint>, Error> {
+    let subjects = table.column("subject")?.str()?.clone();
+    let plasticity = table.column("plasticity")?.f64()?.clone();
+    let retention = table.column("retention")?.f64()?.clone();
+    let complexity = table.column("complexity")?.cast(&DataType::Int64)?;
+    let complexity = complexity.i64()?;
+    Ok((0..table.height())
+        .filter_map(|i| {
+            Some(FrontPoint {
+                subject: subjects.get(i)?.to_string(),
+                plasticity: plasticity.get(i)?,
+                retention: retention.get(i)?,
+                complexity: complexity.get(i),
+            })
+        })
+        .collect())
+}
+
+/// A string cell.
+pub fn string_at(frame: &DataFrame, column: &str, row: usize) -> Option<String> {
+    frame
+        .column(column)
+        .ok()?
+        .str()
+        .ok()?
+        .get(row)
+        .map(str::to_string)
+}
+
+/// A float cell (null or missing → None).
+pub fn f64_at(frame: &DataFrame, column: &str, row: usize) -> Option<f64> {
+    let c = frame.column(column).ok()?.cast(&DataType::Float64).ok()?;
+    c.f64().ok()?.get(row).filter(|x| x.is_finite())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trials() -> DataFrame {
+        // Two subjects, three seeds each, at one stage; `b` is a baseline.
+        let mut columns = df!(
+            "subject" => ["a", "a", "a", "b", "b", "b"],
+            "kind" => ["candidate", "candidate", "candidate", "baseline", "baseline", "baseline"],
+            "candidate" => [Some(1i64), Some(1), Some(1), None, None, None],
+            "stage" => ["rung0"; 6],
+            "seed" => [0u64, 1, 2, 0, 1, 2],
+            "completed" => [true; 6],
+            "complexity" => [Some(5i64), Some(5), Some(5), None, None, None],
+            "objective" => [0.70, 0.74, 0.72, 0.60, 0.66, 0.63],
+        )
+        .expect("frame");
+        for m in &METRICS[1..] {
+            columns
+                .with_column(Column::new((*m).into(), [0.5f64; 6]))
+                .expect("column");
+        }
+        columns
+    }
+
+    #[test]
+    fn confidence_intervals_match_a_hand_computation() {
+        let s = summarise(&trials(), "rung0").expect("summary");
+        // a: mean 0.72, sd = √(((−0.02)² + 0.02² + 0²)/2) = 0.02, CI = 4.303 × 0.02 / √3.
+        assert_eq!(string_at(&s, "subject", 0).as_deref(), Some("a"));
+        let mean = f64_at(&s, "objective", 0).expect("mean");
+        let ci = f64_at(&s, "objective_ci", 0).expect("ci");
+        assert!((mean - 0.72).abs() < 1e-12, "{mean}");
+        assert!((ci - 4.303 * 0.02 / 3f64.sqrt()).abs() < 1e-9, "{ci}");
+        // Paired: a − b per seed = 0.10, 0.08, 0.09 → mean 0.09, sd 0.01, CI 4.303 × 0.01 / √3.
+        let d = paired_difference(&trials(), "rung0", "b").expect("difference");
+        let row = (0..d.height())
+            .find(|&i| string_at(&d, "subject", i).as_deref() == Some("a"))
+            .expect("a has a row");
+        assert!((f64_at(&d, "delta", row).expect("delta") - 0.09).abs() < 1e-9);
+        assert!((f64_at(&d, "delta_ci", row).expect("ci") - 4.303 * 0.01 / 3f64.sqrt()).abs() < 1e-9);
+    }
+
+    #[test]
+    fn one_seed_has_no_interval() {
+        assert_eq!(t975(0), None);
+        assert_eq!(t975(1), Some(12.706));
+        assert_eq!(t975(500), Some(1.960));
+    }
+
+    #[test]
+    fn pareto_front_matches_a_hand_computation() {
+        let p = |s: &str, pl: f64, re: f64| FrontPoint {
+            subject: s.into(),
+            plasticity: pl,
+            retention: re,
+            complexity: None,
+        };
+        // c is dominated by a (better on both); e by b and d; the rest trade off.
+        let points = [
+            p("a", 0.90, 0.50),
+            p("b", 0.85, 0.60),
+            p("c", 0.80, 0.45),
+            p("d", 0.70, 0.70),
+            p("e", 0.69, 0.55),
+        ];
+        let front: Vec<String> = pareto_front(&points).into_iter().map(|f| f.subject).collect();
+        assert_eq!(front, ["a", "b", "d"]);
+    }
+}
