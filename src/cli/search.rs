@@ -174,6 +174,10 @@ pub fn search_command(args: SearchArgs) -> anyhow::Result<ExitCode> {
         resume: args.resume,
         force: args.force,
         threads,
+        command: std::iter::once("synaptogen".to_string())
+            .chain(std::env::args().skip(1))
+            .collect::<Vec<_>>()
+            .join(" "),
     };
     let mut search = Search::start(&spec, &name, &dataset, &held_out, &launch, &line)?;
     line.note(&format!(

@@ -254,7 +254,11 @@ fn clock(seconds: f64) -> String {
 
 fn header_rows(r: &Report) -> Vec<Vec<String>> {
     let h = &r.header;
-    let mut rows = vec![
+    let mut rows = Vec::new();
+    if let Some(c) = &h.command {
+        rows.push(vec!["started with".into(), format!("`{c}`")]);
+    }
+    rows.extend([
         vec!["dataset".into(), h.dataset.clone()],
         vec![
             "tasks".into(),
@@ -266,7 +270,7 @@ fn header_rows(r: &Report) -> Vec<Vec<String>> {
         ],
         vec!["seeds per evaluation".into(), h.seeds.to_string()],
         vec!["objective".into(), h.objective.clone()],
-    ];
+    ]);
     if r.source == Source::Search {
         rows.push(vec!["budget".into(), h.budget.clone()]);
         rows.push(vec!["evaluations".into(), h.evaluations.to_string()]);

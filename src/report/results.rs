@@ -46,6 +46,8 @@ pub struct Header {
     pub objective: String,
     /// The step size candidate rules read as `lr`.
     pub lr: Option<f32>,
+    /// The command that produced the results, when recorded.
+    pub command: Option<String>,
 }
 
 /// A results directory, loaded.
@@ -179,7 +181,10 @@ fn load_search(dir: &Path, path: &Path) -> Result<Results, Error> {
     let contents = journal::read(path)?;
     let mut warnings: Vec<String> = contents.warning.into_iter().collect();
     let mut entries = contents.entries.into_iter();
-    let Some(Entry::Header { name, spec, .. }) = entries.next() else {
+    let Some(Entry::Header {
+        name, spec, command, ..
+    }) = entries.next()
+    else {
         unreachable!("journal::read checks the header")
     };
     let spec: SearchSpec = *spec;
@@ -327,6 +332,7 @@ fn load_search(dir: &Path, path: &Path) -> Result<Results, Error> {
             ),
         },
         lr: Some(spec.learner.lr),
+        command: (!command.is_empty()).then_some(command),
     };
     Ok(Results {
         name,
@@ -444,6 +450,7 @@ fn load_runs(dir: &Path, paths: &[PathBuf]) -> Result<Results, Error> {
         wall_seconds: None,
         objective: "mean over tasks of (plasticity + retention) / 2 (plasticity alone on task 1)".into(),
         lr: doc.spec.learner.lr(),
+        command: None,
     };
     Ok(Results {
         name: doc.name.clone(),

@@ -118,6 +118,9 @@ pub enum Entry {
         spec_hash: String,
         /// The spec.
         spec: Box<SearchSpec>,
+        /// The command line that started the search (for the report's provenance).
+        #[serde(default)]
+        command: String,
     },
     /// A rule born.
     Candidate(CandidateRecord),
@@ -280,6 +283,7 @@ mod tests {
             name: "t".into(),
             spec_hash: "0".into(),
             spec: Box::new(spec),
+            command: String::new(),
         }
     }
 

@@ -172,6 +172,8 @@ pub struct Launch {
     pub force: bool,
     /// Parallel trials.
     pub threads: usize,
+    /// The command line, recorded in the journal header.
+    pub command: String,
 }
 
 /// How a search ended.
@@ -375,6 +377,7 @@ impl<'a> Search<'a> {
                 name: name.to_string(),
                 spec_hash: hash.clone(),
                 spec: Box::new(spec.clone()),
+                command: launch.command.clone(),
             };
             (
                 Journal::create(&journal_path, &header)?,
