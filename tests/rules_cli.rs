@@ -128,7 +128,7 @@ fn run_with(flags: &[&str]) -> (i32, String, tempfile::TempDir) {
         .arg(&spec)
         .arg("--out")
         .arg(dir.path().join("out"))
-        .arg("-q")
+        .args(["-q", "--no-report"])
         .args(flags)
         .output()
         .expect("the binary runs");
