@@ -273,3 +273,22 @@ fn a_candidate_whose_every_trial_diverged_is_reported_as_such() {
         "a diverged rule does not win:\n{md}"
     );
 }
+
+#[test]
+fn a_multi_learner_run_ends_with_its_report() {
+    let dir = tempfile::tempdir().expect("dir");
+    let spec = util::write_spec(dir.path(), util::SYNTHETIC_SPEC);
+    let out = synaptogen(dir.path())
+        .arg("run")
+        .arg(&spec)
+        .args(["-q", "--learner", "sgd", "--learner", "l2_init"])
+        .output()
+        .expect("binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("Report: reports/spec/report.html"), "{stdout}");
+    let md = std::fs::read_to_string(dir.path().join("reports/spec/report.md")).expect("report.md");
+    assert!(md.contains("# Run report: spec"), "{md}");
+    assert!(md.contains("*sgd*") && md.contains("*l2_init*"), "{md}");
+    assert!(dir.path().join("reports/spec/plots/accuracy_matrix.svg").exists());
+}
