@@ -50,7 +50,8 @@ fn search(dir: &Path, spec_text: &str, args: &[&str]) -> (i32, String, String) {
     )
 }
 
-/// The journal's lines with timings removed, sorted: its content independent of completion order.
+/// The journal's lines with timings and the recorded command line removed, sorted: its content
+/// independent of completion order and of how the search was invoked.
 fn journal_content(dir: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(dir.join("out/journal.jsonl")).expect("journal exists");
     let mut lines: Vec<String> = text
@@ -59,6 +60,7 @@ fn journal_content(dir: &Path) -> Vec<String> {
             let mut v: Value = serde_json::from_str(l).expect("journal lines are JSON");
             if let Some(o) = v.as_object_mut() {
                 o.remove("seconds");
+                o.remove("command");
             }
             v.to_string()
         })
