@@ -95,7 +95,13 @@ fn quickstart_finds_a_rule_that_beats_sgd_on_held_out_seeds() {
     let out_dir = tempfile::tempdir().expect("temp dir");
     let out = synaptogen(repo())
         // --no-report: the committed reports/quickstart/ stays the one the README describes.
-        .args(["search", "searches/quickstart.ron", "--quiet", "--no-report", "--out"])
+        .args([
+            "search",
+            "searches/quickstart.ron",
+            "--quiet",
+            "--no-report",
+            "--out",
+        ])
         .arg(out_dir.path())
         .output()
         .expect("the binary runs");
