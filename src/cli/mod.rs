@@ -25,7 +25,7 @@ use crate::metrics::{self, AccuracyMatrix, TaskRecord};
 use crate::report::{self, RunFiles, RunSnapshot};
 use crate::run::{self, Observer, RunOptions, Status};
 use crate::snn::Network;
-use crate::spec::{self, Boundaries, LEARNER_NAMES, LearnerSpec, RunSpec};
+use crate::spec::{self, LEARNER_NAMES, LearnerSpec, RunSpec};
 
 use progress::Progress;
 
@@ -425,13 +425,7 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let dataset = data::load(spec.benchmark.dataset, &locator)?.pooled(spec.benchmark.pool)?;
     let stream = TaskStream::new(&dataset, spec.stream_config())?;
-    let options = RunOptions {
-        retention_sample: spec.benchmark.retention_sample,
-        probe_size: spec.benchmark.probe_size,
-        dormant_threshold: spec.benchmark.dormant_threshold,
-        boundaries_visible: spec.benchmark.boundaries == Boundaries::Visible,
-        eval_batch: 500,
-    };
+    let options = spec.run_options();
     let stop = install_interrupt();
     let display = progress::Display::new(args.quiet);
     display.announce(&format!(

@@ -36,7 +36,7 @@ use crate::learner::Rules;
 use crate::rule::CompiledRule;
 use crate::rule::ir::fnv1a;
 use crate::run::RunOptions;
-use crate::spec::{Boundaries, LearnerSpec};
+use crate::spec::LearnerSpec;
 pub use behaviour::behaviour_hash;
 use evaluate::TrialResult;
 use execute::Job;
@@ -386,13 +386,7 @@ impl<'a> Search<'a> {
                 0,
             )
         };
-        let options = RunOptions {
-            retention_sample: spec.benchmark.retention_sample,
-            probe_size: spec.benchmark.probe_size,
-            dormant_threshold: spec.benchmark.dormant_threshold,
-            boundaries_visible: spec.benchmark.boundaries == Boundaries::Visible,
-            eval_batch: 500,
-        };
+        let options = spec.run_spec(spec.top_tasks(), spec.seed).run_options();
         let elapsed_before = state.elapsed;
         Ok(Search {
             spec,

@@ -359,6 +359,17 @@ impl RunSpec {
         }
     }
 
+    /// The measurement settings of a run of this spec.
+    pub fn run_options(&self) -> crate::run::RunOptions {
+        crate::run::RunOptions {
+            retention_sample: self.benchmark.retention_sample,
+            probe_size: self.benchmark.probe_size,
+            dormant_threshold: self.benchmark.dormant_threshold,
+            boundaries_visible: self.benchmark.boundaries == Boundaries::Visible,
+            eval_batch: 500,
+        }
+    }
+
     /// The network configuration for inputs of `inputs` pixels and `classes` classes.
     pub fn network_config(&self, inputs: usize, classes: usize) -> NetworkConfig {
         let n = &self.network;
