@@ -58,6 +58,7 @@ fn bench(c: &mut Criterion) {
             path: rule_path,
             lr: 0.05,
             apply_to: synaptogen::spec::RuleLayers::All,
+            structure: None,
         },
     ));
     for (label, spec) in specs {
@@ -70,6 +71,7 @@ fn bench(c: &mut Criterion) {
                     task: step / 100,
                     step: step % 100,
                     new_task: step % 100 == 0,
+                    updates_per_task: 100,
                 };
                 step += 1;
                 black_box(learner.update(black_box(&batch), context, &mut rng))

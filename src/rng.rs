@@ -35,6 +35,8 @@ pub enum Purpose {
     Search = 10,
     /// The fixed probe inputs of the search's functional-equivalence cache.
     Behaviour = 11,
+    /// Which synapses exist: the initial draw and each task's regrowth (per layer and task).
+    Structure = 12,
 }
 
 /// A xoshiro256++ generator.

@@ -131,12 +131,16 @@ pub fn run(
             Pass::Eval,
             &mut probe_rng,
         );
+        let present: Vec<Option<&[bool]>> = (0..learner.network().layers().len())
+            .map(|l| learner.present(l))
+            .collect();
         let start = metrics::representation(
             learner.network(),
             &eval_ws,
             &probe.images,
             probe.len(),
             options.dormant_threshold,
+            &present,
         );
 
         let clock = Instant::now();
@@ -156,6 +160,7 @@ pub fn run(
                     task: t,
                     step: updates,
                     new_task: options.boundaries_visible && updates == 0,
+                    updates_per_task,
                 };
                 let mut rng = Rng::stream(seed, Purpose::Encoding, &[t as u64, updates as u64]);
                 let stats = learner.update(&batch, context, &mut rng);
@@ -221,7 +226,12 @@ pub fn run(
             train_loss: (loss_sum / updates.max(1) as f64) as f32,
             start,
             mean_abs_weight: metrics::mean_abs_weight(learner.network()),
-            density: 1.0,
+            density: {
+                let network = learner.network();
+                let present: Vec<Option<&[bool]>> =
+                    (0..network.layers().len()).map(|l| learner.present(l)).collect();
+                metrics::density(network, &present)
+            },
             samples_per_second: seen as f64 / train_seconds.max(1e-9),
         };
         observer.task_finished(&record, &matrix);

@@ -236,3 +236,83 @@ fn a_rule_that_does_not_compile_stops_the_run_with_its_location() {
         "{stderr}"
     );
 }
+
+/// The value of `column` in every row of a learner's tasks.csv.
+fn column(dir: &std::path::Path, learner: &str, column: &str) -> Vec<f64> {
+    let csv = std::fs::read_to_string(dir.join("out").join(learner).join("tasks.csv")).expect("written");
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().expect("a header").split(',').collect();
+    let at = header
+        .iter()
+        .position(|h| *h == column)
+        .expect("the column exists");
+    lines
+        .map(|l| l.split(',').nth(at).expect("a cell").parse().expect("a number"))
+        .collect()
+}
+
+#[test]
+fn a_prune_section_prunes_under_the_default_schedule() {
+    let (code, stderr, dir) = run_with(&[
+        "--rule",
+        "rules/baselines/sgd.rhai",
+        "--rule",
+        "rules/pruning/magnitude.rhai",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    // The default schedule halves each neuron's inputs in the first task's window; nothing regrows.
+    assert!(
+        column(dir.path(), "sgd.rhai", "density")
+            .iter()
+            .all(|&d| d == 1.0)
+    );
+    for d in column(dir.path(), "magnitude.rhai", "density") {
+        assert!((d - 0.5).abs() < 0.01, "density {d}");
+    }
+    // Fewer synapses, fewer synaptic operations (measured at each task start, after the first).
+    let dense = column(dir.path(), "sgd.rhai", "synaptic_ops_per_sample");
+    let pruned = column(dir.path(), "magnitude.rhai", "synaptic_ops_per_sample");
+    assert_eq!(dense[0], pruned[0], "task 1 starts dense");
+    assert!(pruned[1] < 0.8 * dense[1], "{pruned:?} vs {dense:?}");
+}
+
+#[test]
+fn a_structure_schedule_without_a_prune_section_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let spec = util::SYNTHETIC_SPEC.replace(
+        "learner: Sgd(lr: 0.3),",
+        "learner: Rule(path: \"rules/baselines/sgd.rhai\", lr: 0.3, structure: (target_density: 0.3)),",
+    );
+    let spec = util::write_spec(dir.path(), &spec);
+    let out = synaptogen(util::repo())
+        .args(["run", "-q", "--no-report", "--out"])
+        .arg(dir.path().join("out"))
+        .arg(&spec)
+        .output()
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "rules/baselines/sgd.rhai: the learner has a structure schedule but the rule has no prune()"
+        ),
+        "{stderr}"
+    );
+    let bad = util::SYNTHETIC_SPEC.replace(
+        "learner: Sgd(lr: 0.3),",
+        "learner: Rule(path: \"rules/pruning/usage.rhai\", lr: 0.3, structure: (window: 1.5)),",
+    );
+    let spec = util::write_spec(dir.path(), &bad);
+    let out = synaptogen(util::repo())
+        .args(["run", "-q", "--no-report", "--out"])
+        .arg(dir.path().join("out"))
+        .arg(&spec)
+        .output()
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("learner.structure.window: must be in (0, 1] (got 1.5)"),
+        "{stderr}"
+    );
+}

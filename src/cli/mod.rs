@@ -391,11 +391,20 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
             .cloned()
             .collect()
     };
+    // `--rule` files train like the spec's own rule learner (its step size, layers and structure
+    // schedule) when it has one, else with its step size and every matrix following the rule.
     let lr = spec.learner.lr().unwrap_or(0.05);
+    let (apply_to, structure) = match &spec.learner {
+        LearnerSpec::Rule {
+            apply_to, structure, ..
+        } => (*apply_to, structure.clone()),
+        _ => (spec::RuleLayers::All, None),
+    };
     learners.extend(args.rules.iter().map(|path| LearnerSpec::Rule {
         path: path.clone(),
         lr,
-        apply_to: spec::RuleLayers::All,
+        apply_to,
+        structure: structure.clone(),
     }));
     let rules = compile_rules(&learners)?;
     let stem = args
@@ -495,7 +504,13 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
 fn compile_rules(learners: &[LearnerSpec]) -> anyhow::Result<learner::Rules> {
     let mut rules = learner::Rules::new();
     for learner in learners {
-        if let LearnerSpec::Rule { path, .. } = learner {
+        if let LearnerSpec::Rule { path, structure, .. } = learner {
+            if let Some(why) = rules
+                .get(path)
+                .and_then(|r| learner::rule::structure_without_score(r, structure.as_ref()))
+            {
+                return Err(InputError(format!("{}: {why}", path.display())).into());
+            }
             if rules.contains_key(path) {
                 continue;
             }
@@ -503,9 +518,10 @@ fn compile_rules(learners: &[LearnerSpec]) -> anyhow::Result<learner::Rules> {
                 .map_err(|e| InputError(format!("{}: cannot read the rule ({e})", path.display())))?;
             let compiled = crate::rule::compile(&source, path)?;
             if let Some(why) = learner::rule::unsupported(&compiled) {
-                return Err(
-                    InputError(format!("{}: cannot train this rule yet: {why}", path.display())).into(),
-                );
+                return Err(InputError(format!("{}: cannot train this rule: {why}", path.display())).into());
+            }
+            if let Some(why) = learner::rule::structure_without_score(&compiled, structure.as_ref()) {
+                return Err(InputError(format!("{}: {why}", path.display())).into());
             }
             rules.insert(path.clone(), compiled);
         }

@@ -19,6 +19,7 @@ pub mod penalty;
 pub mod redo;
 pub mod rule;
 pub mod shrink_perturb;
+pub mod structure;
 
 use crate::data::Batch;
 use crate::rng::{Purpose, Rng};
@@ -34,6 +35,9 @@ pub struct UpdateContext {
     pub step: usize,
     /// True on a task's first update when boundaries are visible.
     pub new_task: bool,
+    /// Updates in the current task (the protocol's length, which the structure schedule's window is a
+    /// fraction of; 0 when unknown, as in unit tests that drive a learner by hand).
+    pub updates_per_task: usize,
 }
 
 /// The outcome of one update, measured on the forward pass *before* the weights changed.
@@ -55,6 +59,12 @@ pub trait Learner: Send {
 
     /// One update from `batch`. `rng` drives any stochastic part (input encoding, noise).
     fn update(&mut self, batch: &Batch, context: UpdateContext, rng: &mut Rng) -> UpdateStats;
+
+    /// Which synapses of weight matrix `layer` exist (row-major, like its weights); `None` when all do.
+    /// Only learners with a structure schedule prune.
+    fn present(&self, _layer: usize) -> Option<&[bool]> {
+        None
+    }
 
     /// Predicted classes for `batch`, written into `predictions`. Learners whose prediction is not
     /// one deterministic forward pass (MESU averages samples) override this.
@@ -80,16 +90,21 @@ pub type Rules = std::collections::BTreeMap<std::path::PathBuf, crate::rule::Com
 /// every rule the spec names.
 pub fn build(spec: &LearnerSpec, network: Network, seed: u64, rules: &Rules) -> Box<dyn Learner> {
     match spec.clone() {
-        LearnerSpec::Rule { path, lr, apply_to } => {
+        LearnerSpec::Rule {
+            path,
+            lr,
+            apply_to,
+            structure,
+        } => {
             let compiled = rules
                 .get(&path)
                 .expect("the caller compiles every rule before building learners");
+            let settings = rule::Settings::new(lr, apply_to, structure.as_ref());
             Box::new(rule::RuleLearner::new(
                 network,
                 spec.label(),
                 compiled,
-                lr,
-                apply_to == crate::spec::RuleLayers::Hidden,
+                settings,
                 seed,
             ))
         }

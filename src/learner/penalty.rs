@@ -441,6 +441,7 @@ mod tests {
                 task: step / 3,
                 step: step % 3,
                 new_task: step % 3 == 0,
+                updates_per_task: 3,
             };
             learner.update(&batch(step * 4), context, &mut rng);
         }
@@ -527,6 +528,7 @@ mod tests {
                 task: 1,
                 step: 5,
                 new_task: false,
+                updates_per_task: 0,
             };
             learner.update(&batch(24), context, &mut rng);
             let after = flat(learner.network());

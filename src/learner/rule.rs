@@ -22,15 +22,20 @@
 //! eligibility, the mean over batch and steps of ψ_post[t] × x̄_pre[t], where the presynaptic trace
 //! x̄[t] = β·x̄[t−1] + x[t] decays with the postsynaptic layer's β (for the readout ψ = 1 and β = β_o).
 //!
+//! A `prune()` section scores every synapse with the same statistics, on the updates where the
+//! structure schedule prunes (`structure.rs`); absent synapses stay at `w = 0` and take no update.
+//!
 //! Not trained yet (refused with a clear error before anything runs): `sigma`, `grad_sigma`, and the
-//! `neuron()` and `prune()` sections.
+//! `neuron()` section.
 
+use super::structure::{self, Connectivity, Schedule};
 use super::{Backprop, Learner, NoiseTable, UpdateContext, UpdateStats};
 use crate::data::Batch;
 use crate::rng::{Purpose, Rng};
 use crate::rule::program::Input;
 use crate::rule::{CompiledRule, Program, Section};
 use crate::snn::{Network, Storage, accumulate_softmax, matmul};
+use crate::spec::{RuleLayers, StructureSpec};
 
 /// Decay of `pre_trace`, `post_trace` and `loss_trace` per update.
 pub const TRACE_DECAY: f32 = 0.99;
@@ -66,7 +71,7 @@ pub const TRAINABLE: [&str; 24] = [
 /// Why a compiled rule cannot be trained yet; `None` when it can.
 pub fn unsupported(rule: &CompiledRule) -> Option<String> {
     for (section, program) in &rule.programs {
-        if *section != Section::Synapse {
+        if *section == Section::Neuron {
             return Some(format!(
                 "{}() rules are not trained yet (synapse() rules are); remove it to train the synapse rule",
                 section.function()
@@ -78,7 +83,7 @@ pub fn unsupported(rule: &CompiledRule) -> Option<String> {
             .iter()
             .chain(program.outputs.iter().map(|(n, _)| n))
         {
-            if !TRAINABLE.contains(name) && *name != "dw" && !missing.contains(name) {
+            if !TRAINABLE.contains(name) && !["dw", "score"].contains(name) && !missing.contains(name) {
                 missing.push(name);
             }
         }
@@ -93,6 +98,38 @@ pub fn unsupported(rule: &CompiledRule) -> Option<String> {
     None
 }
 
+/// Why `structure` cannot be used with `rule`: a schedule prunes by the `prune()` score.
+pub fn structure_without_score(rule: &CompiledRule, structure: Option<&StructureSpec>) -> Option<String> {
+    let scores = rule.programs.iter().any(|(s, _)| *s == Section::Prune);
+    (structure.is_some() && !scores).then(|| {
+        "the learner has a structure schedule but the rule has no prune() section to score synapses; \
+         add one (rules/pruning/ has examples) or remove `structure`"
+            .to_string()
+    })
+}
+
+/// How a rule trains: the spec's `learner` settings, resolved.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Settings {
+    /// The step size the rule reads as `lr`.
+    pub lr: f32,
+    /// The readout follows plain SGD.
+    pub hidden_only: bool,
+    /// The structure schedule a `prune()` section drives (the default one when the spec gives none).
+    pub structure: Schedule,
+}
+
+impl Settings {
+    /// The settings of a `Rule` learner section (or a search's candidate learner).
+    pub fn new(lr: f32, apply_to: RuleLayers, structure: Option<&StructureSpec>) -> Settings {
+        Settings {
+            lr,
+            hidden_only: apply_to == RuleLayers::Hidden,
+            structure: structure.cloned().unwrap_or_default().schedule(),
+        }
+    }
+}
+
 /// Per weight matrix state.
 #[derive(Clone, Debug)]
 struct MatrixState {
@@ -104,6 +141,10 @@ struct MatrixState {
     post_trace: Vec<f32>,
     /// Output buffers of the program, one per output, reused.
     outputs: Vec<Vec<f32>>,
+    /// Which synapses exist, when the structure schedule applies to this matrix.
+    connectivity: Option<Connectivity>,
+    /// The `prune()` scores of the current pruning event.
+    scores: Vec<f32>,
 }
 
 /// A learner driven by a compiled synapse rule.
@@ -112,8 +153,11 @@ pub struct RuleLearner {
     core: Backprop,
     name: String,
     program: Program,
+    /// The `prune()` program, when the rule has one (it drives the structure schedule).
+    prune: Option<Program>,
     lr: f32,
     hidden_only: bool,
+    schedule: Schedule,
     matrices: Vec<MatrixState>,
     loss_trace: Option<f32>,
     noise: NoiseTable,
@@ -125,19 +169,23 @@ pub struct RuleLearner {
     probabilities: Vec<f32>,
     /// `hebb` of the current matrix (when the rule reads it).
     hebb: Vec<f32>,
-    reads_hebb: bool,
     /// `elig` of the current matrix, and the presynaptic trace sequence it is built from.
     elig: Vec<f32>,
     trace: Vec<f32>,
-    /// What the program reads, so the learner computes only that (DESIGN §3).
+    /// What the synapse program reads, so the learner computes only that (DESIGN §3).
     reads: Reads,
+    /// What the prune program reads on a pruning event, and what it needs on every update (the
+    /// activities its traces average).
+    prune_reads: Reads,
+    prune_traces: Reads,
 }
 
-/// Which derived quantities the program needs.
+/// Which derived quantities a program needs.
 #[derive(Clone, Copy, Debug, Default)]
 struct Reads {
     pre: bool,
     post: bool,
+    hebb: bool,
     psi: bool,
     age: bool,
     v: bool,
@@ -145,63 +193,115 @@ struct Reads {
     elig: bool,
 }
 
-impl RuleLearner {
-    /// The learner for `rule` (checked with [`unsupported`] first); `hidden_only` leaves the readout to
-    /// plain SGD.
-    pub fn new(
-        network: Network,
-        name: String,
-        rule: &CompiledRule,
-        lr: f32,
-        hidden_only: bool,
-        seed: u64,
-    ) -> RuleLearner {
-        let program = rule
-            .programs
-            .iter()
-            .find(|(s, _)| *s == Section::Synapse)
-            .map(|(_, p)| p.clone())
-            .unwrap_or_else(|| {
-                let default = crate::rule::compile(
-                    "fn synapse() { dw = -lr * grad; }",
-                    std::path::Path::new("default"),
-                )
-                .expect("the default synapse rule compiles");
-                default.programs[0].1.clone()
-            });
-        let reads_hebb = program.inputs.contains(&"hebb");
+impl Reads {
+    /// What `program` reads.
+    fn of(program: &Program) -> Reads {
         let reads_any = |names: &[&str]| program.inputs.iter().any(|n| names.contains(n));
-        let reads = Reads {
+        Reads {
             pre: reads_any(&["pre", "pre_trace"]),
             // hebb and err on the readout use its softmax probabilities, computed with post.
             post: reads_any(&["post", "post_trace", "hebb", "err"]),
+            hebb: reads_any(&["hebb"]),
             psi: reads_any(&["psi"]),
             age: reads_any(&["age"]),
             v: reads_any(&["v"]),
             err: reads_any(&["err"]),
             elig: reads_any(&["elig"]),
+        }
+    }
+
+    /// What `program` needs on every update even when it does not run: the activities its traces
+    /// average, and the age it counts.
+    fn traces(program: &Program) -> Reads {
+        let reads_any = |names: &[&str]| program.inputs.iter().any(|n| names.contains(n));
+        Reads {
+            pre: reads_any(&["pre_trace"]),
+            post: reads_any(&["post_trace"]),
+            age: reads_any(&["age"]),
+            ..Reads::default()
+        }
+    }
+
+    fn union(self, other: Reads) -> Reads {
+        Reads {
+            pre: self.pre || other.pre,
+            post: self.post || other.post,
+            hebb: self.hebb || other.hebb,
+            psi: self.psi || other.psi,
+            age: self.age || other.age,
+            v: self.v || other.v,
+            err: self.err || other.err,
+            elig: self.elig || other.elig,
+        }
+    }
+}
+
+impl RuleLearner {
+    /// The learner for `rule` (checked with [`unsupported`] first). The structure schedule applies to
+    /// the matrices that follow the rule when the rule has a `prune()` section.
+    pub fn new(
+        mut network: Network,
+        name: String,
+        rule: &CompiledRule,
+        settings: Settings,
+        seed: u64,
+    ) -> RuleLearner {
+        let section = |wanted: Section| {
+            rule.programs
+                .iter()
+                .find(|(s, _)| *s == wanted)
+                .map(|(_, p)| p.clone())
         };
-        let matrices = network
-            .layers()
-            .iter()
-            .map(|d| MatrixState {
-                w0: d.weights().to_vec(),
-                m: vec![0.0; d.weights().len()],
-                u: vec![0.0; d.weights().len()],
-                age: vec![0.0; d.weights().len()],
-                pre_trace: vec![0.0; d.inputs()],
-                post_trace: vec![0.0; d.outputs()],
-                outputs: vec![vec![0.0; d.weights().len()]; program.outputs.len()],
-            })
-            .collect();
+        let program = section(Section::Synapse).unwrap_or_else(|| {
+            let default = crate::rule::compile(
+                "fn synapse() { dw = -lr * grad; }",
+                std::path::Path::new("default"),
+            )
+            .expect("the default synapse rule compiles");
+            default.programs[0].1.clone()
+        });
+        let prune = section(Section::Prune);
+        let reads = Reads::of(&program);
+        let prune_reads = prune.as_ref().map(Reads::of).unwrap_or_default();
+        let prune_traces = prune.as_ref().map(Reads::traces).unwrap_or_default();
+        let hidden = network.config().hidden.len();
+        let mut matrices = Vec::with_capacity(hidden + 1);
+        for (l, layer) in network.layers_mut().iter_mut().enumerate() {
+            let follows_rule = !(settings.hidden_only && l == hidden);
+            let connectivity = (prune.is_some() && follows_rule).then(|| {
+                let mut rng = structure::stream(seed, l, 0);
+                let c = Connectivity::new(layer.outputs(), layer.inputs(), &settings.structure, &mut rng);
+                for (w, &present) in layer.weights_mut().iter_mut().zip(c.present()) {
+                    if !present {
+                        *w = 0.0;
+                    }
+                }
+                c
+            });
+            let n = layer.weights().len();
+            matrices.push(MatrixState {
+                w0: layer.weights().to_vec(),
+                m: vec![0.0; n],
+                u: vec![0.0; n],
+                age: vec![0.0; n],
+                pre_trace: vec![0.0; layer.inputs()],
+                post_trace: vec![0.0; layer.outputs()],
+                outputs: vec![vec![0.0; n]; program.outputs.len()],
+                connectivity,
+                scores: Vec::new(),
+            });
+        }
         let mut core = Backprop::new(network);
-        core.workspace.record(reads.v, reads.err);
+        let recorded = reads.union(prune_reads);
+        core.workspace.record(recorded.v, recorded.err);
         RuleLearner {
             core,
             name,
             program,
-            lr,
-            hidden_only,
+            prune,
+            lr: settings.lr,
+            hidden_only: settings.hidden_only,
+            schedule: settings.structure,
             matrices,
             loss_trace: None,
             noise: NoiseTable::new(seed),
@@ -212,10 +312,33 @@ impl RuleLearner {
             activity: Vec::new(),
             probabilities: Vec::new(),
             hebb: Vec::new(),
-            reads_hebb,
             elig: Vec::new(),
             trace: Vec::new(),
             reads,
+            prune_reads,
+            prune_traces,
+        }
+    }
+
+    /// Task start under the structure schedule: regrowth (after the first task), then the window opens.
+    fn start_task(&mut self, task: usize) {
+        let regrow = self.schedule.regrow;
+        for (l, state) in self.matrices.iter_mut().enumerate() {
+            let Some(connectivity) = &mut state.connectivity else {
+                continue;
+            };
+            if task > 0 && regrow > 0.0 {
+                let regrown = connectivity.regrow(regrow, &mut structure::stream(self.seed, l, task));
+                let weights = self.core.network.layers_mut()[l].weights_mut();
+                for i in regrown {
+                    weights[i] = 0.0;
+                    state.w0[i] = 0.0;
+                    state.age[i] = 0.0;
+                    state.m[i] = 0.0;
+                    state.u[i] = 0.0;
+                }
+            }
+            connectivity.open_window();
         }
     }
 
@@ -242,7 +365,26 @@ impl Learner for RuleLearner {
         &self.core.network
     }
 
+    fn present(&self, layer: usize) -> Option<&[bool]> {
+        self.matrices[layer]
+            .connectivity
+            .as_ref()
+            .map(Connectivity::present)
+    }
+
     fn update(&mut self, batch: &Batch, context: UpdateContext, rng: &mut Rng) -> UpdateStats {
+        if context.step == 0 {
+            self.start_task(context.task);
+        }
+        let event = self
+            .prune
+            .as_ref()
+            .and_then(|_| self.schedule.event(context.step, context.updates_per_task));
+        let reads = self.reads.union(if event.is_some() {
+            self.prune_reads
+        } else {
+            self.prune_traces
+        });
         let stats = self.core.compute(batch, rng);
         let loss_trace = match self.loss_trace {
             Some(t) => TRACE_DECAY * t + (1.0 - TRACE_DECAY) * stats.loss,
@@ -270,7 +412,6 @@ impl Learner for RuleLearner {
                 continue;
             }
             // pre: input intensities (first layer) or the previous layer's firing rates.
-            let reads = self.reads;
             let pre = if !reads.pre {
                 Vec::new()
             } else if l == 0 {
@@ -300,7 +441,7 @@ impl Learner for RuleLearner {
             for (t, p) in state.post_trace.iter_mut().zip(&post) {
                 *t = TRACE_DECAY * *t + (1.0 - TRACE_DECAY) * p;
             }
-            if self.reads_hebb {
+            if reads.hebb {
                 self.hebb.resize(outputs * inputs, 0.0);
                 let ws = &self.core.workspace;
                 let steps = config.time_steps;
@@ -456,41 +597,37 @@ impl Learner for RuleLearner {
             }
             let weights = self.core.network.layers()[l].weights();
             let grad = &self.core.gradients.layers[l].weights;
-            let program_inputs: Vec<Input> = self
-                .program
-                .inputs
-                .iter()
-                .map(|name| match *name {
-                    "w" => Input::PerSynapse(weights),
-                    "w0" => Input::PerSynapse(&state.w0),
-                    "grad" => Input::PerSynapse(grad),
-                    "hebb" => Input::PerSynapse(&self.hebb),
-                    "age" => Input::PerSynapse(&state.age),
-                    "m" => Input::PerSynapse(&state.m),
-                    "u" => Input::PerSynapse(&state.u),
-                    "pre" => Input::PerColumn(&pre),
-                    "pre_trace" => Input::PerColumn(&state.pre_trace),
-                    "post" => Input::PerRow(&post),
-                    "post_trace" => Input::PerRow(&state.post_trace),
-                    "psi" => Input::PerRow(&psi),
-                    "v" => Input::PerRow(&v),
-                    "err" => Input::PerRow(&err),
-                    "elig" if elig_is_per_column => Input::PerColumn(&self.elig),
-                    "elig" => Input::PerSynapse(&self.elig),
-                    "theta" => Input::Scalar(theta),
-                    "lr" => Input::Scalar(self.lr),
-                    "step" => Input::Scalar(context.step as f32),
-                    "new_task" => Input::Scalar(if context.new_task { 1.0 } else { 0.0 }),
-                    "loss" => Input::Scalar(stats.loss),
-                    "loss_trace" => Input::Scalar(loss_trace),
-                    "fan_in" => Input::Scalar(inputs as f32),
-                    "fan_out" => Input::Scalar(outputs as f32),
-                    "layer" => Input::Scalar(l as f32),
-                    other => unreachable!("'{other}' is refused by unsupported() before training"),
-                })
-                .collect();
-            let mut outs: Vec<&mut [f32]> = state.outputs.iter_mut().map(Vec::as_mut_slice).collect();
+            let lookup = |name: &&str| match *name {
+                "w" => Input::PerSynapse(weights),
+                "w0" => Input::PerSynapse(&state.w0),
+                "grad" => Input::PerSynapse(grad),
+                "hebb" => Input::PerSynapse(&self.hebb),
+                "age" => Input::PerSynapse(&state.age),
+                "m" => Input::PerSynapse(&state.m),
+                "u" => Input::PerSynapse(&state.u),
+                "pre" => Input::PerColumn(&pre),
+                "pre_trace" => Input::PerColumn(&state.pre_trace),
+                "post" => Input::PerRow(&post),
+                "post_trace" => Input::PerRow(&state.post_trace),
+                "psi" => Input::PerRow(&psi),
+                "v" => Input::PerRow(&v),
+                "err" => Input::PerRow(&err),
+                "elig" if elig_is_per_column => Input::PerColumn(&self.elig),
+                "elig" => Input::PerSynapse(&self.elig),
+                "theta" => Input::Scalar(theta),
+                "lr" => Input::Scalar(self.lr),
+                "step" => Input::Scalar(context.step as f32),
+                "new_task" => Input::Scalar(if context.new_task { 1.0 } else { 0.0 }),
+                "loss" => Input::Scalar(stats.loss),
+                "loss_trace" => Input::Scalar(loss_trace),
+                "fan_in" => Input::Scalar(inputs as f32),
+                "fan_out" => Input::Scalar(outputs as f32),
+                "layer" => Input::Scalar(l as f32),
+                other => unreachable!("'{other}' is refused by unsupported() before training"),
+            };
             let noise = &self.noise;
+            let program_inputs: Vec<Input> = self.program.inputs.iter().map(lookup).collect();
+            let mut outs: Vec<&mut [f32]> = state.outputs.iter_mut().map(Vec::as_mut_slice).collect();
             self.program.run_matrix(
                 outputs,
                 inputs,
@@ -500,18 +637,53 @@ impl Learner for RuleLearner {
                 &mut self.registers,
                 &mut self.broadcast,
             );
+            // The prune program scores the synapses as the synapse program saw them.
+            let prune_now = event
+                .filter(|_| state.connectivity.is_some())
+                .and(self.prune.as_ref());
+            if let Some(prune) = prune_now {
+                state.scores.resize(outputs * inputs, 0.0);
+                let prune_inputs: Vec<Input> = prune.inputs.iter().map(lookup).collect();
+                prune.run_matrix(
+                    outputs,
+                    inputs,
+                    &prune_inputs,
+                    &mut [state.scores.as_mut_slice()],
+                    &mut |chunk| noise.fill(chunk, &mut noise_rng),
+                    &mut self.registers,
+                    &mut self.broadcast,
+                );
+            }
             drop(program_inputs);
             for (k, (name, _)) in self.program.outputs.iter().enumerate() {
                 match *name {
                     "dw" => {
                         let dw = &state.outputs[k];
-                        for (w, d) in self.core.network.layers_mut()[l].weights_mut().iter_mut().zip(dw) {
-                            *w += d;
+                        let weights = self.core.network.layers_mut()[l].weights_mut();
+                        match &state.connectivity {
+                            None => weights.iter_mut().zip(dw).for_each(|(w, d)| *w += d),
+                            Some(c) => {
+                                for ((w, d), &present) in weights.iter_mut().zip(dw).zip(c.present()) {
+                                    if present {
+                                        *w += d;
+                                    }
+                                }
+                            }
                         }
                     }
                     "m" => std::mem::swap(&mut state.m, &mut state.outputs[k]),
                     "u" => std::mem::swap(&mut state.u, &mut state.outputs[k]),
                     other => unreachable!("'{other}' is refused by unsupported() before training"),
+                }
+            }
+            if let (Some(k), Some(connectivity)) = (prune_now.and(event), &mut state.connectivity) {
+                let removed = connectivity.prune(&state.scores, k, context.task, &self.schedule);
+                let weights = self.core.network.layers_mut()[l].weights_mut();
+                for i in removed {
+                    weights[i] = 0.0;
+                }
+                if k == self.schedule.prune_steps && self.schedule.protect_tasks > 0 {
+                    connectivity.protect(context.task, self.schedule.protect_tasks);
                 }
             }
             if reads.age {
@@ -565,7 +737,13 @@ mod tests {
         let network = Network::new(config.clone(), 4);
         let compiled = crate::rule::compile("fn synapse() { dw = hebb; }", std::path::Path::new("h.rhai"))
             .expect("compiles");
-        let mut learner = RuleLearner::new(network.clone(), "h".into(), &compiled, 0.0, false, 0);
+        let mut learner = RuleLearner::new(
+            network.clone(),
+            "h".into(),
+            &compiled,
+            Settings::new(0.0, RuleLayers::All, None),
+            0,
+        );
         let batch = Batch {
             images: (0..2 * 6).map(|i| ((i * 5 % 7) as f32) / 6.0).collect(),
             labels: vec![0, 2],
@@ -631,7 +809,13 @@ mod tests {
             std::path::Path::new("p.rhai"),
         )
         .expect("compiles");
-        let mut learner = RuleLearner::new(network.clone(), "p".into(), &compiled, 0.0, false, 0);
+        let mut learner = RuleLearner::new(
+            network.clone(),
+            "p".into(),
+            &compiled,
+            Settings::new(0.0, RuleLayers::All, None),
+            0,
+        );
         learner.update(
             &batch,
             UpdateContext::default(),
@@ -689,7 +873,13 @@ mod tests {
             std::path::Path::new("t.rhai"),
         )
         .expect("compiles");
-        let mut learner = RuleLearner::new(network.clone(), "t".into(), &compiled, 0.0, false, 0);
+        let mut learner = RuleLearner::new(
+            network.clone(),
+            "t".into(),
+            &compiled,
+            Settings::new(0.0, RuleLayers::All, None),
+            0,
+        );
         learner.update(
             &batch(),
             UpdateContext::default(),
@@ -809,5 +999,140 @@ mod tests {
                 err[1][k * 5]
             );
         }
+    }
+
+    fn pruning_learner(lr: f32, structure: StructureSpec) -> (Network, RuleLearner) {
+        let network = lif_network(vec![5, 4], 3);
+        let compiled = crate::rule::compile(
+            "fn synapse() { dw = -lr * grad; }\nfn prune() { score = abs(w); }",
+            std::path::Path::new("magnitude.rhai"),
+        )
+        .expect("compiles");
+        let settings = Settings::new(lr, RuleLayers::All, Some(&structure));
+        let learner = RuleLearner::new(network.clone(), "m".into(), &compiled, settings, 3);
+        (network, learner)
+    }
+
+    fn context(task: usize, step: usize) -> UpdateContext {
+        UpdateContext {
+            task,
+            step,
+            new_task: step == 0,
+            updates_per_task: 4,
+        }
+    }
+
+    fn present_per_row(learner: &RuleLearner, l: usize) -> Vec<usize> {
+        let inputs = learner.network().layers()[l].inputs();
+        let present = learner.present(l).expect("every matrix follows the rule");
+        present
+            .chunks(inputs)
+            .map(|r| r.iter().filter(|&&p| p).count())
+            .collect()
+    }
+
+    #[test]
+    fn pruning_keeps_each_neurons_strongest_synapses_at_the_window_end() {
+        // lr 0: nothing moves, so the survivors must be the initial largest |w| of each row.
+        let structure = StructureSpec {
+            target_density: 0.5,
+            window: 1.0,
+            prune_steps: 2,
+            ..StructureSpec::default()
+        };
+        let (network, mut learner) = pruning_learner(0.0, structure);
+        let mut rng = Rng::stream(0, Purpose::Encoding, &[]);
+        for step in 0..4 {
+            learner.update(&batch(), context(0, step), &mut rng);
+            let expected_density = match step {
+                // Event 1 of 2 after update 2: 1 → 0.5 + 0.5·(1/2)³ of each row.
+                0 => 1.0,
+                1..=2 => 0.5 + 0.5 / 8.0,
+                _ => 0.5,
+            };
+            for l in 0..3 {
+                let inputs = network.layers()[l].inputs();
+                let keep = (expected_density * inputs as f64).round() as usize;
+                assert!(
+                    present_per_row(&learner, l).iter().all(|&n| n == keep),
+                    "layer {l} step {step}"
+                );
+            }
+        }
+        for l in 0..3 {
+            let inputs = network.layers()[l].inputs();
+            let initial = network.layers()[l].weights();
+            let now = learner.network().layers()[l].weights();
+            let present = learner.present(l).expect("structured");
+            for (r, row) in present.chunks(inputs).enumerate() {
+                let w = |j: usize| initial[r * inputs + j].abs();
+                let weakest_kept = (0..inputs)
+                    .filter(|&j| row[j])
+                    .map(w)
+                    .fold(f32::INFINITY, f32::min);
+                let strongest_removed = (0..inputs).filter(|&j| !row[j]).map(w).fold(0.0, f32::max);
+                assert!(weakest_kept >= strongest_removed, "layer {l} row {r}");
+                for j in 0..inputs {
+                    let got = now[r * inputs + j];
+                    assert_eq!(got, if row[j] { initial[r * inputs + j] } else { 0.0 });
+                }
+            }
+        }
+        assert!(
+            (crate::metrics::density(
+                learner.network(),
+                &[learner.present(0), learner.present(1), learner.present(2)]
+            ) - 0.5)
+                .abs()
+                < 0.1
+        );
+    }
+
+    #[test]
+    fn absent_synapses_stay_at_zero_and_regrow_at_task_start() {
+        let structure = StructureSpec {
+            initial_density: 0.5,
+            target_density: 0.5,
+            window: 1.0,
+            prune_steps: 1,
+            regrow: 0.5,
+            ..StructureSpec::default()
+        };
+        let (network, mut learner) = pruning_learner(0.5, structure);
+        let mut rng = Rng::stream(0, Purpose::Encoding, &[]);
+        let start: Vec<Vec<usize>> = (0..3).map(|l| present_per_row(&learner, l)).collect();
+        for step in 0..4 {
+            learner.update(&batch(), context(0, step), &mut rng);
+            for (l, start) in start.iter().enumerate() {
+                let present = learner.present(l).expect("structured");
+                let w = learner.network().layers()[l].weights();
+                assert!(
+                    w.iter().zip(present).all(|(w, &p)| p || *w == 0.0),
+                    "absent weights stay 0"
+                );
+                assert_eq!(
+                    &present_per_row(&learner, l),
+                    start,
+                    "at the target: nothing pruned"
+                );
+            }
+        }
+        learner.update(&batch(), context(1, 0), &mut rng);
+        for (l, start) in start.iter().enumerate() {
+            let inputs = network.layers()[l].inputs();
+            for (&before, &after) in start.iter().zip(&present_per_row(&learner, l)) {
+                let absent = inputs - before;
+                assert_eq!(
+                    after,
+                    before + (0.5 * absent as f64).round() as usize,
+                    "layer {l}"
+                );
+            }
+        }
+        // Task 1's window prunes back to the target by its last update.
+        for step in 1..4 {
+            learner.update(&batch(), context(1, step), &mut rng);
+        }
+        assert_eq!(present_per_row(&learner, 0), start[0]);
     }
 }

@@ -69,12 +69,14 @@ pub struct Representation {
 }
 
 /// Computes the diagnostics from the workspace of an eval pass over `probe_len` examples of `input`.
+/// `present[l]` says which synapses of weight matrix l exist (`None`, or a missing entry: all of them).
 pub fn representation(
     network: &Network,
     workspace: &Workspace,
     input: &[f32],
     probe_len: usize,
     dormant_threshold: f32,
+    present: &[Option<&[bool]>],
 ) -> Representation {
     let widths = &network.config().hidden;
     let mut ranks = Vec::with_capacity(widths.len());
@@ -100,12 +102,22 @@ pub fn representation(
         units += width;
     }
     let events = workspace.input_events(network, input);
-    let synaptic_ops = events
-        .iter()
-        .zip(network.layers())
-        .map(|(e, layer)| e * layer.outputs() as f64)
-        .sum::<f64>()
-        / probe_len as f64;
+    let mut synaptic_ops = 0.0;
+    for (l, (per_input, layer)) in events.iter().zip(network.layers()).enumerate() {
+        match present.get(l).copied().flatten() {
+            None => synaptic_ops += per_input.iter().sum::<f64>() * layer.outputs() as f64,
+            Some(present) => {
+                let mut fan_out = vec![0.0f64; layer.inputs()];
+                for row in present.chunks_exact(layer.inputs()) {
+                    for (f, &p) in fan_out.iter_mut().zip(row) {
+                        *f += p as u8 as f64;
+                    }
+                }
+                synaptic_ops += per_input.iter().zip(&fan_out).map(|(e, f)| e * f).sum::<f64>();
+            }
+        }
+    }
+    let synaptic_ops = synaptic_ops / probe_len as f64;
     Representation {
         effective_rank: ranks,
         dead_fraction: dead as f64 / units as f64,
@@ -113,6 +125,20 @@ pub fn representation(
         firing_rate: activity_sum / units as f64,
         synaptic_ops,
     }
+}
+
+/// Fraction of the network's synapses (every weight matrix) that exist; `present` as in
+/// [`representation`].
+pub fn density(network: &Network, present: &[Option<&[bool]>]) -> f64 {
+    let (mut existing, mut all) = (0usize, 0usize);
+    for (l, layer) in network.layers().iter().enumerate() {
+        all += layer.weights().len();
+        existing += match present.get(l).copied().flatten() {
+            Some(p) => p.iter().filter(|&&p| p).count(),
+            None => layer.weights().len(),
+        };
+    }
+    existing as f64 / all.max(1) as f64
 }
 
 /// Effective rank (Roy & Vetterli) of a `rows × cols` row-major matrix. 0 for the zero matrix, NaN if

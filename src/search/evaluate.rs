@@ -16,7 +16,7 @@ use crate::metrics::{self, AccuracyMatrix, TaskRecord};
 use crate::rule::CompiledRule;
 use crate::run::{self, Observer, RunOptions, Status};
 use crate::snn::Network;
-use crate::spec::{LearnerSpec, RuleLayers};
+use crate::spec::LearnerSpec;
 
 /// How a trial ended.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -121,8 +121,7 @@ impl Bench<'_> {
                 network,
                 "candidate".into(),
                 rule,
-                self.spec.learner.lr,
-                self.spec.learner.apply_to == RuleLayers::Hidden,
+                self.spec.learner.settings(),
                 seed,
             )),
             Trainee::Baseline(spec, rules) => learner::build(spec, network, seed, rules),

@@ -33,8 +33,8 @@ use std::time::Instant;
 
 use crate::data::{Dataset, DatasetKind};
 use crate::learner::Rules;
-use crate::rule::CompiledRule;
 use crate::rule::ir::fnv1a;
+use crate::rule::{CompiledRule, Section};
 use crate::run::RunOptions;
 use crate::spec::LearnerSpec;
 pub use behaviour::behaviour_hash;
@@ -69,8 +69,8 @@ pub enum Error {
     /// A seed or baseline rule does not compile.
     #[error("{0}")]
     Rule(#[from] crate::rule::Error),
-    /// A rule uses what training cannot compute yet.
-    #[error("{path}: cannot train this rule yet: {why}")]
+    /// A rule uses what training cannot compute yet, or does not fit the learner settings.
+    #[error("{path}: cannot train this rule: {why}")]
     Untrainable {
         /// The file.
         path: PathBuf,
@@ -267,11 +267,37 @@ impl<'a> Search<'a> {
             .iter()
             .map(|p| Ok((p.clone(), load_rule(p)?)))
             .collect::<Result<Vec<_>, Error>>()?;
+        for (path, rule) in &seed_rules {
+            let structure = spec.learner.structure.as_ref();
+            let why = crate::learner::rule::structure_without_score(rule, structure).or_else(|| {
+                let prunes = rule.programs.iter().any(|(s, _)| *s == Section::Prune);
+                (spec.evolve.contains(&Section::Prune) && !prunes).then(|| {
+                    "`evolve` includes Prune but the rule has no prune() section to mutate; add one \
+                     (rules/pruning/ has examples)"
+                        .to_string()
+                })
+            });
+            if let Some(why) = why {
+                return Err(Error::Untrainable {
+                    path: path.clone(),
+                    why,
+                });
+            }
+        }
         let mut rules = Rules::new();
         for b in &spec.baselines {
             if let LearnerSpec::Rule { path, .. } = b {
                 if !rules.contains_key(path) {
                     rules.insert(path.clone(), load_rule(path)?);
+                }
+                if let LearnerSpec::Rule { structure, .. } = b
+                    && let Some(why) =
+                        crate::learner::rule::structure_without_score(&rules[path], structure.as_ref())
+                {
+                    return Err(Error::Untrainable {
+                        path: path.clone(),
+                        why,
+                    });
                 }
             }
         }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::DatasetKind;
 use crate::rule::Section;
-use crate::spec::{BenchmarkSpec, Error, LearnerSpec, NetworkSpec, RuleLayers, RunSpec};
+use crate::spec::{BenchmarkSpec, Error, LearnerSpec, NetworkSpec, RuleLayers, RunSpec, StructureSpec};
 
 /// A whole search spec.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -74,6 +74,10 @@ pub struct CandidateLearner {
     /// Which weight matrices follow the rule (the others follow plain SGD).
     #[serde(default)]
     pub apply_to: RuleLayers,
+    /// The structure schedule that candidates' `prune()` sections drive (the default one when absent).
+    /// When given, every seed rule needs a `prune()` section.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub structure: Option<StructureSpec>,
 }
 
 impl Default for CandidateLearner {
@@ -81,7 +85,15 @@ impl Default for CandidateLearner {
         CandidateLearner {
             lr: default_lr(),
             apply_to: RuleLayers::All,
+            structure: None,
         }
+    }
+}
+
+impl CandidateLearner {
+    /// How candidate rules train.
+    pub fn settings(&self) -> crate::learner::rule::Settings {
+        crate::learner::rule::Settings::new(self.lr, self.apply_to, self.structure.as_ref())
     }
 }
 
@@ -302,14 +314,19 @@ impl SearchSpec {
         if self.evolve.is_empty() {
             return invalid("evolve", "needs at least one section, e.g. [Synapse]".into());
         }
-        if let Some(s) = self.evolve.iter().find(|s| **s != Section::Synapse) {
+        if let Some(s) = self.evolve.iter().find(|s| **s == Section::Neuron) {
             return invalid(
                 "evolve",
                 format!(
-                    "training cannot run {}() sections yet, so they cannot evolve; use [Synapse]",
+                    "training cannot run {}() sections yet, so they cannot evolve; use Synapse and/or Prune",
                     s.function()
                 ),
             );
+        }
+        if let Some(structure) = &self.learner.structure {
+            structure
+                .check()
+                .or_else(|(field, message)| invalid(&format!("learner.structure.{field}"), message))?;
         }
         for (i, b) in self.baselines.iter().enumerate() {
             b.check().or_else(|(field, message)| {

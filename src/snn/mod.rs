@@ -267,20 +267,33 @@ impl Workspace {
         out.iter_mut().for_each(|o| *o *= scale);
     }
 
-    /// Non-zero inputs reaching hidden layer `layer` and the readout over the last pass, summed over steps
-    /// and the batch; index `hidden.len()` is the readout. Used for synaptic-operation counts.
-    pub fn input_events(&self, network: &Network, input: &[f32]) -> Vec<f64> {
+    /// Non-zero inputs reaching each hidden layer and the readout over the last pass, per input unit,
+    /// summed over steps and the batch; index `hidden.len()` is the readout. Used for synaptic-operation
+    /// counts (an event at input j costs one operation per existing synapse of column j).
+    pub fn input_events(&self, network: &Network, input: &[f32]) -> Vec<Vec<f64>> {
         let t_steps = network.config.time_steps;
-        let nnz = |s: &[f32]| s.iter().filter(|&&v| v != 0.0).count() as f64;
-        let mut out = Vec::with_capacity(network.layers.len());
-        let first = match network.config.encoding {
-            // The analog input is re-injected at every step, as neuromorphic hardware would.
-            Encoding::Direct => nnz(&input[..self.batch * network.config.inputs]) * t_steps as f64,
-            Encoding::Bernoulli => nnz(&self.input_sequence),
+        let per_unit = |values: &[f32], width: usize| {
+            let mut counts = vec![0.0f64; width];
+            for row in values.chunks_exact(width) {
+                for (c, &v) in counts.iter_mut().zip(row) {
+                    *c += (v != 0.0) as u8 as f64;
+                }
+            }
+            counts
         };
-        out.push(first);
-        for buffers in &self.layers {
-            out.push(nnz(&buffers.spikes));
+        let inputs = network.config.inputs;
+        let mut out = Vec::with_capacity(network.layers.len());
+        out.push(match network.config.encoding {
+            // The analog input is re-injected at every step, as neuromorphic hardware would.
+            Encoding::Direct => {
+                let mut counts = per_unit(&input[..self.batch * inputs], inputs);
+                counts.iter_mut().for_each(|c| *c *= t_steps as f64);
+                counts
+            }
+            Encoding::Bernoulli => per_unit(&self.input_sequence, inputs),
+        });
+        for (buffers, &width) in self.layers.iter().zip(&network.config.hidden) {
+            out.push(per_unit(&buffers.spikes, width));
         }
         out
     }

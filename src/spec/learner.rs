@@ -94,7 +94,8 @@ pub enum LearnerSpec {
         #[serde(default = "default_ewc_gamma")]
         gamma: f32,
     },
-    /// A rule script: its `synapse()` section gives every weight's update; biases follow plain SGD.
+    /// A rule script: its `synapse()` section gives every weight's update (biases follow plain SGD),
+    /// its `prune()` section scores synapses for the structure schedule.
     Rule {
         /// The `.rhai` file.
         path: PathBuf,
@@ -103,6 +104,10 @@ pub enum LearnerSpec {
         /// Which weight matrices follow the rule (the others follow plain SGD).
         #[serde(default)]
         apply_to: RuleLayers,
+        /// The structure schedule; a rule with a `prune()` section and no schedule gets the default
+        /// one (see [`StructureSpec`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        structure: Option<StructureSpec>,
     },
     /// Synaptic intelligence (§4.6). Needs visible boundaries.
     Si {
@@ -125,6 +130,93 @@ pub enum RuleLayers {
     All,
     /// Hidden layers only; the readout follows plain SGD.
     Hidden,
+}
+
+/// Who competes with whom when synapses are pruned.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Competition {
+    /// The incoming synapses of each postsynaptic neuron: every neuron keeps its share.
+    #[default]
+    PerNeuron,
+    /// Every synapse of a weight matrix: a neuron can lose all its inputs.
+    PerLayer,
+}
+
+/// The structure schedule of the matrices that follow a rule (DESIGN §4): overproduce, prune the
+/// lowest `prune()` scores toward a target density inside a window at each task's start, regrow,
+/// consolidate. Defaults: halve each neuron's inputs over the first half of every task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StructureSpec {
+    /// Fraction of synapses that exist at creation, in (0, 1] (1).
+    pub initial_density: f32,
+    /// Density each task's window prunes toward, in (0, 1] (0.5).
+    pub target_density: f32,
+    /// Fraction of each task's updates, from its start, during which pruning happens, in (0, 1] (0.5).
+    pub window: f32,
+    /// Pruning events in the window, ≥ 1 (10).
+    pub prune_steps: usize,
+    /// Who competes (PerNeuron).
+    pub competition: Competition,
+    /// Fraction of absent synapses regrown (at w = 0) at each task start after the first, in [0, 1] (0).
+    pub regrow: f32,
+    /// A window's survivors cannot be pruned during the next this many windows (0: off).
+    pub protect_tasks: usize,
+}
+
+impl Default for StructureSpec {
+    fn default() -> Self {
+        StructureSpec {
+            initial_density: 1.0,
+            target_density: 0.5,
+            window: 0.5,
+            prune_steps: 10,
+            competition: Competition::PerNeuron,
+            regrow: 0.0,
+            protect_tasks: 0,
+        }
+    }
+}
+
+impl StructureSpec {
+    /// Checks every field's range; returns (field, message) for the first violation, the field
+    /// relative to the structure section.
+    pub fn check(&self) -> Result<(), (String, String)> {
+        let unit = |field: &str, v: f32, zero_ok: bool| {
+            let ok = v.is_finite() && v <= 1.0 && (v > 0.0 || (zero_ok && v == 0.0));
+            if ok {
+                Ok(())
+            } else {
+                let range = if zero_ok { "[0, 1]" } else { "(0, 1]" };
+                Err((field.to_string(), format!("must be in {range} (got {v})")))
+            }
+        };
+        unit("initial_density", self.initial_density, false)?;
+        unit("target_density", self.target_density, false)?;
+        unit("window", self.window, false)?;
+        unit("regrow", self.regrow, true)?;
+        if self.prune_steps == 0 {
+            return Err(("prune_steps".into(), "must be at least 1 (got 0)".into()));
+        }
+        Ok(())
+    }
+
+    /// The learner's schedule.
+    pub fn schedule(&self) -> crate::learner::structure::Schedule {
+        use crate::learner::structure;
+        structure::Schedule {
+            initial_density: self.initial_density,
+            target_density: self.target_density,
+            window: self.window,
+            prune_steps: self.prune_steps,
+            competition: match self.competition {
+                Competition::PerNeuron => structure::Competition::PerNeuron,
+                Competition::PerLayer => structure::Competition::PerLayer,
+            },
+            regrow: self.regrow,
+            protect_tasks: self.protect_tasks,
+        }
+    }
 }
 
 /// Which unit utility continual backprop ranks by (§1.1c).
@@ -403,6 +495,11 @@ impl LearnerSpec {
             }
         }
         match self {
+            LearnerSpec::Rule {
+                structure: Some(s), ..
+            } => s
+                .check()
+                .or_else(|(field, message)| fail(&format!("structure.{field}"), message)),
             LearnerSpec::Cbp(p) if p.replacement_rate >= 1.0 => fail(
                 "replacement_rate",
                 format!(

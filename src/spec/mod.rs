@@ -15,7 +15,10 @@ use crate::data::{DatasetKind, StreamConfig};
 mod learner;
 
 use crate::snn::{self, Encoding, Init, Lif, NetworkConfig, Neuron};
-pub use learner::{CbpParams, LEARNER_NAMES, LearnerSpec, MesuParams, RuleLayers, Utility, labels};
+pub use learner::{
+    CbpParams, Competition, LEARNER_NAMES, LearnerSpec, MesuParams, RuleLayers, StructureSpec, Utility,
+    labels,
+};
 
 /// Errors in a spec file. Parse errors carry line and column; validation errors name the field.
 #[derive(Debug, thiserror::Error)]
