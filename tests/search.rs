@@ -101,6 +101,68 @@ fn a_search_finishes_and_writes_its_results() {
 }
 
 #[test]
+fn a_search_can_evolve_prune_sections_under_a_structure_schedule() {
+    let rules = repo().join("rules/pruning");
+    let text = spec(12)
+        .replace(
+            "learner: (lr: 0.1),",
+            "learner: (lr: 0.1, structure: (target_density: 0.4, window: 0.5, prune_steps: 3)),\n    evolve: [Prune],",
+        )
+        .replace(
+            &format!(
+                "[\"{}\", \"{}\"]",
+                repo().join("rules/baselines/sgd.rhai").display(),
+                repo().join("rules/local/bcm.rhai").display()
+            ),
+            &format!(
+                "[\"{}\", \"{}\"]",
+                rules.join("magnitude.rhai").display(),
+                rules.join("usage.rhai").display()
+            ),
+        );
+    assert!(text.contains("usage.rhai") && text.contains("evolve: [Prune]"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (code, stdout, stderr) = search(dir.path(), &text, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("12 evaluations"), "{stdout}");
+    let journal = std::fs::read_to_string(dir.path().join("out/journal.jsonl")).expect("journal");
+    let entries: Vec<Value> = journal
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    // Children differ from their parents in the prune() section only.
+    let children: Vec<&str> = entries
+        .iter()
+        .filter(|e| e["kind"] == "candidate" && e["origin"]["mutation"].is_object())
+        .map(|e| e["source"].as_str().expect("source"))
+        .collect();
+    assert!(!children.is_empty(), "the search bred children");
+    assert!(
+        children
+            .iter()
+            .all(|s| s.contains("fn prune()") && !s.contains("fn synapse()")),
+        "{children:?}"
+    );
+    // Candidates prune to the target; the dense SGD baseline does not.
+    let densities = |candidate: bool| -> Vec<f64> {
+        entries
+            .iter()
+            .filter(|e| e["kind"] == "trial" && e["subject"]["candidate"].is_null() != candidate)
+            .flat_map(|e| e["result"]["density"].as_array().expect("densities").clone())
+            .map(|d| d.as_f64().expect("a number"))
+            .collect()
+    };
+    assert!(
+        densities(true).iter().all(|d| (d - 0.4).abs() < 0.05),
+        "{:?}",
+        densities(true)
+    );
+    assert!(densities(false).iter().all(|&d| d == 1.0));
+    let best = std::fs::read_to_string(dir.path().join("out/best.rhai")).expect("best.rhai");
+    assert!(best.contains("fn prune()"), "{best}");
+}
+
+#[test]
 fn one_thread_and_two_threads_give_the_same_journal_and_state() {
     let (a, b) = (
         tempfile::tempdir().expect("dir"),

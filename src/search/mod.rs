@@ -251,6 +251,46 @@ pub fn load_rule(path: &Path) -> Result<CompiledRule, Error> {
     Ok(compiled)
 }
 
+/// Reads, compiles and checks every rule `spec` names: the seed rules (in order) and the baselines'
+/// rules. A rule that does not compile, that training cannot run, or that does not fit the learner
+/// settings (a structure schedule without a `prune()` section; `evolve: [Prune]` without one to
+/// mutate) is an error naming the file.
+pub fn load_rules(spec: &SearchSpec) -> Result<(Vec<(PathBuf, CompiledRule)>, Rules), Error> {
+    let untrainable = |path: &Path, why: String| Error::Untrainable {
+        path: path.to_path_buf(),
+        why,
+    };
+    let mut seed_rules = Vec::with_capacity(spec.seed_rules.len());
+    for path in &spec.seed_rules {
+        let rule = load_rule(path)?;
+        let prunes = rule.programs.iter().any(|(s, _)| *s == Section::Prune);
+        if let Some(why) =
+            crate::learner::rule::structure_without_score(&rule, spec.learner.structure.as_ref())
+        {
+            return Err(untrainable(path, why));
+        }
+        if spec.evolve.contains(&Section::Prune) && !prunes {
+            let why = "`evolve` includes Prune but the rule has no prune() section to mutate; add one \
+                       (rules/pruning/ has examples)";
+            return Err(untrainable(path, why.into()));
+        }
+        seed_rules.push((path.clone(), rule));
+    }
+    let mut rules = Rules::new();
+    for baseline in &spec.baselines {
+        if let LearnerSpec::Rule { path, structure, .. } = baseline {
+            if !rules.contains_key(path) {
+                rules.insert(path.clone(), load_rule(path)?);
+            }
+            if let Some(why) = crate::learner::rule::structure_without_score(&rules[path], structure.as_ref())
+            {
+                return Err(untrainable(path, why));
+            }
+        }
+    }
+    Ok((seed_rules, rules))
+}
+
 impl<'a> Search<'a> {
     /// Prepares a search: compiles the seed and baseline rules, opens (or resumes) the journal. Nothing
     /// trains yet.
@@ -262,45 +302,7 @@ impl<'a> Search<'a> {
         launch: &Launch,
         monitor: &dyn Monitor,
     ) -> Result<Search<'a>, Error> {
-        let seed_rules = spec
-            .seed_rules
-            .iter()
-            .map(|p| Ok((p.clone(), load_rule(p)?)))
-            .collect::<Result<Vec<_>, Error>>()?;
-        for (path, rule) in &seed_rules {
-            let structure = spec.learner.structure.as_ref();
-            let why = crate::learner::rule::structure_without_score(rule, structure).or_else(|| {
-                let prunes = rule.programs.iter().any(|(s, _)| *s == Section::Prune);
-                (spec.evolve.contains(&Section::Prune) && !prunes).then(|| {
-                    "`evolve` includes Prune but the rule has no prune() section to mutate; add one \
-                     (rules/pruning/ has examples)"
-                        .to_string()
-                })
-            });
-            if let Some(why) = why {
-                return Err(Error::Untrainable {
-                    path: path.clone(),
-                    why,
-                });
-            }
-        }
-        let mut rules = Rules::new();
-        for b in &spec.baselines {
-            if let LearnerSpec::Rule { path, .. } = b {
-                if !rules.contains_key(path) {
-                    rules.insert(path.clone(), load_rule(path)?);
-                }
-                if let LearnerSpec::Rule { structure, .. } = b
-                    && let Some(why) =
-                        crate::learner::rule::structure_without_score(&rules[path], structure.as_ref())
-                {
-                    return Err(Error::Untrainable {
-                        path: path.clone(),
-                        why,
-                    });
-                }
-            }
-        }
+        let (seed_rules, rules) = load_rules(spec)?;
         let baselines: Vec<(String, LearnerSpec)> = crate::spec::labels(&spec.baselines)
             .into_iter()
             .zip(spec.baselines.iter().cloned())
