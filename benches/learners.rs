@@ -59,6 +59,7 @@ fn bench(c: &mut Criterion) {
             lr: 0.05,
             apply_to: synaptogen::spec::RuleLayers::All,
             structure: None,
+            replacement: None,
         },
     ));
     for (label, spec) in specs {

@@ -210,7 +210,10 @@ fn a_rule_training_cannot_compute_yet_is_refused_before_training() {
             "rules/baselines/mesu.rhai",
             "the rule uses sigma, grad_sigma, which training does not compute yet",
         ),
-        ("rules/baselines/cbp.rhai", "neuron() rules are not trained yet"),
+        (
+            "rules/local/adaptive_threshold.rhai",
+            "neuron() writes theta, and per-neuron adaptive thresholds are not trained yet",
+        ),
     ] {
         let (code, stderr, _) = run_with(&["--rule", rule]);
         assert_eq!(code, 2, "{stderr}");

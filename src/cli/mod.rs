@@ -391,20 +391,24 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
             .cloned()
             .collect()
     };
-    // `--rule` files train like the spec's own rule learner (its step size, layers and structure
-    // schedule) when it has one, else with its step size and every matrix following the rule.
+    // `--rule` files train like the spec's own rule learner (its step size, layers, structure
+    // schedule and replacement) when it has one, else with its step size and every matrix following the rule.
     let lr = spec.learner.lr().unwrap_or(0.05);
-    let (apply_to, structure) = match &spec.learner {
+    let (apply_to, structure, replacement) = match &spec.learner {
         LearnerSpec::Rule {
-            apply_to, structure, ..
-        } => (*apply_to, structure.clone()),
-        _ => (spec::RuleLayers::All, None),
+            apply_to,
+            structure,
+            replacement,
+            ..
+        } => (*apply_to, structure.clone(), replacement.clone()),
+        _ => (spec::RuleLayers::All, None, None),
     };
     learners.extend(args.rules.iter().map(|path| LearnerSpec::Rule {
         path: path.clone(),
         lr,
         apply_to,
         structure: structure.clone(),
+        replacement: replacement.clone(),
     }));
     let rules = compile_rules(&learners)?;
     let stem = args

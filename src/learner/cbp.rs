@@ -24,14 +24,14 @@ use crate::spec::{CbpParams, Utility};
 
 /// Adam-style bias correction `1 − η^age` of a running average started at 0 (1 when η = 0 or age = 0,
 /// where there is nothing to correct).
-fn bias_correction(decay: f32, age: u32) -> f32 {
+pub(super) fn bias_correction(decay: f32, age: u32) -> f32 {
     let c = 1.0 - (decay as f64).powi(age.min(100_000) as i32);
     if c > 0.0 { c as f32 } else { 1.0 }
 }
 
 /// Σ|x| with eight independent accumulators: a single running sum is a chain of dependent float adds
 /// the compiler may not reorder, which runs at add latency instead of vector width.
-fn sum_abs(xs: &[f32]) -> f32 {
+pub(super) fn sum_abs(xs: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 8];
     let chunks = xs.chunks_exact(8);
     let tail: f32 = chunks.remainder().iter().map(|x| x.abs()).sum();
@@ -61,7 +61,8 @@ pub struct ContinualBackprop {
     activity: Vec<f32>,
     seed: u64,
     updates: u64,
-    replaced: u64,
+    /// Every replacement so far: (update, hidden layer, unit).
+    replaced: Vec<(u64, usize, usize)>,
 }
 
 impl ContinualBackprop {
@@ -85,13 +86,18 @@ impl ContinualBackprop {
             activity: Vec::new(),
             seed,
             updates: 0,
-            replaced: 0,
+            replaced: Vec::new(),
         }
     }
 
     /// Units replaced since the start.
     pub fn replaced(&self) -> u64 {
-        self.replaced
+        self.replaced.len() as u64
+    }
+
+    /// Every replacement so far: (update, hidden layer, unit).
+    pub fn replaced_units(&self) -> &[(u64, usize, usize)] {
+        &self.replaced
     }
 
     /// Bias-corrected utility `û` of every unit of hidden layer `layer`.
@@ -228,10 +234,10 @@ impl ContinualBackprop {
                 stats.utility[unit] = 0.0;
                 stats.mean_activity[unit] = 0.0;
                 stats.age[unit] = 0;
+                self.replaced.push((self.updates, l, unit));
             }
             count += k;
         }
-        self.replaced += count as u64;
         count
     }
 }

@@ -15,6 +15,7 @@
 
 pub mod cbp;
 pub mod mesu;
+pub mod neurons;
 pub mod penalty;
 pub mod redo;
 pub mod rule;
@@ -95,11 +96,12 @@ pub fn build(spec: &LearnerSpec, network: Network, seed: u64, rules: &Rules) -> 
             lr,
             apply_to,
             structure,
+            replacement,
         } => {
             let compiled = rules
                 .get(&path)
                 .expect("the caller compiles every rule before building learners");
-            let settings = rule::Settings::new(lr, apply_to, structure.as_ref());
+            let settings = rule::Settings::new(lr, apply_to, structure.as_ref(), replacement.as_ref());
             Box::new(rule::RuleLearner::new(
                 network,
                 spec.label(),

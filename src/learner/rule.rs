@@ -28,20 +28,21 @@
 //! Not trained yet (refused with a clear error before anything runs): `sigma`, `grad_sigma`, and the
 //! `neuron()` section.
 
+use super::neurons::{Globals, NeuronPass, Replacement};
 use super::structure::{self, Connectivity, Schedule};
 use super::{Backprop, Learner, NoiseTable, UpdateContext, UpdateStats};
 use crate::data::Batch;
 use crate::rng::{Purpose, Rng};
 use crate::rule::program::Input;
 use crate::rule::{CompiledRule, Program, Section};
-use crate::snn::{Network, Storage, accumulate_softmax, matmul};
-use crate::spec::{RuleLayers, StructureSpec};
+use crate::snn::{Network, Storage, Workspace, accumulate_softmax, matmul};
+use crate::spec::{ReplacementSpec, RuleLayers, StructureSpec};
 
 /// Decay of `pre_trace`, `post_trace` and `loss_trace` per update.
 pub const TRACE_DECAY: f32 = 0.99;
 
 /// The vocabulary a synapse rule can be trained with today.
-pub const TRAINABLE: [&str; 24] = [
+pub const TRAINABLE: [&str; 31] = [
     "w",
     "w0",
     "grad",
@@ -66,16 +67,24 @@ pub const TRAINABLE: [&str; 24] = [
     "fan_in",
     "fan_out",
     "layer",
+    "rate",
+    "rate_trace",
+    "in_w",
+    "out_w",
+    "act_dev",
+    "util",
+    "h",
 ];
 
 /// Why a compiled rule cannot be trained yet; `None` when it can.
 pub fn unsupported(rule: &CompiledRule) -> Option<String> {
     for (section, program) in &rule.programs {
-        if *section == Section::Neuron {
-            return Some(format!(
-                "{}() rules are not trained yet (synapse() rules are); remove it to train the synapse rule",
-                section.function()
-            ));
+        if *section == Section::Neuron && program.outputs.iter().any(|(n, _)| *n == "theta") {
+            return Some(
+                "neuron() writes theta, and per-neuron adaptive thresholds are not trained yet \
+                 (neuron() rules that keep h and write score are)"
+                    .into(),
+            );
         }
         let mut missing: Vec<&str> = Vec::new();
         for name in program
@@ -83,7 +92,7 @@ pub fn unsupported(rule: &CompiledRule) -> Option<String> {
             .iter()
             .chain(program.outputs.iter().map(|(n, _)| n))
         {
-            if !TRAINABLE.contains(name) && !["dw", "score"].contains(name) && !missing.contains(name) {
+            if !TRAINABLE.contains(name) && !["dw", "score", "h"].contains(name) && !missing.contains(name) {
                 missing.push(name);
             }
         }
@@ -117,15 +126,27 @@ pub struct Settings {
     pub hidden_only: bool,
     /// The structure schedule a `prune()` section drives (the default one when the spec gives none).
     pub structure: Schedule,
+    /// How a `neuron()` score replaces hidden units (continual backprop's defaults when absent).
+    pub replacement: Replacement,
 }
 
 impl Settings {
     /// The settings of a `Rule` learner section (or a search's candidate learner).
-    pub fn new(lr: f32, apply_to: RuleLayers, structure: Option<&StructureSpec>) -> Settings {
+    pub fn new(
+        lr: f32,
+        apply_to: RuleLayers,
+        structure: Option<&StructureSpec>,
+        replacement: Option<&ReplacementSpec>,
+    ) -> Settings {
+        let replacement = replacement.cloned().unwrap_or_default();
         Settings {
             lr,
             hidden_only: apply_to == RuleLayers::Hidden,
             structure: structure.cloned().unwrap_or_default().schedule(),
+            replacement: Replacement {
+                rate: replacement.rate,
+                maturity: replacement.maturity,
+            },
         }
     }
 }
@@ -155,6 +176,8 @@ pub struct RuleLearner {
     program: Program,
     /// The `prune()` program, when the rule has one (it drives the structure schedule).
     prune: Option<Program>,
+    /// The `neuron()` pass, when the rule has one.
+    neurons: Option<NeuronPass>,
     lr: f32,
     hidden_only: bool,
     schedule: Schedule,
@@ -291,14 +314,19 @@ impl RuleLearner {
                 scores: Vec::new(),
             });
         }
+        let neurons = section(Section::Neuron)
+            .map(|program| NeuronPass::new(program, settings.replacement, &network, seed));
+        let (neuron_v, neuron_err) = neurons.as_ref().map_or((false, false), NeuronPass::reads_v_err);
         let mut core = Backprop::new(network);
         let recorded = reads.union(prune_reads);
-        core.workspace.record(recorded.v, recorded.err);
+        core.workspace
+            .record(recorded.v || neuron_v, recorded.err || neuron_err);
         RuleLearner {
             core,
             name,
             program,
             prune,
+            neurons,
             lr: settings.lr,
             hidden_only: settings.hidden_only,
             schedule: settings.structure,
@@ -340,6 +368,46 @@ impl RuleLearner {
             }
             connectivity.open_window();
         }
+    }
+
+    /// Every unit the neuron pass replaced so far: (update, hidden layer, unit).
+    pub fn replaced_units(&self) -> &[(u64, usize, usize)] {
+        self.neurons.as_ref().map_or(&[], NeuronPass::replaced)
+    }
+
+    /// After hidden unit `unit` of layer `l` was replaced: its incoming synapses are new (`w0` is their
+    /// fresh weight, absent ones stay at 0), its outgoing ones restart at 0, and every synapse's state
+    /// and the unit's traces restart.
+    fn restart_synapses_of(&mut self, l: usize, unit: usize) {
+        let (incoming, next) = self.matrices.split_at_mut(l + 1);
+        let state = &mut incoming[l];
+        let layer = &mut self.core.network.layers_mut()[l];
+        let inputs = layer.inputs();
+        let row = unit * inputs..(unit + 1) * inputs;
+        let weights = &mut layer.weights_mut()[row.clone()];
+        if let Some(c) = &state.connectivity {
+            for (w, &present) in weights.iter_mut().zip(&c.present()[row.clone()]) {
+                if !present {
+                    *w = 0.0;
+                }
+            }
+        }
+        state.w0[row.clone()].copy_from_slice(weights);
+        for slot in [&mut state.age, &mut state.m, &mut state.u] {
+            slot[row.clone()].fill(0.0);
+        }
+        state.post_trace[unit] = 0.0;
+        let outgoing = &mut next[0];
+        let width = outgoing.pre_trace.len();
+        for slot in [
+            &mut outgoing.w0,
+            &mut outgoing.age,
+            &mut outgoing.m,
+            &mut outgoing.u,
+        ] {
+            slot.iter_mut().skip(unit).step_by(width).for_each(|x| *x = 0.0);
+        }
+        outgoing.pre_trace[unit] = 0.0;
     }
 
     /// Mean over the batch of `values` (`batch × width`).
@@ -496,16 +564,7 @@ impl Learner for RuleLearner {
             } else if l == hidden {
                 vec![1.0; outputs]
             } else {
-                let surrogate = self.core.workspace.surrogate(l);
-                let mut mean = vec![0.0f32; outputs];
-                for row in surrogate.chunks_exact(outputs) {
-                    for (m, p) in mean.iter_mut().zip(row) {
-                        *m += p;
-                    }
-                }
-                let count = (surrogate.len() / outputs).max(1) as f32;
-                mean.iter_mut().for_each(|m| *m /= count);
-                mean
+                mean_surrogate(&self.core.workspace, l, outputs)
             };
             let theta = match config.neuron {
                 crate::snn::Neuron::Lif(lif) if l < hidden => lif.threshold,
@@ -518,13 +577,7 @@ impl Learner for RuleLearner {
             } else if l == hidden {
                 Self::batch_mean(self.core.workspace.logits(), outputs)
             } else {
-                let scale = 1.0 / (steps * rows) as f32;
-                self.core
-                    .workspace
-                    .membrane_sum(l)
-                    .iter()
-                    .map(|m| m * scale)
-                    .collect()
+                mean_membrane(&self.core.workspace, l, steps * rows)
             };
             let err: Vec<f32> = if !reads.err {
                 Vec::new()
@@ -536,13 +589,7 @@ impl Learner for RuleLearner {
                 }
                 e
             } else {
-                let scale = 1.0 / steps as f32;
-                self.core
-                    .workspace
-                    .error_sum(l)
-                    .iter()
-                    .map(|e| e * scale)
-                    .collect()
+                output_error(&self.core.workspace, l, steps)
             };
             let mut elig_is_per_column = false;
             if reads.elig {
@@ -703,17 +750,74 @@ impl Learner for RuleLearner {
                 *b -= lr * g;
             }
         }
+        // The neuron pass sees the updated weights; a replaced unit's bias restarts at 0 after SGD
+        // moved it, as in continual backprop.
+        if let Some(neurons) = &mut self.neurons {
+            let workspace = &self.core.workspace;
+            let (steps, rows) = (config.time_steps, batch.len());
+            let row_stats = |l: usize| {
+                (
+                    mean_surrogate(workspace, l, config.hidden[l]),
+                    mean_membrane(workspace, l, steps * rows),
+                    output_error(workspace, l, steps),
+                )
+            };
+            let globals = Globals {
+                lr: self.lr,
+                step: context.step as f32,
+                new_task: if context.new_task { 1.0 } else { 0.0 },
+                loss: stats.loss,
+                loss_trace,
+            };
+            let noise = &self.noise;
+            let replaced = neurons.run(
+                &mut self.core.network,
+                workspace,
+                globals,
+                &row_stats,
+                &mut |chunk| noise.fill(chunk, &mut noise_rng),
+                self.updates,
+            );
+            for (l, unit) in replaced {
+                self.restart_synapses_of(l, unit);
+            }
+        }
         self.updates += 1;
         stats
     }
 }
 
+/// Mean surrogate derivative ψ of each neuron of hidden layer `l` over batch and steps.
+fn mean_surrogate(workspace: &Workspace, l: usize, width: usize) -> Vec<f32> {
+    let surrogate = workspace.surrogate(l);
+    let mut mean = vec![0.0f32; width];
+    for row in surrogate.chunks_exact(width) {
+        for (m, p) in mean.iter_mut().zip(row) {
+            *m += p;
+        }
+    }
+    let count = (surrogate.len() / width).max(1) as f32;
+    mean.iter_mut().for_each(|m| *m /= count);
+    mean
+}
+
+/// Mean pre-reset membrane of each neuron of hidden layer `l` (the workspace sums over `samples` =
+/// steps × batch).
+fn mean_membrane(workspace: &Workspace, l: usize, samples: usize) -> Vec<f32> {
+    let scale = 1.0 / samples as f32;
+    workspace.membrane_sum(l).iter().map(|m| m * scale).collect()
+}
+
+/// The error at each output of hidden layer `l`: Σ over batch and steps of ∂L/∂s, divided by T.
+fn output_error(workspace: &Workspace, l: usize, steps: usize) -> Vec<f32> {
+    let scale = 1.0 / steps as f32;
+    workspace.error_sum(l).iter().map(|e| e * scale).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snn::{
-        Encoding, Init, Lif, NetworkConfig, Neuron, Pass, Reset, Workspace, softmax_cross_entropy,
-    };
+    use crate::snn::{Encoding, Init, Lif, NetworkConfig, Neuron, Pass, Reset, softmax_cross_entropy};
 
     /// With `dw = hebb`, an update moves every weight by exactly `hebb`; check it against the definition
     /// computed element by element from the same forward pass.
@@ -741,7 +845,7 @@ mod tests {
             network.clone(),
             "h".into(),
             &compiled,
-            Settings::new(0.0, RuleLayers::All, None),
+            Settings::new(0.0, RuleLayers::All, None, None),
             0,
         );
         let batch = Batch {
@@ -813,7 +917,7 @@ mod tests {
             network.clone(),
             "p".into(),
             &compiled,
-            Settings::new(0.0, RuleLayers::All, None),
+            Settings::new(0.0, RuleLayers::All, None, None),
             0,
         );
         learner.update(
@@ -877,7 +981,7 @@ mod tests {
             network.clone(),
             "t".into(),
             &compiled,
-            Settings::new(0.0, RuleLayers::All, None),
+            Settings::new(0.0, RuleLayers::All, None, None),
             0,
         );
         learner.update(
@@ -1008,7 +1112,7 @@ mod tests {
             std::path::Path::new("magnitude.rhai"),
         )
         .expect("compiles");
-        let settings = Settings::new(lr, RuleLayers::All, Some(&structure));
+        let settings = Settings::new(lr, RuleLayers::All, Some(&structure), None);
         let learner = RuleLearner::new(network.clone(), "m".into(), &compiled, settings, 3);
         (network, learner)
     }

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::DatasetKind;
 use crate::rule::Section;
-use crate::spec::{BenchmarkSpec, Error, LearnerSpec, NetworkSpec, RuleLayers, RunSpec, StructureSpec};
+use crate::spec::{
+    BenchmarkSpec, Error, LearnerSpec, NetworkSpec, ReplacementSpec, RuleLayers, RunSpec, StructureSpec,
+};
 
 /// A whole search spec.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -78,6 +80,10 @@ pub struct CandidateLearner {
     /// When given, every seed rule needs a `prune()` section.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub structure: Option<StructureSpec>,
+    /// How candidates' `neuron()` scores replace hidden units (continual backprop's defaults when
+    /// absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replacement: Option<ReplacementSpec>,
 }
 
 impl Default for CandidateLearner {
@@ -86,6 +92,7 @@ impl Default for CandidateLearner {
             lr: default_lr(),
             apply_to: RuleLayers::All,
             structure: None,
+            replacement: None,
         }
     }
 }
@@ -93,7 +100,12 @@ impl Default for CandidateLearner {
 impl CandidateLearner {
     /// How candidate rules train.
     pub fn settings(&self) -> crate::learner::rule::Settings {
-        crate::learner::rule::Settings::new(self.lr, self.apply_to, self.structure.as_ref())
+        crate::learner::rule::Settings::new(
+            self.lr,
+            self.apply_to,
+            self.structure.as_ref(),
+            self.replacement.as_ref(),
+        )
     }
 }
 
@@ -314,19 +326,15 @@ impl SearchSpec {
         if self.evolve.is_empty() {
             return invalid("evolve", "needs at least one section, e.g. [Synapse]".into());
         }
-        if let Some(s) = self.evolve.iter().find(|s| **s == Section::Neuron) {
-            return invalid(
-                "evolve",
-                format!(
-                    "training cannot run {}() sections yet, so they cannot evolve; use Synapse and/or Prune",
-                    s.function()
-                ),
-            );
-        }
         if let Some(structure) = &self.learner.structure {
             structure
                 .check()
                 .or_else(|(field, message)| invalid(&format!("learner.structure.{field}"), message))?;
+        }
+        if let Some(replacement) = &self.learner.replacement {
+            replacement
+                .check()
+                .or_else(|(field, message)| invalid(&format!("learner.replacement.{field}"), message))?;
         }
         for (i, b) in self.baselines.iter().enumerate() {
             b.check().or_else(|(field, message)| {

@@ -95,7 +95,8 @@ pub enum LearnerSpec {
         gamma: f32,
     },
     /// A rule script: its `synapse()` section gives every weight's update (biases follow plain SGD),
-    /// its `prune()` section scores synapses for the structure schedule.
+    /// its `prune()` section scores synapses for the structure schedule, its `neuron()` section keeps
+    /// per-neuron state and scores hidden units for replacement.
     Rule {
         /// The `.rhai` file.
         path: PathBuf,
@@ -108,6 +109,9 @@ pub enum LearnerSpec {
         /// one (see [`StructureSpec`]).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         structure: Option<StructureSpec>,
+        /// How units are replaced by the `neuron()` score (continual backprop's defaults when absent).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replacement: Option<ReplacementSpec>,
     },
     /// Synaptic intelligence (§4.6). Needs visible boundaries.
     Si {
@@ -216,6 +220,43 @@ impl StructureSpec {
             regrow: self.regrow,
             protect_tasks: self.protect_tasks,
         }
+    }
+}
+
+/// Replacement of hidden units by a rule's `neuron()` score, continual-backprop style (§1.1c): each
+/// update, `rate` × (units older than `maturity`) accumulates and the floor of it is replaced, the
+/// lowest scores first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplacementSpec {
+    /// ρ: fraction of eligible units replaced per update, in [0, 1) (1e-4, as continual backprop).
+    pub rate: f64,
+    /// m: units younger than this many updates are never replaced (100).
+    pub maturity: u32,
+}
+
+impl Default for ReplacementSpec {
+    fn default() -> Self {
+        ReplacementSpec {
+            rate: default_replacement_rate(),
+            maturity: default_maturity(),
+        }
+    }
+}
+
+impl ReplacementSpec {
+    /// Checks the rate; returns (field, message) relative to the replacement section.
+    pub fn check(&self) -> Result<(), (String, String)> {
+        if !(0.0..1.0).contains(&self.rate) {
+            return Err((
+                "rate".into(),
+                format!(
+                    "must be in [0, 1): it is the fraction of units replaced per update (got {})",
+                    self.rate
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -496,10 +537,21 @@ impl LearnerSpec {
         }
         match self {
             LearnerSpec::Rule {
-                structure: Some(s), ..
-            } => s
-                .check()
-                .or_else(|(field, message)| fail(&format!("structure.{field}"), message)),
+                structure,
+                replacement,
+                ..
+            } => {
+                if let Some(s) = structure {
+                    s.check()
+                        .or_else(|(field, message)| fail(&format!("structure.{field}"), message))?;
+                }
+                match replacement {
+                    Some(r) => r
+                        .check()
+                        .or_else(|(field, message)| fail(&format!("replacement.{field}"), message)),
+                    None => Ok(()),
+                }
+            }
             LearnerSpec::Cbp(p) if p.replacement_rate >= 1.0 => fail(
                 "replacement_rate",
                 format!(

@@ -16,8 +16,8 @@ mod learner;
 
 use crate::snn::{self, Encoding, Init, Lif, NetworkConfig, Neuron};
 pub use learner::{
-    CbpParams, Competition, LEARNER_NAMES, LearnerSpec, MesuParams, RuleLayers, StructureSpec, Utility,
-    labels,
+    CbpParams, Competition, LEARNER_NAMES, LearnerSpec, MesuParams, ReplacementSpec, RuleLayers,
+    StructureSpec, Utility, labels,
 };
 
 /// Errors in a spec file. Parse errors carry line and column; validation errors name the field.

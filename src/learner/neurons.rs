@@ -1,0 +1,410 @@
+//! The `neuron()` section of a rule: per hidden neuron statistics and state, and the replacement of
+//! hidden units by its `score`, continual-backprop style.
+//!
+//! Once per update, after the synapse section's weight changes, for every hidden layer: `age += 1`
+//! (updates completed since the unit was created or replaced), `rate_trace ← 0.99·rate_trace +
+//! 0.01·rate`, then the program runs over the layer's neurons and its outputs are kept (`h`) or used
+//! (`score`). The statistics follow continual backprop's generate-and-test (Dohare et al. 2024;
+//! shared/reference/continual-learning.md §1.1), so `rules/baselines/cbp.rhai` is that method:
+//!
+//! - `rate` = mean over the batch of the unit's output h (its firing rate over the T steps);
+//! - `act_dev` = mean over the batch of |h − f̂|, with f̂ = `rate_trace` / (1 − 0.99^age), the running
+//!   mean corrected for starting at 0;
+//! - `in_w` = mean |incoming w|, `out_w` = mean |outgoing w| (the next layer's column);
+//! - `util` = the running adaptable contribution utility, `u ← 0.99·u + 0.01·out_w·act_dev/in_w`,
+//!   bias-corrected like f̂: what native continual backprop ranks by.
+//!
+//! Replacement: units older than `maturity` are eligible; `rate` × #eligible accumulates and the floor of
+//! it is replaced, the lowest `score` first (NaN counts as lowest). A replaced unit gets fresh incoming
+//! weights from the initial distribution (the same random stream as the native learner), bias 0,
+//! outgoing weights 0, and its state (`h`, traces, age) restarts at 0.
+
+use super::cbp::{bias_correction, sum_abs};
+use super::rule::TRACE_DECAY;
+use crate::rng::{Purpose, Rng};
+use crate::rule::Program;
+use crate::rule::program::Input;
+use crate::snn::{Network, Workspace};
+
+/// How units are replaced (the spec's `learner.replacement`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Replacement {
+    /// ρ: fraction of eligible units replaced per update.
+    pub rate: f64,
+    /// m: units at most this old are never replaced.
+    pub maturity: u32,
+}
+
+/// Per hidden layer state.
+#[derive(Clone, Debug)]
+struct LayerState {
+    h: Vec<f32>,
+    rate_trace: Vec<f32>,
+    utility: Vec<f32>,
+    age: Vec<f32>,
+    pending: f64,
+    outputs: Vec<Vec<f32>>,
+}
+
+/// Values the whole update shares.
+#[derive(Clone, Copy, Debug)]
+pub struct Globals {
+    /// The learner's step size.
+    pub lr: f32,
+    /// Updates since the task began.
+    pub step: f32,
+    /// 1 on a task's first update when boundaries are visible.
+    pub new_task: f32,
+    /// This update's loss.
+    pub loss: f32,
+    /// Its running average.
+    pub loss_trace: f32,
+}
+
+/// Per-neuron quantities the synapse pass also uses, computed by the rule learner for hidden layer `l`:
+/// (mean surrogate derivative ψ, mean membrane v, error at the output).
+pub type RowStats<'a> = &'a dyn Fn(usize) -> (Vec<f32>, Vec<f32>, Vec<f32>);
+
+/// The neuron pass of one rule learner.
+#[derive(Debug)]
+pub struct NeuronPass {
+    program: Program,
+    replacement: Replacement,
+    layers: Vec<LayerState>,
+    seed: u64,
+    reads: Vec<&'static str>,
+    activity: Vec<f32>,
+    registers: Vec<Vec<f32>>,
+    broadcast: Vec<Vec<f32>>,
+    /// Every replacement so far: (update, layer, unit).
+    replaced: Vec<(u64, usize, usize)>,
+}
+
+impl NeuronPass {
+    /// The pass for `program` over the hidden layers of `network`.
+    pub fn new(program: Program, replacement: Replacement, network: &Network, seed: u64) -> NeuronPass {
+        let layers = network
+            .config()
+            .hidden
+            .iter()
+            .map(|&n| LayerState {
+                h: vec![0.0; n],
+                rate_trace: vec![0.0; n],
+                utility: vec![0.0; n],
+                age: vec![0.0; n],
+                pending: 0.0,
+                outputs: vec![vec![0.0; n]; program.outputs.len()],
+            })
+            .collect();
+        let reads = program.inputs.clone();
+        NeuronPass {
+            program,
+            replacement,
+            layers,
+            seed,
+            reads,
+            activity: Vec::new(),
+            registers: Vec::new(),
+            broadcast: Vec::new(),
+            replaced: Vec::new(),
+        }
+    }
+
+    /// Whether the program reads `v` or `err` (the workspace must record them).
+    pub fn reads_v_err(&self) -> (bool, bool) {
+        (self.reads.contains(&"v"), self.reads.contains(&"err"))
+    }
+
+    /// Every replacement so far: (update, hidden layer, unit).
+    pub fn replaced(&self) -> &[(u64, usize, usize)] {
+        &self.replaced
+    }
+
+    /// Runs the program over every hidden layer, then replaces units by score. `update` is the
+    /// learner's update count (it keys the fresh weights). Returns this update's replacements as
+    /// (layer, unit) so the caller resets its per-synapse state.
+    pub fn run(
+        &mut self,
+        network: &mut Network,
+        workspace: &Workspace,
+        globals: Globals,
+        row_stats: RowStats,
+        noise: &mut dyn FnMut(&mut [f32]),
+        update: u64,
+    ) -> Vec<(usize, usize)> {
+        let reads = |name: &str| self.reads.contains(&name);
+        let (needs_dev, needs_in, needs_out, needs_util) = (
+            reads("act_dev") || reads("util"),
+            reads("in_w") || reads("util"),
+            reads("out_w") || reads("util"),
+            reads("util"),
+        );
+        let needs_rows = reads("psi") || reads("v") || reads("err");
+        let config = network.config().clone();
+        for (l, state) in self.layers.iter_mut().enumerate() {
+            let width = config.hidden[l];
+            workspace.activity_into(l, width, &mut self.activity);
+            let batch = (self.activity.len() / width).max(1);
+            let mut rate = vec![0.0f32; width];
+            for row in self.activity.chunks_exact(width) {
+                for (r, h) in rate.iter_mut().zip(row) {
+                    *r += h;
+                }
+            }
+            rate.iter_mut().for_each(|r| *r /= batch as f32);
+            state.age.iter_mut().for_each(|a| *a += 1.0);
+            for (t, r) in state.rate_trace.iter_mut().zip(&rate) {
+                *t = TRACE_DECAY * *t + (1.0 - TRACE_DECAY) * r;
+            }
+            let corrections: Vec<f32> = state
+                .age
+                .iter()
+                .map(|&a| bias_correction(TRACE_DECAY, a as u32))
+                .collect();
+            let mut act_dev = Vec::new();
+            if needs_dev {
+                let f_hat: Vec<f32> = state
+                    .rate_trace
+                    .iter()
+                    .zip(&corrections)
+                    .map(|(f, c)| f / c)
+                    .collect();
+                act_dev = vec![0.0f32; width];
+                for row in self.activity.chunks_exact(width) {
+                    for ((s, h), f) in act_dev.iter_mut().zip(row).zip(&f_hat) {
+                        *s += (h - f).abs();
+                    }
+                }
+                act_dev.iter_mut().for_each(|s| *s /= batch as f32);
+            }
+            let layer = &network.layers()[l];
+            let in_w: Vec<f32> = if needs_in {
+                let fan_in = layer.inputs();
+                layer
+                    .weights()
+                    .chunks_exact(fan_in)
+                    .map(|row| sum_abs(row) / fan_in as f32)
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let mut out_w = Vec::new();
+            if needs_out {
+                let next = &network.layers()[l + 1];
+                out_w = vec![0.0f32; width];
+                for row in next.weights().chunks_exact(width) {
+                    for (o, w) in out_w.iter_mut().zip(row) {
+                        *o += w.abs();
+                    }
+                }
+                let inv = 1.0 / next.outputs() as f32;
+                out_w.iter_mut().for_each(|o| *o *= inv);
+            }
+            let mut util = Vec::new();
+            if needs_util {
+                for i in 0..width {
+                    let y = out_w[i] * act_dev[i] / in_w[i].max(f32::MIN_POSITIVE);
+                    state.utility[i] = TRACE_DECAY * state.utility[i] + (1.0 - TRACE_DECAY) * y;
+                }
+                util = state
+                    .utility
+                    .iter()
+                    .zip(&corrections)
+                    .map(|(u, c)| u / c)
+                    .collect();
+            }
+            let (psi, v, err) = if needs_rows {
+                row_stats(l)
+            } else {
+                (Vec::new(), Vec::new(), Vec::new())
+            };
+            let theta = match config.neuron {
+                crate::snn::Neuron::Lif(lif) => lif.threshold,
+                crate::snn::Neuron::Relu => 0.0,
+            };
+            let inputs: Vec<Input> = self
+                .program
+                .inputs
+                .iter()
+                .map(|name| match *name {
+                    "rate" => Input::PerRow(&rate),
+                    "rate_trace" => Input::PerRow(&state.rate_trace),
+                    "act_dev" => Input::PerRow(&act_dev),
+                    "in_w" => Input::PerRow(&in_w),
+                    "out_w" => Input::PerRow(&out_w),
+                    "util" => Input::PerRow(&util),
+                    "age" => Input::PerRow(&state.age),
+                    "h" => Input::PerRow(&state.h),
+                    "psi" => Input::PerRow(&psi),
+                    "v" => Input::PerRow(&v),
+                    "err" => Input::PerRow(&err),
+                    "theta" => Input::Scalar(theta),
+                    "lr" => Input::Scalar(globals.lr),
+                    "step" => Input::Scalar(globals.step),
+                    "new_task" => Input::Scalar(globals.new_task),
+                    "loss" => Input::Scalar(globals.loss),
+                    "loss_trace" => Input::Scalar(globals.loss_trace),
+                    "fan_in" => Input::Scalar(layer.inputs() as f32),
+                    "fan_out" => Input::Scalar(layer.outputs() as f32),
+                    "layer" => Input::Scalar(l as f32),
+                    other => unreachable!("'{other}' is refused by unsupported() before training"),
+                })
+                .collect();
+            let mut outs: Vec<&mut [f32]> = state.outputs.iter_mut().map(Vec::as_mut_slice).collect();
+            self.program.run_matrix(
+                width,
+                1,
+                &inputs,
+                &mut outs,
+                noise,
+                &mut self.registers,
+                &mut self.broadcast,
+            );
+        }
+        let mut replaced = Vec::new();
+        for (l, state) in self.layers.iter_mut().enumerate() {
+            let mut score = None;
+            for (k, (name, _)) in self.program.outputs.iter().enumerate() {
+                match *name {
+                    "h" => std::mem::swap(&mut state.h, &mut state.outputs[k]),
+                    "score" => score = Some(k),
+                    other => unreachable!("'{other}' is refused by unsupported() before training"),
+                }
+            }
+            let Some(k) = score else { continue };
+            let scores = &state.outputs[k];
+            let mut eligible: Vec<usize> = (0..scores.len())
+                .filter(|&i| state.age[i] > self.replacement.maturity as f32)
+                .collect();
+            state.pending += self.replacement.rate * eligible.len() as f64;
+            let count = (state.pending.floor() as usize).min(eligible.len());
+            if count == 0 {
+                continue;
+            }
+            state.pending -= count as f64;
+            let key = |i: usize| {
+                if scores[i].is_nan() {
+                    f32::NEG_INFINITY
+                } else {
+                    scores[i]
+                }
+            };
+            eligible.sort_by(|&a, &b| key(a).total_cmp(&key(b)).then(a.cmp(&b)));
+            for &unit in &eligible[..count] {
+                let mut rng = Rng::stream(self.seed, Purpose::Learner, &[update, l as u64, unit as u64]);
+                network.redraw_incoming(l, unit, &mut rng);
+                network.zero_outgoing(l, unit);
+                state.h[unit] = 0.0;
+                state.rate_trace[unit] = 0.0;
+                state.utility[unit] = 0.0;
+                state.age[unit] = 0.0;
+                self.replaced.push((update, l, unit));
+                replaced.push((l, unit));
+            }
+        }
+        replaced
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::data::{StreamConfig, TaskStream, synthetic};
+    use crate::learner::cbp::ContinualBackprop;
+    use crate::learner::rule::{RuleLearner, Settings};
+    use crate::metrics::{AccuracyMatrix, TaskRecord};
+    use crate::run::{Observer, RunOptions, run};
+    use crate::snn::{Encoding, Init, Lif, Network, NetworkConfig, Neuron, Reset};
+    use crate::spec::{CbpParams, ReplacementSpec, RuleLayers, Utility};
+
+    struct Quiet;
+    impl Observer for Quiet {
+        fn task_finished(&mut self, _: &TaskRecord, _: &AccuracyMatrix) {}
+    }
+
+    /// `rules/baselines/cbp.rhai` against the native continual-backprop learner on the same 3-task run:
+    /// the same units are replaced at the same updates, and the networks end equal.
+    #[test]
+    fn the_cbp_rule_replaces_the_same_units_as_native_continual_backprop() {
+        let data = synthetic(300, 100).pooled(2).expect("2 divides 16");
+        let stream = TaskStream::new(
+            &data,
+            StreamConfig {
+                tasks: 3,
+                train_per_task: 300,
+                test_per_task: 100,
+                batch: 10,
+                epochs: 2,
+                seed: 5,
+            },
+        )
+        .expect("sizes fit");
+        let config = NetworkConfig {
+            inputs: 64,
+            hidden: vec![32, 24],
+            classes: 10,
+            neuron: Neuron::Lif(Lif {
+                beta: 0.9,
+                threshold: 1.0,
+                slope: 25.0,
+                reset: Reset::SameStep,
+            }),
+            time_steps: 4,
+            encoding: Encoding::Direct,
+            readout_beta: 0.9,
+            init: Init::FanIn,
+        };
+        let options = RunOptions {
+            retention_sample: 2,
+            probe_size: 50,
+            dormant_threshold: 0.025,
+            boundaries_visible: true,
+            eval_batch: 64,
+        };
+        let (rate, maturity, lr) = (0.01, 20, 0.1);
+        let mut native = ContinualBackprop::new(
+            Network::new(config.clone(), 5),
+            CbpParams {
+                lr,
+                replacement_rate: rate,
+                maturity,
+                decay: 0.99,
+                utility: Utility::Adaptable,
+                bias_transfer: false,
+            },
+            5,
+        );
+        let native_run = run(&stream, &mut native, &options, &mut Quiet);
+        assert!(
+            native.replaced_units().len() > 10,
+            "{:?}",
+            native.replaced_units()
+        );
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/baselines/cbp.rhai");
+        let shipped = std::fs::read_to_string(&path).expect("the shipped rule");
+        // The shipped rule computes the utility itself from act_dev, in_w, out_w and age; `util` is the
+        // same utility computed by the learner.
+        for source in [shipped.as_str(), "fn neuron() { score = util; }"] {
+            let compiled = crate::rule::compile(source, &path).expect("compiles");
+            assert_eq!(crate::learner::rule::unsupported(&compiled), None);
+            let replacement = ReplacementSpec { rate, maturity };
+            let mut rule = RuleLearner::new(
+                Network::new(config.clone(), 5),
+                "cbp.rhai".into(),
+                &compiled,
+                Settings::new(lr, RuleLayers::All, None, Some(&replacement)),
+                5,
+            );
+            let rule_run = run(&stream, &mut rule, &options, &mut Quiet);
+            assert_eq!(native.replaced_units(), rule.replaced_units(), "{source}");
+            use crate::learner::Learner;
+            for (a, b) in native.network().parameters().zip(rule.network().parameters()) {
+                for (x, y) in a.iter().zip(b) {
+                    assert!((x - y).abs() <= 1e-5 * (1.0 + x.abs()), "{x} vs {y}");
+                }
+            }
+            let plasticity =
+                |r: &crate::run::RunOutcome| r.records.iter().map(|t| t.plasticity).collect::<Vec<_>>();
+            assert_eq!(plasticity(&native_run), plasticity(&rule_run));
+        }
+    }
+}
