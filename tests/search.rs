@@ -262,6 +262,27 @@ fn bad_specs_are_located_or_name_their_field() {
         &[],
         "fidelity.rungs: must increase strictly",
     );
+    input_error(
+        &good.replace("learner: (lr: 0.1),", "learner: (lr: 0.1),\n    evolve: [Prune],"),
+        &[],
+        "sgd.rhai: cannot train this rule: it has none of the sections the search evolves (prune())",
+    );
+    input_error(
+        &good.replace(
+            "learner: (lr: 0.1),",
+            "learner: (lr: 0.1, structure: (target_density: 0.3)),",
+        ),
+        &[],
+        "sgd.rhai: cannot train this rule: the learner has a structure schedule but the rule has no prune()",
+    );
+    input_error(
+        &good.replace(
+            "learner: (lr: 0.1),",
+            "learner: (lr: 0.1, replacement: (rate: 1.5)),",
+        ),
+        &[],
+        "learner.replacement.rate: must be in [0, 1)",
+    );
 }
 
 #[test]

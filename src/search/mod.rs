@@ -33,8 +33,8 @@ use std::time::Instant;
 
 use crate::data::{Dataset, DatasetKind};
 use crate::learner::Rules;
+use crate::rule::CompiledRule;
 use crate::rule::ir::fnv1a;
-use crate::rule::{CompiledRule, Section};
 use crate::run::RunOptions;
 use crate::spec::LearnerSpec;
 pub use behaviour::behaviour_hash;
@@ -253,8 +253,8 @@ pub fn load_rule(path: &Path) -> Result<CompiledRule, Error> {
 
 /// Reads, compiles and checks every rule `spec` names: the seed rules (in order) and the baselines'
 /// rules. A rule that does not compile, that training cannot run, or that does not fit the learner
-/// settings (a structure schedule without a `prune()` section; `evolve: [Prune]` without one to
-/// mutate) is an error naming the file.
+/// settings (a structure schedule without a `prune()` section; a seed with none of the sections the
+/// search evolves) is an error naming the file.
 pub fn load_rules(spec: &SearchSpec) -> Result<(Vec<(PathBuf, CompiledRule)>, Rules), Error> {
     let untrainable = |path: &Path, why: String| Error::Untrainable {
         path: path.to_path_buf(),
@@ -263,16 +263,23 @@ pub fn load_rules(spec: &SearchSpec) -> Result<(Vec<(PathBuf, CompiledRule)>, Ru
     let mut seed_rules = Vec::with_capacity(spec.seed_rules.len());
     for path in &spec.seed_rules {
         let rule = load_rule(path)?;
-        let prunes = rule.programs.iter().any(|(s, _)| *s == Section::Prune);
         if let Some(why) =
             crate::learner::rule::structure_without_score(&rule, spec.learner.structure.as_ref())
         {
             return Err(untrainable(path, why));
         }
-        if spec.evolve.contains(&Section::Prune) && !prunes {
-            let why = "`evolve` includes Prune but the rule has no prune() section to mutate; add one \
-                       (rules/pruning/ has examples)";
-            return Err(untrainable(path, why.into()));
+        if !rule.programs.iter().any(|(s, _)| spec.evolve.contains(s)) {
+            let sections: Vec<String> = spec
+                .evolve
+                .iter()
+                .map(|s| format!("{}()", s.function()))
+                .collect();
+            let why = format!(
+                "it has none of the sections the search evolves ({}), so no mutation can change it; \
+                 add one, or evolve a section it has",
+                sections.join(", ")
+            );
+            return Err(untrainable(path, why));
         }
         seed_rules.push((path.clone(), rule));
     }
