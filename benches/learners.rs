@@ -58,6 +58,7 @@ fn bench(c: &mut Criterion) {
             path: rule_path,
             lr: 0.05,
             apply_to: synaptogen::spec::RuleLayers::All,
+            biases: synaptogen::spec::Biases::Sgd,
             structure: None,
             replacement: None,
         },

@@ -391,24 +391,26 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
             .cloned()
             .collect()
     };
-    // `--rule` files train like the spec's own rule learner (its step size, layers, structure
+    // `--rule` files train like the spec's own rule learner (its step size, layers, biases, structure
     // schedule and replacement) when it has one, else with its step size and every matrix following the rule.
     let lr = spec.learner.lr().unwrap_or(0.05);
-    let (apply_to, structure, replacement) = match &spec.learner {
-        LearnerSpec::Rule {
-            apply_to,
-            structure,
-            replacement,
-            ..
-        } => (*apply_to, structure.clone(), replacement.clone()),
-        _ => (spec::RuleLayers::All, None, None),
+    let template = match &spec.learner {
+        rule @ LearnerSpec::Rule { .. } => rule.clone(),
+        _ => LearnerSpec::Rule {
+            path: PathBuf::new(),
+            lr,
+            apply_to: spec::RuleLayers::All,
+            biases: spec::Biases::Sgd,
+            structure: None,
+            replacement: None,
+        },
     };
-    learners.extend(args.rules.iter().map(|path| LearnerSpec::Rule {
-        path: path.clone(),
-        lr,
-        apply_to,
-        structure: structure.clone(),
-        replacement: replacement.clone(),
+    learners.extend(args.rules.iter().map(|file| {
+        let mut learner = template.clone();
+        if let LearnerSpec::Rule { path, .. } = &mut learner {
+            *path = file.clone();
+        }
+        learner
     }));
     let rules = compile_rules(&learners)?;
     let stem = args

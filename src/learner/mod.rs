@@ -14,6 +14,8 @@
 //! out flat in the order of [`Network::parameters`], so every method's loop runs over slices.
 
 pub mod cbp;
+#[cfg(test)]
+mod equivalence;
 pub mod mesu;
 pub mod neurons;
 pub mod penalty;
@@ -95,13 +97,15 @@ pub fn build(spec: &LearnerSpec, network: Network, seed: u64, rules: &Rules) -> 
             path,
             lr,
             apply_to,
+            biases,
             structure,
             replacement,
         } => {
             let compiled = rules
                 .get(&path)
                 .expect("the caller compiles every rule before building learners");
-            let settings = rule::Settings::new(lr, apply_to, structure.as_ref(), replacement.as_ref());
+            let settings =
+                rule::Settings::new(lr, apply_to, biases, structure.as_ref(), replacement.as_ref());
             Box::new(rule::RuleLearner::new(
                 network,
                 spec.label(),
@@ -203,6 +207,18 @@ impl Backprop {
             &mut self.workspace,
             &mut self.gradients,
         );
+        UpdateStats { loss, correct }
+    }
+
+    /// The forward training pass alone, for a learner that reads no gradient: loss and accuracy come
+    /// from the logits, and `self.gradients` is left as it was (zero unless a backward pass ran).
+    pub fn forward_only(&mut self, batch: &Batch, rng: &mut Rng, scratch: &mut Vec<f32>) -> UpdateStats {
+        self.network
+            .forward(&batch.images, batch.len(), &mut self.workspace, Pass::Train, rng);
+        let logits = self.workspace.logits();
+        scratch.resize(logits.len(), 0.0);
+        let classes = self.network.config().classes;
+        let (loss, correct) = crate::snn::softmax_cross_entropy(logits, &batch.labels, classes, scratch);
         UpdateStats { loss, correct }
     }
 

@@ -36,7 +36,7 @@ use crate::rng::{Purpose, Rng};
 use crate::rule::program::Input;
 use crate::rule::{CompiledRule, Program, Section};
 use crate::snn::{Network, Storage, Workspace, accumulate_softmax, matmul};
-use crate::spec::{ReplacementSpec, RuleLayers, StructureSpec};
+use crate::spec::{Biases, ReplacementSpec, RuleLayers, StructureSpec};
 
 /// Decay of `pre_trace`, `post_trace` and `loss_trace` per update.
 pub const TRACE_DECAY: f32 = 0.99;
@@ -128,6 +128,8 @@ pub struct Settings {
     pub structure: Schedule,
     /// How a `neuron()` score replaces hidden units (continual backprop's defaults when absent).
     pub replacement: Replacement,
+    /// Biases follow the synapse rule too (else plain SGD).
+    pub biases_follow_rule: bool,
 }
 
 impl Settings {
@@ -135,6 +137,7 @@ impl Settings {
     pub fn new(
         lr: f32,
         apply_to: RuleLayers,
+        biases: Biases,
         structure: Option<&StructureSpec>,
         replacement: Option<&ReplacementSpec>,
     ) -> Settings {
@@ -142,6 +145,7 @@ impl Settings {
         Settings {
             lr,
             hidden_only: apply_to == RuleLayers::Hidden,
+            biases_follow_rule: biases == Biases::Rule,
             structure: structure.cloned().unwrap_or_default().schedule(),
             replacement: Replacement {
                 rate: replacement.rate,
@@ -166,6 +170,20 @@ struct MatrixState {
     connectivity: Option<Connectivity>,
     /// The `prune()` scores of the current pruning event.
     scores: Vec<f32>,
+    /// The biases' `w0`, `m`, `u`, `age` and output buffers, when biases follow the rule.
+    bias: Option<BiasState>,
+}
+
+/// A bias seen as a synapse from an input that is always 1 (`pre = pre_trace = 1`, `hebb = post`).
+#[derive(Clone, Debug)]
+struct BiasState {
+    w0: Vec<f32>,
+    m: Vec<f32>,
+    u: Vec<f32>,
+    age: Vec<f32>,
+    outputs: Vec<Vec<f32>>,
+    /// `elig` of the biases this update.
+    elig: Vec<f32>,
 }
 
 /// A learner driven by a compiled synapse rule.
@@ -178,6 +196,11 @@ pub struct RuleLearner {
     prune: Option<Program>,
     /// The `neuron()` pass, when the rule has one.
     neurons: Option<NeuronPass>,
+    /// False when nothing reads a gradient: every matrix and bias follows the rule and no section reads
+    /// `grad` or `err` (DESIGN §3: no backward pass when nothing needs it).
+    backward: bool,
+    /// ∂L/∂logits scratch of a forward-only update.
+    scratch: Vec<f32>,
     lr: f32,
     hidden_only: bool,
     schedule: Schedule,
@@ -312,11 +335,30 @@ impl RuleLearner {
                 outputs: vec![vec![0.0; n]; program.outputs.len()],
                 connectivity,
                 scores: Vec::new(),
+                bias: (settings.biases_follow_rule && follows_rule).then(|| BiasState {
+                    w0: layer.bias().to_vec(),
+                    m: vec![0.0; layer.outputs()],
+                    u: vec![0.0; layer.outputs()],
+                    age: vec![0.0; layer.outputs()],
+                    outputs: vec![vec![0.0; layer.outputs()]; program.outputs.len()],
+                    elig: Vec::new(),
+                }),
             });
         }
         let neurons = section(Section::Neuron)
             .map(|program| NeuronPass::new(program, settings.replacement, &network, seed));
         let (neuron_v, neuron_err) = neurons.as_ref().map_or((false, false), NeuronPass::reads_v_err);
+        // The synapse program, not the file's sections: a rule without synapse() runs the default
+        // `dw = -lr * grad`.
+        let reads_gradient = std::iter::once(&program)
+            .chain(
+                rule.programs
+                    .iter()
+                    .filter(|(s, _)| *s != Section::Synapse)
+                    .map(|(_, p)| p),
+            )
+            .any(|p| p.inputs.iter().any(|n| ["grad", "err"].contains(n)));
+        let backward = reads_gradient || settings.hidden_only || !settings.biases_follow_rule;
         let mut core = Backprop::new(network);
         let recorded = reads.union(prune_reads);
         core.workspace
@@ -327,6 +369,8 @@ impl RuleLearner {
             program,
             prune,
             neurons,
+            backward,
+            scratch: Vec::new(),
             lr: settings.lr,
             hidden_only: settings.hidden_only,
             schedule: settings.structure,
@@ -453,7 +497,11 @@ impl Learner for RuleLearner {
         } else {
             self.prune_traces
         });
-        let stats = self.core.compute(batch, rng);
+        let stats = if self.backward {
+            self.core.compute(batch, rng)
+        } else {
+            self.core.forward_only(batch, rng, &mut self.scratch)
+        };
         let loss_trace = match self.loss_trace {
             Some(t) => TRACE_DECAY * t + (1.0 - TRACE_DECAY) * stats.loss,
             None => stats.loss,
@@ -701,6 +749,73 @@ impl Learner for RuleLearner {
                     &mut self.broadcast,
                 );
             }
+            if let Some(bias) = &mut state.bias {
+                // The bias of neuron i is a synapse from an always-on input: pre = pre_trace = 1,
+                // hebb = post, elig = mean over batch and steps of ψ_i[t]·Σ_{k≤t} β^k.
+                let ones = [1.0f32];
+                let mut bias_elig_per_column = false;
+                if reads.elig {
+                    let beta = match config.neuron {
+                        crate::snn::Neuron::Lif(lif) if l < hidden => lif.beta,
+                        _ if l == hidden => config.readout_beta,
+                        _ => 0.0,
+                    };
+                    let trace: Vec<f32> = (0..steps)
+                        .scan(0.0f32, |c, _| {
+                            *c = beta * *c + 1.0;
+                            Some(*c)
+                        })
+                        .collect();
+                    if l == hidden {
+                        bias.elig = vec![trace.iter().sum::<f32>() / steps as f32];
+                        bias_elig_per_column = true;
+                    } else {
+                        let surrogate = self.core.workspace.surrogate(l);
+                        bias.elig = vec![0.0; outputs];
+                        for (t, block) in surrogate.chunks_exact(rows * outputs).enumerate() {
+                            for row in block.chunks_exact(outputs) {
+                                for (e, p) in bias.elig.iter_mut().zip(row) {
+                                    *e += p * trace[t];
+                                }
+                            }
+                        }
+                        let scale = 1.0 / (steps * rows) as f32;
+                        bias.elig.iter_mut().for_each(|e| *e *= scale);
+                    }
+                }
+                let layer = &self.core.network.layers()[l];
+                let bias_grad = &self.core.gradients.layers[l].bias;
+                let bias_inputs: Vec<Input> = self
+                    .program
+                    .inputs
+                    .iter()
+                    .map(|name| match *name {
+                        "w" => Input::PerSynapse(layer.bias()),
+                        "w0" => Input::PerSynapse(&bias.w0),
+                        "grad" => Input::PerSynapse(bias_grad),
+                        "hebb" => Input::PerSynapse(&post),
+                        "age" => Input::PerSynapse(&bias.age),
+                        "m" => Input::PerSynapse(&bias.m),
+                        "u" => Input::PerSynapse(&bias.u),
+                        "pre" | "pre_trace" => Input::PerColumn(&ones),
+                        "elig" if bias_elig_per_column => Input::PerColumn(&bias.elig),
+                        "elig" => Input::PerSynapse(&bias.elig),
+                        "fan_in" => Input::Scalar(1.0),
+                        other => lookup(&other),
+                    })
+                    .collect();
+                let mut outs: Vec<&mut [f32]> = bias.outputs.iter_mut().map(Vec::as_mut_slice).collect();
+                self.program.run_matrix(
+                    outputs,
+                    1,
+                    &bias_inputs,
+                    &mut outs,
+                    &mut |chunk| noise.fill(chunk, &mut noise_rng),
+                    &mut self.registers,
+                    &mut self.broadcast,
+                );
+                drop(bias_inputs);
+            }
             drop(program_inputs);
             for (k, (name, _)) in self.program.outputs.iter().enumerate() {
                 match *name {
@@ -723,6 +838,22 @@ impl Learner for RuleLearner {
                     other => unreachable!("'{other}' is refused by unsupported() before training"),
                 }
             }
+            if let Some(bias) = &mut state.bias {
+                for (k, (name, _)) in self.program.outputs.iter().enumerate() {
+                    match *name {
+                        "dw" => {
+                            let biases = self.core.network.layers_mut()[l].bias_mut();
+                            biases.iter_mut().zip(&bias.outputs[k]).for_each(|(b, d)| *b += d);
+                        }
+                        "m" => std::mem::swap(&mut bias.m, &mut bias.outputs[k]),
+                        "u" => std::mem::swap(&mut bias.u, &mut bias.outputs[k]),
+                        other => unreachable!("'{other}' is refused by unsupported() before training"),
+                    }
+                }
+                if reads.age {
+                    bias.age.iter_mut().for_each(|a| *a += 1.0);
+                }
+            }
             if let (Some(k), Some(connectivity)) = (prune_now.and(event), &mut state.connectivity) {
                 let removed = connectivity.prune(&state.scores, k, context.task, &self.schedule);
                 let weights = self.core.network.layers_mut()[l].weights_mut();
@@ -737,17 +868,20 @@ impl Learner for RuleLearner {
                 state.age.iter_mut().for_each(|a| *a += 1.0);
             }
         }
-        // Biases: plain SGD.
+        // Biases that do not follow the rule: plain SGD.
         let lr = self.lr;
-        for (layer, grad) in self
+        for ((layer, grad), state) in self
             .core
             .network
             .layers_mut()
             .iter_mut()
             .zip(&self.core.gradients.layers)
+            .zip(&self.matrices)
         {
-            for (b, g) in layer.bias_mut().iter_mut().zip(&grad.bias) {
-                *b -= lr * g;
+            if state.bias.is_none() {
+                for (b, g) in layer.bias_mut().iter_mut().zip(&grad.bias) {
+                    *b -= lr * g;
+                }
             }
         }
         // The neuron pass sees the updated weights; a replaced unit's bias restarts at 0 after SGD
@@ -845,7 +979,7 @@ mod tests {
             network.clone(),
             "h".into(),
             &compiled,
-            Settings::new(0.0, RuleLayers::All, None, None),
+            Settings::new(0.0, RuleLayers::All, Biases::Sgd, None, None),
             0,
         );
         let batch = Batch {
@@ -917,7 +1051,7 @@ mod tests {
             network.clone(),
             "p".into(),
             &compiled,
-            Settings::new(0.0, RuleLayers::All, None, None),
+            Settings::new(0.0, RuleLayers::All, Biases::Sgd, None, None),
             0,
         );
         learner.update(
@@ -981,7 +1115,7 @@ mod tests {
             network.clone(),
             "t".into(),
             &compiled,
-            Settings::new(0.0, RuleLayers::All, None, None),
+            Settings::new(0.0, RuleLayers::All, Biases::Sgd, None, None),
             0,
         );
         learner.update(
@@ -1112,7 +1246,7 @@ mod tests {
             std::path::Path::new("magnitude.rhai"),
         )
         .expect("compiles");
-        let settings = Settings::new(lr, RuleLayers::All, Some(&structure), None);
+        let settings = Settings::new(lr, RuleLayers::All, Biases::Sgd, Some(&structure), None);
         let learner = RuleLearner::new(network.clone(), "m".into(), &compiled, settings, 3);
         (network, learner)
     }
@@ -1238,5 +1372,71 @@ mod tests {
             learner.update(&batch(), context(1, step), &mut rng);
         }
         assert_eq!(present_per_row(&learner, 0), start[0]);
+    }
+
+    /// With `biases: Rule`, a bias is a synapse from an always-on input: `dw = hebb` moves it by its
+    /// neuron's mean activity (`post`), and since nothing reads a gradient no backward pass runs.
+    #[test]
+    fn rule_biases_see_pre_1_and_a_gradient_free_rule_skips_the_backward_pass() {
+        let network = lif_network(vec![5, 4], 3);
+        let compiled = crate::rule::compile(
+            "fn synapse() { dw = hebb + 0.0 * pre; }",
+            std::path::Path::new("hebb.rhai"),
+        )
+        .expect("compiles");
+        let settings = Settings::new(0.0, RuleLayers::All, Biases::Rule, None, None);
+        let mut learner = RuleLearner::new(network.clone(), "h".into(), &compiled, settings, 0);
+        assert!(!learner.backward);
+        let b = batch();
+        let mut ws = Workspace::default();
+        network.forward(
+            &b.images,
+            2,
+            &mut ws,
+            Pass::Train,
+            &mut Rng::stream(0, Purpose::Encoding, &[]),
+        );
+        learner.update(
+            &b,
+            UpdateContext::default(),
+            &mut Rng::stream(0, Purpose::Encoding, &[]),
+        );
+        assert!(
+            learner
+                .core
+                .gradients
+                .slices()
+                .all(|g| g.iter().all(|&x| x == 0.0))
+        );
+        for l in 0..2 {
+            let width = network.layers()[l].outputs();
+            let spikes = ws.spikes(l);
+            let steps = spikes.len() / (2 * width);
+            for i in 0..width {
+                let rate: f32 =
+                    (0..steps * 2).map(|r| spikes[r * width + i]).sum::<f32>() / (steps * 2) as f32;
+                let moved = learner.network().layers()[l].bias()[i] - network.layers()[l].bias()[i];
+                assert!(
+                    (moved - rate).abs() < 1e-6,
+                    "layer {l} unit {i}: {moved} vs {rate}"
+                );
+            }
+        }
+        // The readout's post is its mean softmax probability, which sums to 1 over the classes.
+        let readout = 2;
+        let moved: f32 = learner.network().layers()[readout]
+            .bias()
+            .iter()
+            .zip(network.layers()[readout].bias())
+            .map(|(a, b)| a - b)
+            .sum();
+        assert!((moved - 1.0).abs() < 1e-5, "{moved}");
+        // Reading grad brings the backward pass back.
+        let with_grad = crate::rule::compile(
+            "fn synapse() { dw = -lr * grad; }",
+            std::path::Path::new("g.rhai"),
+        )
+        .expect("compiles");
+        assert!(RuleLearner::new(network, "g".into(), &with_grad, settings, 0).backward);
     }
 }

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::data::DatasetKind;
 use crate::rule::Section;
 use crate::spec::{
-    BenchmarkSpec, Error, LearnerSpec, NetworkSpec, ReplacementSpec, RuleLayers, RunSpec, StructureSpec,
+    BenchmarkSpec, Biases, Error, LearnerSpec, NetworkSpec, ReplacementSpec, RuleLayers, RunSpec,
+    StructureSpec,
 };
 
 /// A whole search spec.
@@ -76,6 +77,9 @@ pub struct CandidateLearner {
     /// Which weight matrices follow the rule (the others follow plain SGD).
     #[serde(default)]
     pub apply_to: RuleLayers,
+    /// Whether those matrices' biases follow the rule too (else plain SGD).
+    #[serde(default, skip_serializing_if = "Biases::is_sgd")]
+    pub biases: Biases,
     /// The structure schedule that candidates' `prune()` sections drive (the default one when absent).
     /// When given, every seed rule needs a `prune()` section.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -91,6 +95,7 @@ impl Default for CandidateLearner {
         CandidateLearner {
             lr: default_lr(),
             apply_to: RuleLayers::All,
+            biases: Biases::Sgd,
             structure: None,
             replacement: None,
         }
@@ -103,6 +108,7 @@ impl CandidateLearner {
         crate::learner::rule::Settings::new(
             self.lr,
             self.apply_to,
+            self.biases,
             self.structure.as_ref(),
             self.replacement.as_ref(),
         )

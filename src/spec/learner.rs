@@ -105,6 +105,9 @@ pub enum LearnerSpec {
         /// Which weight matrices follow the rule (the others follow plain SGD).
         #[serde(default)]
         apply_to: RuleLayers,
+        /// Whether the biases of those matrices follow the rule too, or plain SGD (the default).
+        #[serde(default, skip_serializing_if = "Biases::is_sgd")]
+        biases: Biases,
         /// The structure schedule; a rule with a `prune()` section and no schedule gets the default
         /// one (see [`StructureSpec`]).
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -134,6 +137,25 @@ pub enum RuleLayers {
     All,
     /// Hidden layers only; the readout follows plain SGD.
     Hidden,
+}
+
+/// How the biases of the matrices that follow a rule learn.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Biases {
+    /// Plain SGD at the rule's `lr`: a synapse rule is about synapses.
+    #[default]
+    Sgd,
+    /// The `synapse()` section, each bias seen as a synapse from an input that is always 1
+    /// (`pre = pre_trace = 1`, `hebb = post`). With every matrix following the rule and no section
+    /// reading `grad` or `err`, training then needs no backward pass.
+    Rule,
+}
+
+impl Biases {
+    /// The default (skipped when a spec is written back).
+    pub fn is_sgd(&self) -> bool {
+        *self == Biases::Sgd
+    }
 }
 
 /// Who competes with whom when synapses are pruned.

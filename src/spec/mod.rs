@@ -16,7 +16,7 @@ mod learner;
 
 use crate::snn::{self, Encoding, Init, Lif, NetworkConfig, Neuron};
 pub use learner::{
-    CbpParams, Competition, LEARNER_NAMES, LearnerSpec, MesuParams, ReplacementSpec, RuleLayers,
+    Biases, CbpParams, Competition, LEARNER_NAMES, LearnerSpec, MesuParams, ReplacementSpec, RuleLayers,
     StructureSpec, Utility, labels,
 };
 
