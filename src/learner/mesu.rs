@@ -18,10 +18,11 @@
 //! Biases are Gaussian too (as in the PyTorch reference). Initial μ is the network's initialisation;
 //! initial σ is `sigma_init` × the layer's initial weight bound (JAX: σ₀ = ½ of the bound).
 
+use super::stochastic::{self, PredictScratch};
 use super::{Backprop, Learner, NoiseTable, UpdateContext, UpdateStats};
 use crate::data::Batch;
 use crate::rng::{Purpose, Rng};
-use crate::snn::{Network, Pass, Workspace, accumulate_softmax, argmax};
+use crate::snn::{Network, Workspace};
 use crate::spec::MesuParams;
 
 /// The MESU learner.
@@ -41,30 +42,16 @@ pub struct Mesu {
     seed: u64,
     updates: u64,
     /// Network used for sampled predictions (predict takes `&self`).
-    scratch: std::sync::Mutex<(Network, Vec<f32>, Vec<f32>)>,
+    scratch: PredictScratch,
 }
 
 impl Mesu {
     /// The learner around `network` (its weights become the initial means).
     pub fn new(network: Network, params: MesuParams, seed: u64) -> Mesu {
         let mean: Vec<f32> = network.parameters().flat_map(|p| p.iter().copied()).collect();
-        let mut sigma = Vec::with_capacity(mean.len());
-        let config = network.config();
-        for (l, layer) in network.layers().iter().enumerate() {
-            let fan_in = if l == 0 {
-                config.inputs
-            } else {
-                config.hidden[l - 1]
-            } as f32;
-            let bound = match config.init {
-                crate::snn::Init::FanIn => 1.0 / fan_in.sqrt(),
-                crate::snn::Init::KaimingUniform => (6.0 / fan_in).sqrt(),
-            };
-            let count = layer.weights().len() + layer.bias().len();
-            sigma.extend(std::iter::repeat_n(params.sigma_init * bound, count));
-        }
+        let sigma = stochastic::initial_sigma(&network, params.sigma_init);
         let n = mean.len();
-        let scratch = std::sync::Mutex::new((network.clone(), Vec::new(), Vec::new()));
+        let scratch = PredictScratch::new(&network);
         Mesu {
             core: Backprop::new(network),
             params,
@@ -88,23 +75,6 @@ impl Mesu {
     /// μ of every parameter, flat.
     pub fn mean(&self) -> &[f32] {
         &self.mean
-    }
-
-    /// Writes `w = μ + σ·ε` into `network`.
-    fn write_sample(network: &mut Network, mean: &[f32], sigma: &[f32], eps: &[f32]) {
-        let mut offset = 0;
-        for p in network.parameters_mut() {
-            let range = offset..offset + p.len();
-            for (((w, m), s), e) in p
-                .iter_mut()
-                .zip(&mean[range.clone()])
-                .zip(&sigma[range.clone()])
-                .zip(&eps[range])
-            {
-                *w = m + s * e;
-            }
-            offset += p.len();
-        }
     }
 
     /// The MESU step from gradient estimates of the summed loss (one formula, used by training and tests).
@@ -140,39 +110,23 @@ impl Learner for Mesu {
     }
 
     fn update(&mut self, batch: &Batch, _context: UpdateContext, rng: &mut Rng) -> UpdateStats {
-        let n = self.mean.len();
-        let samples = self.params.samples;
-        let classes = self.core.network.config().classes;
-        self.noise_draws.resize(samples * n, 0.0);
         let mut noise_rng = Rng::stream(self.seed, Purpose::Learner, &[self.updates]);
         self.updates += 1;
-        self.grad_mean.fill(0.0);
-        self.grad_sigma.fill(0.0);
-        let mut probabilities = vec![0.0f32; batch.len() * classes];
-        let mut loss = 0.0;
-        for s in 0..samples {
-            let eps = &mut self.noise_draws[s * n..(s + 1) * n];
-            self.noise.fill(eps, &mut noise_rng);
-            Self::write_sample(&mut self.core.network, &self.mean, &self.sigma, eps);
-            let stats = self.core.compute(batch, rng);
-            loss += stats.loss;
-            accumulate_softmax(self.core.workspace.logits(), classes, &mut probabilities);
-            let mut offset = 0;
-            for g in self.core.gradients.slices() {
-                let range = offset..offset + g.len();
-                for ((gm, gs), (&gi, &e)) in self.grad_mean[range.clone()]
-                    .iter_mut()
-                    .zip(&mut self.grad_sigma[range.clone()])
-                    .zip(g.iter().zip(&eps[range]))
-                {
-                    *gm += gi;
-                    *gs += e * gi;
-                }
-                offset += g.len();
-            }
-        }
-        // Batch-mean gradients averaged over samples → gradients of the batch-summed loss.
-        let scale = batch.len() as f32 / samples as f32;
+        let stats = stochastic::sample_gradients(
+            &mut self.core,
+            &self.mean,
+            &self.sigma,
+            self.params.samples,
+            &self.noise,
+            &mut noise_rng,
+            batch,
+            rng,
+            &mut self.noise_draws,
+            &mut self.grad_mean,
+            &mut self.grad_sigma,
+        );
+        // Batch-mean gradients summed over samples → gradients of the batch-summed loss.
+        let scale = batch.len() as f32 / self.params.samples as f32;
         let (mut gm, mut gs) = (
             std::mem::take(&mut self.grad_mean),
             std::mem::take(&mut self.grad_sigma),
@@ -182,44 +136,22 @@ impl Learner for Mesu {
         self.grad_mean = gm;
         self.grad_sigma = gs;
         // The network shows the means between updates.
-        let mean = std::mem::take(&mut self.mean);
-        let mut offset = 0;
-        for p in self.core.network.parameters_mut() {
-            p.copy_from_slice(&mean[offset..offset + p.len()]);
-            offset += p.len();
-        }
-        self.mean = mean;
-        let correct = probabilities
-            .chunks_exact(classes)
-            .zip(&batch.labels)
-            .filter(|(p, y)| argmax(p).0 == **y as usize)
-            .count();
-        UpdateStats {
-            loss: loss / samples as f32,
-            correct,
-        }
+        stochastic::write_parameters(&mut self.core.network, &self.mean);
+        stats
     }
 
     fn predict(&self, batch: &Batch, workspace: &mut Workspace, rng: &mut Rng, predictions: &mut Vec<u8>) {
-        let classes = self.core.network.config().classes;
-        let samples = self.params.test_samples;
-        let mut guard = self
-            .scratch
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (network, eps, probabilities) = &mut *guard;
-        let n = self.mean.len();
-        eps.resize(n, 0.0);
-        probabilities.clear();
-        probabilities.resize(batch.len() * classes, 0.0);
-        for _ in 0..samples {
-            self.noise.fill(eps, rng);
-            Self::write_sample(network, &self.mean, &self.sigma, eps);
-            network.forward(&batch.images, batch.len(), workspace, Pass::Eval, rng);
-            accumulate_softmax(workspace.logits(), classes, probabilities);
-        }
-        predictions.clear();
-        predictions.extend(probabilities.chunks_exact(classes).map(|p| argmax(p).0 as u8));
+        stochastic::predict(
+            &self.scratch,
+            &self.mean,
+            &self.sigma,
+            self.params.test_samples,
+            &self.noise,
+            batch,
+            workspace,
+            rng,
+            predictions,
+        );
     }
 }
 

@@ -22,6 +22,7 @@ pub mod penalty;
 pub mod redo;
 pub mod rule;
 pub mod shrink_perturb;
+pub mod stochastic;
 pub mod structure;
 
 use crate::data::Batch;

@@ -1,0 +1,161 @@
+//! Stochastic weights `w = μ + σ·ε`: the sampling MESU and rules that read `sigma` share
+//! (Bonnet et al. 2025; shared/reference/continual-learning.md §2.3).
+//!
+//! An update draws S weight samples, runs a forward and backward pass on each, and sums
+//! `∂L/∂w` and `ε·∂L/∂w` over the samples: divided by S they estimate `∂L/∂μ` and `∂L/∂σ`. Every
+//! parameter's ε comes from one [`NoiseTable`] window per sample, in the order of
+//! [`Network::parameters`], so two learners with the same seed draw the same weights. Prediction
+//! averages the softmax over samples.
+
+use super::{Backprop, NoiseTable, UpdateStats};
+use crate::data::Batch;
+use crate::rng::Rng;
+use crate::snn::{Network, Pass, Workspace, accumulate_softmax, argmax};
+
+/// Writes `w = μ + σ·ε` into `network`, every slice flat in parameter order.
+pub fn write_sample(network: &mut Network, mean: &[f32], sigma: &[f32], eps: &[f32]) {
+    let mut offset = 0;
+    for p in network.parameters_mut() {
+        let range = offset..offset + p.len();
+        for (((w, m), s), e) in p
+            .iter_mut()
+            .zip(&mean[range.clone()])
+            .zip(&sigma[range.clone()])
+            .zip(&eps[range])
+        {
+            *w = m + s * e;
+        }
+        offset += p.len();
+    }
+}
+
+/// The sums over `samples` weight samples of the batch-mean gradient (into `grad_sum`) and of ε × it
+/// (into `grad_sigma_sum`), drawing ε from `noise` with `noise_rng`; `eps` receives every sample's ε
+/// (`samples × parameters`). The network holds the last sample afterwards. Returns the mean loss over
+/// samples and the examples the sample-averaged softmax got right.
+#[allow(clippy::too_many_arguments)]
+pub fn sample_gradients(
+    core: &mut Backprop,
+    mean: &[f32],
+    sigma: &[f32],
+    samples: usize,
+    noise: &NoiseTable,
+    noise_rng: &mut Rng,
+    batch: &Batch,
+    rng: &mut Rng,
+    eps: &mut Vec<f32>,
+    grad_sum: &mut [f32],
+    grad_sigma_sum: &mut [f32],
+) -> UpdateStats {
+    let n = mean.len();
+    let classes = core.network.config().classes;
+    eps.resize(samples * n, 0.0);
+    grad_sum.fill(0.0);
+    grad_sigma_sum.fill(0.0);
+    let mut probabilities = vec![0.0f32; batch.len() * classes];
+    let mut loss = 0.0;
+    for s in 0..samples {
+        let eps = &mut eps[s * n..(s + 1) * n];
+        noise.fill(eps, noise_rng);
+        write_sample(&mut core.network, mean, sigma, eps);
+        let stats = core.compute(batch, rng);
+        loss += stats.loss;
+        accumulate_softmax(core.workspace.logits(), classes, &mut probabilities);
+        let mut offset = 0;
+        for g in core.gradients.slices() {
+            let range = offset..offset + g.len();
+            for ((gm, gs), (&gi, &e)) in grad_sum[range.clone()]
+                .iter_mut()
+                .zip(&mut grad_sigma_sum[range.clone()])
+                .zip(g.iter().zip(&eps[range]))
+            {
+                *gm += gi;
+                *gs += e * gi;
+            }
+            offset += g.len();
+        }
+    }
+    let correct = probabilities
+        .chunks_exact(classes)
+        .zip(&batch.labels)
+        .filter(|(p, y)| argmax(p).0 == **y as usize)
+        .count();
+    UpdateStats {
+        loss: loss / samples as f32,
+        correct,
+    }
+}
+
+/// Copies the flat `values` into `network`'s parameters.
+pub fn write_parameters(network: &mut Network, values: &[f32]) {
+    let mut offset = 0;
+    for p in network.parameters_mut() {
+        p.copy_from_slice(&values[offset..offset + p.len()]);
+        offset += p.len();
+    }
+}
+
+/// Scratch for [`predict`], behind a lock because prediction takes `&self`.
+#[derive(Debug)]
+pub struct PredictScratch(std::sync::Mutex<(Network, Vec<f32>, Vec<f32>)>);
+
+impl PredictScratch {
+    /// Scratch for networks shaped like `network`.
+    pub fn new(network: &Network) -> PredictScratch {
+        PredictScratch(std::sync::Mutex::new((network.clone(), Vec::new(), Vec::new())))
+    }
+}
+
+/// Predicted classes of `batch`: the argmax of the softmax averaged over `samples` weight samples.
+#[allow(clippy::too_many_arguments)]
+pub fn predict(
+    scratch: &PredictScratch,
+    mean: &[f32],
+    sigma: &[f32],
+    samples: usize,
+    noise: &NoiseTable,
+    batch: &Batch,
+    workspace: &mut Workspace,
+    rng: &mut Rng,
+    predictions: &mut Vec<u8>,
+) {
+    let mut guard = scratch
+        .0
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let (network, eps, probabilities) = &mut *guard;
+    let classes = network.config().classes;
+    eps.resize(mean.len(), 0.0);
+    probabilities.clear();
+    probabilities.resize(batch.len() * classes, 0.0);
+    for _ in 0..samples {
+        noise.fill(eps, rng);
+        write_sample(network, mean, sigma, eps);
+        network.forward(&batch.images, batch.len(), workspace, Pass::Eval, rng);
+        accumulate_softmax(workspace.logits(), classes, probabilities);
+    }
+    predictions.clear();
+    predictions.extend(probabilities.chunks_exact(classes).map(|p| argmax(p).0 as u8));
+}
+
+/// Initial σ of every parameter, flat: `sigma_init` × the half-width of a uniform fan-in
+/// initialisation of its layer (1/√fan_in, or √(6/fan_in) for Kaiming), biases included (MESU's JAX
+/// reference: σ₀ = ½ of the bound).
+pub fn initial_sigma(network: &Network, sigma_init: f32) -> Vec<f32> {
+    let config = network.config();
+    let mut sigma = Vec::with_capacity(network.parameter_count());
+    for (l, layer) in network.layers().iter().enumerate() {
+        let fan_in = if l == 0 {
+            config.inputs
+        } else {
+            config.hidden[l - 1]
+        } as f32;
+        let bound = match config.init {
+            crate::snn::Init::FanIn => 1.0 / fan_in.sqrt(),
+            crate::snn::Init::KaimingUniform => (6.0 / fan_in).sqrt(),
+        };
+        let count = layer.weights().len() + layer.bias().len();
+        sigma.extend(std::iter::repeat_n(sigma_init * bound, count));
+    }
+    sigma
+}
