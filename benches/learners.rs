@@ -61,6 +61,7 @@ fn bench(c: &mut Criterion) {
             biases: synaptogen::spec::Biases::Sgd,
             structure: None,
             replacement: None,
+            stochastic: None,
         },
     ));
     for (label, spec) in specs {

@@ -403,6 +403,7 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
             biases: spec::Biases::Sgd,
             structure: None,
             replacement: None,
+            stochastic: None,
         },
     };
     learners.extend(args.rules.iter().map(|file| {

@@ -1,5 +1,6 @@
 //! The baselines written as rules (`rules/baselines/`) against the native learners, on the same run:
-//! `sgd.rhai` bit for bit, `l2_init.rhai` within float tolerance, `cbp.rhai` replacing the same units.
+//! `sgd.rhai` bit for bit, `l2_init.rhai` and `mesu.rhai` within float tolerance, `cbp.rhai` replacing
+//! the same units.
 
 use crate::data::{Dataset, StreamConfig, TaskStream, synthetic};
 use crate::learner::cbp::ContinualBackprop;
@@ -98,7 +99,7 @@ fn sgd_rhai_with_rule_biases_is_native_sgd_bit_for_bit() {
     let compiled = shipped("sgd.rhai");
     let mut rule = rule_learner(
         &compiled,
-        Settings::new(lr, RuleLayers::All, Biases::Rule, None, None),
+        Settings::new(lr, RuleLayers::All, Biases::Rule, None, None, None),
     );
     let (a, b) = (
         run(&stream(&data), &mut *sgd, &options(), &mut Quiet),
@@ -126,7 +127,7 @@ fn l2_init_rhai_with_rule_biases_matches_native_l2_init() {
     .expect("compiles");
     let mut rule = rule_learner(
         &compiled,
-        Settings::new(lr, RuleLayers::All, Biases::Rule, None, None),
+        Settings::new(lr, RuleLayers::All, Biases::Rule, None, None, None),
     );
     let (a, b) = (
         run(&stream(&data), &mut *l2, &options(), &mut Quiet),
@@ -139,7 +140,7 @@ fn l2_init_rhai_with_rule_biases_matches_native_l2_init() {
     // The rule's biases matter: with plain-SGD biases the run differs.
     let mut sgd_biases = rule_learner(
         &compiled,
-        Settings::new(lr, RuleLayers::All, Biases::Sgd, None, None),
+        Settings::new(lr, RuleLayers::All, Biases::Sgd, None, None, None),
     );
     run(&stream(&data), &mut sgd_biases, &options(), &mut Quiet);
     let differs = l2
@@ -175,7 +176,7 @@ fn the_cbp_rule_replaces_the_same_units_as_native_continual_backprop() {
         native.replaced_units()
     );
     let replacement = ReplacementSpec { rate, maturity };
-    let settings = Settings::new(lr, RuleLayers::All, Biases::Sgd, None, Some(&replacement));
+    let settings = Settings::new(lr, RuleLayers::All, Biases::Sgd, None, Some(&replacement), None);
     // The shipped rule computes the utility itself from act_dev, in_w, out_w and age; `util` is the
     // same utility computed by the learner.
     let by_util = crate::rule::compile("fn neuron() { score = util; }", std::path::Path::new("util.rhai"))
@@ -187,4 +188,60 @@ fn the_cbp_rule_replaces_the_same_units_as_native_continual_backprop() {
         assert_close(native.network(), rule.network(), 1e-5);
         assert_eq!(plasticity(&native_run), plasticity(&rule_run));
     }
+}
+
+#[test]
+fn mesu_rhai_with_rule_biases_matches_native_mesu() {
+    let data = data();
+    let spec = LearnerSpec::named("mesu", 0.0).expect("a built-in learner");
+    let LearnerSpec::Mesu(params) = &spec else {
+        panic!("mesu")
+    };
+    // A short memory, so the forgetting terms matter within the run.
+    let params = crate::spec::MesuParams {
+        memory: 3000.0,
+        samples: 3,
+        test_samples: 3,
+        ..params.clone()
+    };
+    let mut mesu = native(&LearnerSpec::Mesu(params.clone()));
+    let source = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/baselines/mesu.rhai"),
+    )
+    .expect("the shipped rule");
+    assert!(source.contains("const MEMORY = 300000.0;"));
+    let compiled = crate::rule::compile(
+        &source.replace("const MEMORY = 300000.0;", "const MEMORY = 3000.0;"),
+        std::path::Path::new("mesu.rhai"),
+    )
+    .expect("compiles");
+    assert_eq!(crate::learner::rule::unsupported(&compiled), None);
+    let sampling = crate::spec::StochasticSpec {
+        samples: params.samples,
+        test_samples: params.test_samples,
+        sigma_init: params.sigma_init,
+        sigma_min: params.sigma_min,
+    };
+    let settings = Settings::new(0.0, RuleLayers::All, Biases::Rule, None, None, Some(&sampling));
+    let mut rule = rule_learner(&compiled, settings);
+    let (a, b) = (
+        run(&stream(&data), &mut *mesu, &options(), &mut Quiet),
+        run(&stream(&data), &mut rule, &options(), &mut Quiet),
+    );
+    // Equal to float rounding (the batch factor is applied in a different order), while MESU moved
+    // hundreds of parameters by up to about 0.2.
+    assert_close(mesu.network(), rule.network(), 1e-6);
+    for (x, y) in plasticity(&a).iter().zip(plasticity(&b)) {
+        assert!((x - y).abs() <= 0.02, "plasticity {x} vs {y}");
+    }
+    let initial = Network::new(config(), 5);
+    let moves: Vec<f32> = mesu
+        .network()
+        .parameters()
+        .flatten()
+        .zip(initial.parameters().flatten())
+        .map(|(x, y)| (x - y).abs())
+        .collect();
+    assert!(moves.iter().filter(|&&m| m > 1e-4).count() > 500);
+    assert!(moves.iter().fold(0.0f32, |a, &b| a.max(b)) > 0.05);
 }

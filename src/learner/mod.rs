@@ -73,17 +73,27 @@ pub trait Learner: Send {
     /// Predicted classes for `batch`, written into `predictions`. Learners whose prediction is not
     /// one deterministic forward pass (MESU averages samples) override this.
     fn predict(&self, batch: &Batch, workspace: &mut Workspace, rng: &mut Rng, predictions: &mut Vec<u8>) {
-        let network = self.network();
-        let classes = network.config().classes;
-        network.forward(&batch.images, batch.len(), workspace, Pass::Eval, rng);
-        predictions.clear();
-        predictions.extend(
-            workspace
-                .logits()
-                .chunks_exact(classes)
-                .map(|row| argmax(row).0 as u8),
-        );
+        predict_once(self.network(), batch, workspace, rng, predictions);
     }
+}
+
+/// Predicted classes for `batch` from one deterministic forward pass of `network`.
+pub fn predict_once(
+    network: &Network,
+    batch: &Batch,
+    workspace: &mut Workspace,
+    rng: &mut Rng,
+    predictions: &mut Vec<u8>,
+) {
+    let classes = network.config().classes;
+    network.forward(&batch.images, batch.len(), workspace, Pass::Eval, rng);
+    predictions.clear();
+    predictions.extend(
+        workspace
+            .logits()
+            .chunks_exact(classes)
+            .map(|row| argmax(row).0 as u8),
+    );
 }
 
 /// Compiled rule scripts by path, for the `Rule` learners of a run (the caller reads and compiles them).
@@ -101,12 +111,19 @@ pub fn build(spec: &LearnerSpec, network: Network, seed: u64, rules: &Rules) -> 
             biases,
             structure,
             replacement,
+            stochastic,
         } => {
             let compiled = rules
                 .get(&path)
                 .expect("the caller compiles every rule before building learners");
-            let settings =
-                rule::Settings::new(lr, apply_to, biases, structure.as_ref(), replacement.as_ref());
+            let settings = rule::Settings::new(
+                lr,
+                apply_to,
+                biases,
+                structure.as_ref(),
+                replacement.as_ref(),
+                stochastic.as_ref(),
+            );
             Box::new(rule::RuleLearner::new(
                 network,
                 spec.label(),

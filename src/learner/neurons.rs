@@ -49,6 +49,8 @@ struct LayerState {
 /// Values the whole update shares.
 #[derive(Clone, Copy, Debug)]
 pub struct Globals {
+    /// Examples in this update.
+    pub batch: f32,
     /// The learner's step size.
     pub lr: f32,
     /// Updates since the task began.
@@ -239,6 +241,7 @@ impl NeuronPass {
                     "v" => Input::PerRow(&v),
                     "err" => Input::PerRow(&err),
                     "theta" => Input::Scalar(theta),
+                    "batch" => Input::Scalar(globals.batch),
                     "lr" => Input::Scalar(globals.lr),
                     "step" => Input::Scalar(globals.step),
                     "new_task" => Input::Scalar(globals.new_task),

@@ -29,6 +29,7 @@
 //! `neuron()` section.
 
 use super::neurons::{Globals, NeuronPass, Replacement};
+use super::stochastic::{self, PredictScratch, Sampling};
 use super::structure::{self, Connectivity, Schedule};
 use super::{Backprop, Learner, NoiseTable, UpdateContext, UpdateStats};
 use crate::data::Batch;
@@ -36,13 +37,13 @@ use crate::rng::{Purpose, Rng};
 use crate::rule::program::Input;
 use crate::rule::{CompiledRule, Program, Section};
 use crate::snn::{Network, Storage, Workspace, accumulate_softmax, matmul};
-use crate::spec::{Biases, ReplacementSpec, RuleLayers, StructureSpec};
+use crate::spec::{Biases, ReplacementSpec, RuleLayers, StochasticSpec, StructureSpec};
 
 /// Decay of `pre_trace`, `post_trace` and `loss_trace` per update.
 pub const TRACE_DECAY: f32 = 0.99;
 
 /// The vocabulary a synapse rule can be trained with today.
-pub const TRAINABLE: [&str; 31] = [
+pub const TRAINABLE: [&str; 34] = [
     "w",
     "w0",
     "grad",
@@ -74,6 +75,9 @@ pub const TRAINABLE: [&str; 31] = [
     "act_dev",
     "util",
     "h",
+    "batch",
+    "sigma",
+    "grad_sigma",
 ];
 
 /// Why a compiled rule cannot be trained yet; `None` when it can.
@@ -92,7 +96,7 @@ pub fn unsupported(rule: &CompiledRule) -> Option<String> {
             .iter()
             .chain(program.outputs.iter().map(|(n, _)| n))
         {
-            if !TRAINABLE.contains(name) && !["dw", "score", "h"].contains(name) && !missing.contains(name) {
+            if !TRAINABLE.contains(name) && !["dw", "score"].contains(name) && !missing.contains(name) {
                 missing.push(name);
             }
         }
@@ -130,6 +134,8 @@ pub struct Settings {
     pub replacement: Replacement,
     /// Biases follow the synapse rule too (else plain SGD).
     pub biases_follow_rule: bool,
+    /// Weight sampling, when the rule reads or writes `sigma` (MESU's defaults when absent).
+    pub sampling: Sampling,
 }
 
 impl Settings {
@@ -140,9 +146,17 @@ impl Settings {
         biases: Biases,
         structure: Option<&StructureSpec>,
         replacement: Option<&ReplacementSpec>,
+        stochastic: Option<&StochasticSpec>,
     ) -> Settings {
         let replacement = replacement.cloned().unwrap_or_default();
+        let stochastic = stochastic.cloned().unwrap_or_default();
         Settings {
+            sampling: Sampling {
+                samples: stochastic.samples,
+                test_samples: stochastic.test_samples,
+                sigma_init: stochastic.sigma_init,
+                sigma_min: stochastic.sigma_min,
+            },
             lr,
             hidden_only: apply_to == RuleLayers::Hidden,
             biases_follow_rule: biases == Biases::Rule,
@@ -152,6 +166,36 @@ impl Settings {
                 maturity: replacement.maturity,
             },
         }
+    }
+}
+
+/// The stochastic weights of a rule that uses `sigma`: the network holds μ between updates.
+#[derive(Debug)]
+struct Stochastic {
+    sampling: Sampling,
+    /// μ, σ, σ at creation, the ∂L/∂σ estimate, the gradient sum and the sampled ε, flat in parameter
+    /// order.
+    mean: Vec<f32>,
+    sigma: Vec<f32>,
+    initial: Vec<f32>,
+    grad_sigma: Vec<f32>,
+    grad_sum: Vec<f32>,
+    eps: Vec<f32>,
+    /// Where each layer's weights and biases start in the flat buffers.
+    offsets: Vec<(usize, usize)>,
+    scratch: PredictScratch,
+}
+
+impl Stochastic {
+    /// σ and ∂L/∂σ of layer `l`'s weights (`n` of them) and biases (`outputs`).
+    fn layer(&self, l: usize, n: usize, outputs: usize) -> [&[f32]; 4] {
+        let (w, b) = self.offsets[l];
+        [
+            &self.sigma[w..w + n],
+            &self.grad_sigma[w..w + n],
+            &self.sigma[b..b + outputs],
+            &self.grad_sigma[b..b + outputs],
+        ]
     }
 }
 
@@ -201,6 +245,8 @@ pub struct RuleLearner {
     backward: bool,
     /// ∂L/∂logits scratch of a forward-only update.
     scratch: Vec<f32>,
+    /// Stochastic weights, when the rule reads or writes `sigma`.
+    stochastic: Option<Stochastic>,
     lr: f32,
     hidden_only: bool,
     schedule: Schedule,
@@ -358,7 +404,49 @@ impl RuleLearner {
                     .map(|(_, p)| p),
             )
             .any(|p| p.inputs.iter().any(|n| ["grad", "err"].contains(n)));
-        let backward = reads_gradient || settings.hidden_only || !settings.biases_follow_rule;
+        let uses_sigma = rule.programs.iter().any(|(_, p)| {
+            p.inputs.iter().any(|n| ["sigma", "grad_sigma"].contains(n))
+                || p.outputs.iter().any(|(n, _)| *n == "sigma")
+        });
+        let stochastic = uses_sigma.then(|| {
+            let mut sigma = stochastic::initial_sigma(&network, settings.sampling.sigma_init);
+            let mut offsets = Vec::with_capacity(hidden + 1);
+            let mut offset = 0;
+            for (l, layer) in network.layers().iter().enumerate() {
+                let n = layer.weights().len();
+                offsets.push((offset, offset + n));
+                let follows_rule = !(settings.hidden_only && l == hidden);
+                // Weights and biases that do not follow the rule, and absent synapses, are not sampled.
+                if !follows_rule {
+                    sigma[offset..offset + n].fill(0.0);
+                }
+                if !(follows_rule && settings.biases_follow_rule) {
+                    sigma[offset + n..offset + n + layer.outputs()].fill(0.0);
+                }
+                if let Some(c) = &matrices[l].connectivity {
+                    for (s, &present) in sigma[offset..offset + n].iter_mut().zip(c.present()) {
+                        if !present {
+                            *s = 0.0;
+                        }
+                    }
+                }
+                offset += n + layer.outputs();
+            }
+            let total = sigma.len();
+            Stochastic {
+                sampling: settings.sampling,
+                mean: network.parameters().flatten().copied().collect(),
+                initial: sigma.clone(),
+                sigma,
+                grad_sigma: vec![0.0; total],
+                grad_sum: vec![0.0; total],
+                eps: Vec::new(),
+                offsets,
+                scratch: PredictScratch::new(&network),
+            }
+        });
+        let backward =
+            reads_gradient || settings.hidden_only || !settings.biases_follow_rule || stochastic.is_some();
         let mut core = Backprop::new(network);
         let recorded = reads.union(prune_reads);
         core.workspace
@@ -371,6 +459,7 @@ impl RuleLearner {
             neurons,
             backward,
             scratch: Vec::new(),
+            stochastic,
             lr: settings.lr,
             hidden_only: settings.hidden_only,
             schedule: settings.structure,
@@ -408,6 +497,10 @@ impl RuleLearner {
                     state.age[i] = 0.0;
                     state.m[i] = 0.0;
                     state.u[i] = 0.0;
+                    if let Some(st) = &mut self.stochastic {
+                        let (start, _) = st.offsets[l];
+                        st.sigma[start + i] = st.initial[start + i];
+                    }
                 }
             }
             connectivity.open_window();
@@ -437,6 +530,11 @@ impl RuleLearner {
             }
         }
         state.w0[row.clone()].copy_from_slice(weights);
+        if let Some(st) = &mut self.stochastic {
+            let (start, _) = st.offsets[l];
+            let range = start + row.start..start + row.end;
+            st.sigma[range.clone()].copy_from_slice(&st.initial[range]);
+        }
         for slot in [&mut state.age, &mut state.m, &mut state.u] {
             slot[row.clone()].fill(0.0);
         }
@@ -497,7 +595,34 @@ impl Learner for RuleLearner {
         } else {
             self.prune_traces
         });
-        let stats = if self.backward {
+        let mut noise_rng = Rng::stream(self.seed, Purpose::Learner, &[self.updates]);
+        let stats = if let Some(st) = &mut self.stochastic {
+            let stats = stochastic::sample_gradients(
+                &mut self.core,
+                &st.mean,
+                &st.sigma,
+                st.sampling.samples,
+                &self.noise,
+                &mut noise_rng,
+                batch,
+                rng,
+                &mut st.eps,
+                &mut st.grad_sum,
+                &mut st.grad_sigma,
+            );
+            // Sums over samples → the batch-mean ∂L/∂μ (read as `grad`) and ∂L/∂σ.
+            let inv = 1.0 / st.sampling.samples as f32;
+            st.grad_sigma.iter_mut().for_each(|g| *g *= inv);
+            stochastic::write_parameters(&mut self.core.network, &st.mean);
+            let mut offset = 0;
+            for g in self.core.gradients.slices_mut() {
+                for (gi, s) in g.iter_mut().zip(&st.grad_sum[offset..]) {
+                    *gi = s * inv;
+                }
+                offset += g.len();
+            }
+            stats
+        } else if self.backward {
             self.core.compute(batch, rng)
         } else {
             self.core.forward_only(batch, rng, &mut self.scratch)
@@ -509,7 +634,6 @@ impl Learner for RuleLearner {
         self.loss_trace = Some(loss_trace);
         let config = self.core.network.config().clone();
         let hidden = config.hidden.len();
-        let mut noise_rng = Rng::stream(self.seed, Purpose::Learner, &[self.updates]);
         for l in 0..=hidden {
             let (inputs, outputs) = {
                 let layer = &self.core.network.layers()[l];
@@ -692,7 +816,15 @@ impl Learner for RuleLearner {
             }
             let weights = self.core.network.layers()[l].weights();
             let grad = &self.core.gradients.layers[l].weights;
+            let empty: &[f32] = &[];
+            let [sigma_w, grad_sigma_w, sigma_b, grad_sigma_b] = match &self.stochastic {
+                Some(st) => st.layer(l, outputs * inputs, outputs),
+                None => [empty; 4],
+            };
             let lookup = |name: &&str| match *name {
+                "sigma" => Input::PerSynapse(sigma_w),
+                "grad_sigma" => Input::PerSynapse(grad_sigma_w),
+                "batch" => Input::Scalar(rows as f32),
                 "w" => Input::PerSynapse(weights),
                 "w0" => Input::PerSynapse(&state.w0),
                 "grad" => Input::PerSynapse(grad),
@@ -801,6 +933,8 @@ impl Learner for RuleLearner {
                         "elig" if bias_elig_per_column => Input::PerColumn(&bias.elig),
                         "elig" => Input::PerSynapse(&bias.elig),
                         "fan_in" => Input::Scalar(1.0),
+                        "sigma" => Input::PerSynapse(sigma_b),
+                        "grad_sigma" => Input::PerSynapse(grad_sigma_b),
                         other => lookup(&other),
                     })
                     .collect();
@@ -835,6 +969,19 @@ impl Learner for RuleLearner {
                     }
                     "m" => std::mem::swap(&mut state.m, &mut state.outputs[k]),
                     "u" => std::mem::swap(&mut state.u, &mut state.outputs[k]),
+                    "sigma" => {
+                        let st = self
+                            .stochastic
+                            .as_mut()
+                            .expect("a rule that writes sigma is stochastic");
+                        let (start, _) = st.offsets[l];
+                        let floor = st.sampling.sigma_min;
+                        let sigma = &mut st.sigma[start..start + outputs * inputs];
+                        for (i, (s, new)) in sigma.iter_mut().zip(&state.outputs[k]).enumerate() {
+                            let present = state.connectivity.as_ref().is_none_or(|c| c.present()[i]);
+                            *s = if present { new.max(floor) } else { 0.0 };
+                        }
+                    }
                     other => unreachable!("'{other}' is refused by unsupported() before training"),
                 }
             }
@@ -847,6 +994,18 @@ impl Learner for RuleLearner {
                         }
                         "m" => std::mem::swap(&mut bias.m, &mut bias.outputs[k]),
                         "u" => std::mem::swap(&mut bias.u, &mut bias.outputs[k]),
+                        "sigma" => {
+                            let st = self
+                                .stochastic
+                                .as_mut()
+                                .expect("a rule that writes sigma is stochastic");
+                            let (_, start) = st.offsets[l];
+                            let floor = st.sampling.sigma_min;
+                            for (s, new) in st.sigma[start..start + outputs].iter_mut().zip(&bias.outputs[k])
+                            {
+                                *s = new.max(floor);
+                            }
+                        }
                         other => unreachable!("'{other}' is refused by unsupported() before training"),
                     }
                 }
@@ -857,8 +1016,12 @@ impl Learner for RuleLearner {
             if let (Some(k), Some(connectivity)) = (prune_now.and(event), &mut state.connectivity) {
                 let removed = connectivity.prune(&state.scores, k, context.task, &self.schedule);
                 let weights = self.core.network.layers_mut()[l].weights_mut();
-                for i in removed {
+                for &i in &removed {
                     weights[i] = 0.0;
+                }
+                if let Some(st) = &mut self.stochastic {
+                    let (start, _) = st.offsets[l];
+                    removed.iter().for_each(|&i| st.sigma[start + i] = 0.0);
                 }
                 if k == self.schedule.prune_steps && self.schedule.protect_tasks > 0 {
                     connectivity.protect(context.task, self.schedule.protect_tasks);
@@ -897,6 +1060,7 @@ impl Learner for RuleLearner {
                 )
             };
             let globals = Globals {
+                batch: batch.len() as f32,
                 lr: self.lr,
                 step: context.step as f32,
                 new_task: if context.new_task { 1.0 } else { 0.0 },
@@ -916,8 +1080,29 @@ impl Learner for RuleLearner {
                 self.restart_synapses_of(l, unit);
             }
         }
+        if let Some(st) = &mut self.stochastic {
+            st.mean.clear();
+            st.mean.extend(self.core.network.parameters().flatten());
+        }
         self.updates += 1;
         stats
+    }
+
+    fn predict(&self, batch: &Batch, workspace: &mut Workspace, rng: &mut Rng, predictions: &mut Vec<u8>) {
+        let Some(st) = &self.stochastic else {
+            return super::predict_once(self.network(), batch, workspace, rng, predictions);
+        };
+        stochastic::predict(
+            &st.scratch,
+            &st.mean,
+            &st.sigma,
+            st.sampling.test_samples,
+            &self.noise,
+            batch,
+            workspace,
+            rng,
+            predictions,
+        );
     }
 }
 
@@ -979,7 +1164,7 @@ mod tests {
             network.clone(),
             "h".into(),
             &compiled,
-            Settings::new(0.0, RuleLayers::All, Biases::Sgd, None, None),
+            Settings::new(0.0, RuleLayers::All, Biases::Sgd, None, None, None),
             0,
         );
         let batch = Batch {
@@ -1051,7 +1236,7 @@ mod tests {
             network.clone(),
             "p".into(),
             &compiled,
-            Settings::new(0.0, RuleLayers::All, Biases::Sgd, None, None),
+            Settings::new(0.0, RuleLayers::All, Biases::Sgd, None, None, None),
             0,
         );
         learner.update(
@@ -1115,7 +1300,7 @@ mod tests {
             network.clone(),
             "t".into(),
             &compiled,
-            Settings::new(0.0, RuleLayers::All, Biases::Sgd, None, None),
+            Settings::new(0.0, RuleLayers::All, Biases::Sgd, None, None, None),
             0,
         );
         learner.update(
@@ -1246,7 +1431,7 @@ mod tests {
             std::path::Path::new("magnitude.rhai"),
         )
         .expect("compiles");
-        let settings = Settings::new(lr, RuleLayers::All, Biases::Sgd, Some(&structure), None);
+        let settings = Settings::new(lr, RuleLayers::All, Biases::Sgd, Some(&structure), None, None);
         let learner = RuleLearner::new(network.clone(), "m".into(), &compiled, settings, 3);
         (network, learner)
     }
@@ -1384,7 +1569,7 @@ mod tests {
             std::path::Path::new("hebb.rhai"),
         )
         .expect("compiles");
-        let settings = Settings::new(0.0, RuleLayers::All, Biases::Rule, None, None);
+        let settings = Settings::new(0.0, RuleLayers::All, Biases::Rule, None, None, None);
         let mut learner = RuleLearner::new(network.clone(), "h".into(), &compiled, settings, 0);
         assert!(!learner.backward);
         let b = batch();

@@ -12,6 +12,19 @@ use crate::data::Batch;
 use crate::rng::Rng;
 use crate::snn::{Network, Pass, Workspace, accumulate_softmax, argmax};
 
+/// How a rule's stochastic weights are sampled (the spec's `learner.stochastic`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sampling {
+    /// Weight samples per update.
+    pub samples: usize,
+    /// Weight samples per prediction.
+    pub test_samples: usize,
+    /// Initial σ as a fraction of the layer's initial weight bound.
+    pub sigma_init: f32,
+    /// Floor of σ.
+    pub sigma_min: f32,
+}
+
 /// Writes `w = μ + σ·ε` into `network`, every slice flat in parameter order.
 pub fn write_sample(network: &mut Network, mean: &[f32], sigma: &[f32], eps: &[f32]) {
     let mut offset = 0;

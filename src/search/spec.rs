@@ -12,7 +12,7 @@ use crate::data::DatasetKind;
 use crate::rule::Section;
 use crate::spec::{
     BenchmarkSpec, Biases, Error, LearnerSpec, NetworkSpec, ReplacementSpec, RuleLayers, RunSpec,
-    StructureSpec,
+    StochasticSpec, StructureSpec,
 };
 
 /// A whole search spec.
@@ -88,6 +88,9 @@ pub struct CandidateLearner {
     /// absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replacement: Option<ReplacementSpec>,
+    /// Weight sampling for candidates that use `sigma` (MESU's defaults when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stochastic: Option<StochasticSpec>,
 }
 
 impl Default for CandidateLearner {
@@ -98,6 +101,7 @@ impl Default for CandidateLearner {
             biases: Biases::Sgd,
             structure: None,
             replacement: None,
+            stochastic: None,
         }
     }
 }
@@ -111,6 +115,7 @@ impl CandidateLearner {
             self.biases,
             self.structure.as_ref(),
             self.replacement.as_ref(),
+            self.stochastic.as_ref(),
         )
     }
 }
@@ -336,6 +341,11 @@ impl SearchSpec {
             structure
                 .check()
                 .or_else(|(field, message)| invalid(&format!("learner.structure.{field}"), message))?;
+        }
+        if let Some(stochastic) = &self.learner.stochastic {
+            stochastic
+                .check()
+                .or_else(|(field, message)| invalid(&format!("learner.stochastic.{field}"), message))?;
         }
         if let Some(replacement) = &self.learner.replacement {
             replacement

@@ -115,6 +115,9 @@ pub enum LearnerSpec {
         /// How units are replaced by the `neuron()` score (continual backprop's defaults when absent).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         replacement: Option<ReplacementSpec>,
+        /// Weight sampling for rules that use `sigma` (MESU's defaults when absent).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stochastic: Option<StochasticSpec>,
     },
     /// Synaptic intelligence (§4.6). Needs visible boundaries.
     Si {
@@ -242,6 +245,59 @@ impl StructureSpec {
             regrow: self.regrow,
             protect_tasks: self.protect_tasks,
         }
+    }
+}
+
+/// Stochastic weights for a rule that reads or writes `sigma` (MESU §2.3): each update trains on
+/// `samples` draws of `w = μ + σε`, and prediction averages `test_samples` draws.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StochasticSpec {
+    /// Weight samples per update, ≥ 1 (10).
+    pub samples: usize,
+    /// Weight samples per prediction, ≥ 1 (10).
+    pub test_samples: usize,
+    /// Initial σ as a fraction of the layer's initial weight bound, > 0 (0.5).
+    pub sigma_init: f32,
+    /// σ is kept at or above this, ≥ 0 (1e-6).
+    pub sigma_min: f32,
+}
+
+impl Default for StochasticSpec {
+    fn default() -> Self {
+        StochasticSpec {
+            samples: default_mesu_samples(),
+            test_samples: default_mesu_samples(),
+            sigma_init: default_half(),
+            sigma_min: default_sigma_min(),
+        }
+    }
+}
+
+impl StochasticSpec {
+    /// Checks every field; returns (field, message) relative to the stochastic section.
+    pub fn check(&self) -> Result<(), (String, String)> {
+        if self.samples == 0 || self.test_samples == 0 {
+            let field = if self.samples == 0 {
+                "samples"
+            } else {
+                "test_samples"
+            };
+            return Err((field.into(), "must be at least 1 (got 0)".into()));
+        }
+        if !(self.sigma_init > 0.0 && self.sigma_init.is_finite()) {
+            return Err((
+                "sigma_init".into(),
+                format!("must be positive (got {})", self.sigma_init),
+            ));
+        }
+        if !(self.sigma_min >= 0.0 && self.sigma_min.is_finite()) {
+            return Err((
+                "sigma_min".into(),
+                format!("must be zero or positive (got {})", self.sigma_min),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -561,11 +617,16 @@ impl LearnerSpec {
             LearnerSpec::Rule {
                 structure,
                 replacement,
+                stochastic,
                 ..
             } => {
                 if let Some(s) = structure {
                     s.check()
                         .or_else(|(field, message)| fail(&format!("structure.{field}"), message))?;
+                }
+                if let Some(s) = stochastic {
+                    s.check()
+                        .or_else(|(field, message)| fail(&format!("stochastic.{field}"), message))?;
                 }
                 match replacement {
                     Some(r) => r

@@ -17,7 +17,7 @@ mod learner;
 use crate::snn::{self, Encoding, Init, Lif, NetworkConfig, Neuron};
 pub use learner::{
     Biases, CbpParams, Competition, LEARNER_NAMES, LearnerSpec, MesuParams, ReplacementSpec, RuleLayers,
-    StructureSpec, Utility, labels,
+    StochasticSpec, StructureSpec, Utility, labels,
 };
 
 /// Errors in a spec file. Parse errors carry line and column; validation errors name the field.
