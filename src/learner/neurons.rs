@@ -17,7 +17,10 @@
 //! Replacement: units older than `maturity` are eligible; `rate` × #eligible accumulates and the floor of
 //! it is replaced, the lowest `score` first (NaN counts as lowest). A replaced unit gets fresh incoming
 //! weights from the initial distribution (the same random stream as the native learner), bias 0,
-//! outgoing weights 0, and its state (`h`, traces, age) restarts at 0.
+//! outgoing weights 0, the configured threshold, and its state (`h`, traces, age) restarts at 0.
+//!
+//! Writing `theta` sets each LIF neuron's own threshold (adaptive thresholds, homeostasis); the
+//! simulator uses it from the next forward pass.
 
 use super::cbp::{bias_correction, sum_abs};
 use super::rule::TRACE_DECAY;
@@ -220,10 +223,6 @@ impl NeuronPass {
             } else {
                 (Vec::new(), Vec::new(), Vec::new())
             };
-            let theta = match config.neuron {
-                crate::snn::Neuron::Lif(lif) => lif.threshold,
-                crate::snn::Neuron::Relu => 0.0,
-            };
             let inputs: Vec<Input> = self
                 .program
                 .inputs
@@ -240,7 +239,8 @@ impl NeuronPass {
                     "psi" => Input::PerRow(&psi),
                     "v" => Input::PerRow(&v),
                     "err" => Input::PerRow(&err),
-                    "theta" => Input::Scalar(theta),
+                    "theta" if !network.thresholds(l).is_empty() => Input::PerRow(network.thresholds(l)),
+                    "theta" => Input::Scalar(0.0),
                     "batch" => Input::Scalar(globals.batch),
                     "lr" => Input::Scalar(globals.lr),
                     "step" => Input::Scalar(globals.step),
@@ -271,6 +271,13 @@ impl NeuronPass {
                 match *name {
                     "h" => std::mem::swap(&mut state.h, &mut state.outputs[k]),
                     "score" => score = Some(k),
+                    // Adaptive thresholds (ignored in ANN mode, where units have none).
+                    "theta" => {
+                        let thresholds = network.thresholds_mut(l);
+                        if !thresholds.is_empty() {
+                            thresholds.copy_from_slice(&state.outputs[k]);
+                        }
+                    }
                     other => unreachable!("'{other}' is refused by unsupported() before training"),
                 }
             }

@@ -82,14 +82,7 @@ pub const TRAINABLE: [&str; 34] = [
 
 /// Why a compiled rule cannot be trained yet; `None` when it can.
 pub fn unsupported(rule: &CompiledRule) -> Option<String> {
-    for (section, program) in &rule.programs {
-        if *section == Section::Neuron && program.outputs.iter().any(|(n, _)| *n == "theta") {
-            return Some(
-                "neuron() writes theta, and per-neuron adaptive thresholds are not trained yet \
-                 (neuron() rules that keep h and write score are)"
-                    .into(),
-            );
-        }
+    for (_, program) in &rule.programs {
         let mut missing: Vec<&str> = Vec::new();
         for name in program
             .inputs
@@ -738,10 +731,6 @@ impl Learner for RuleLearner {
             } else {
                 mean_surrogate(&self.core.workspace, l, outputs)
             };
-            let theta = match config.neuron {
-                crate::snn::Neuron::Lif(lif) if l < hidden => lif.threshold,
-                _ => 0.0,
-            };
             let steps = config.time_steps;
             let rows = batch.len();
             let v: Vec<f32> = if !reads.v {
@@ -816,6 +805,11 @@ impl Learner for RuleLearner {
             }
             let weights = self.core.network.layers()[l].weights();
             let grad = &self.core.gradients.layers[l].weights;
+            let thresholds: &[f32] = if l < hidden {
+                self.core.network.thresholds(l)
+            } else {
+                &[]
+            };
             let empty: &[f32] = &[];
             let [sigma_w, grad_sigma_w, sigma_b, grad_sigma_b] = match &self.stochastic {
                 Some(st) => st.layer(l, outputs * inputs, outputs),
@@ -841,7 +835,9 @@ impl Learner for RuleLearner {
                 "err" => Input::PerRow(&err),
                 "elig" if elig_is_per_column => Input::PerColumn(&self.elig),
                 "elig" => Input::PerSynapse(&self.elig),
-                "theta" => Input::Scalar(theta),
+                // Each postsynaptic neuron's threshold; 0 for the readout and ReLU units.
+                "theta" if l < hidden && !thresholds.is_empty() => Input::PerRow(thresholds),
+                "theta" => Input::Scalar(0.0),
                 "lr" => Input::Scalar(self.lr),
                 "step" => Input::Scalar(context.step as f32),
                 "new_task" => Input::Scalar(if context.new_task { 1.0 } else { 0.0 }),
@@ -1623,5 +1619,75 @@ mod tests {
         )
         .expect("compiles");
         assert!(RuleLearner::new(network, "g".into(), &with_grad, settings, 0).backward);
+    }
+
+    /// `neuron()` writing `theta` sets each hidden neuron's own threshold; the synapse section reads
+    /// its postsynaptic neuron's threshold, and the next forward pass uses it.
+    #[test]
+    fn neuron_thresholds_adapt_and_the_simulator_uses_them() {
+        let network = lif_network(vec![5, 4], 3);
+        let compiled = crate::rule::compile(
+            "fn synapse() { dw = 0.0 * w; }\nfn neuron() { theta = theta + 0.25 * (layer + 1.0); }",
+            std::path::Path::new("t.rhai"),
+        )
+        .expect("compiles");
+        assert_eq!(unsupported(&compiled), None);
+        let settings = Settings::new(0.0, RuleLayers::All, Biases::Sgd, None, None, None);
+        let mut learner = RuleLearner::new(network.clone(), "t".into(), &compiled, settings, 0);
+        let mut rng = Rng::stream(0, Purpose::Encoding, &[]);
+        learner.update(&batch(), UpdateContext::default(), &mut rng);
+        learner.update(&batch(), UpdateContext::default(), &mut rng);
+        for l in 0..2 {
+            let start = network.thresholds(l)[0];
+            let want = start + 2.0 * 0.25 * (l as f32 + 1.0);
+            assert!(
+                learner
+                    .network()
+                    .thresholds(l)
+                    .iter()
+                    .all(|&t| (t - want).abs() < 1e-6)
+            );
+        }
+        // Higher thresholds, fewer spikes.
+        let mut ws = Workspace::default();
+        let b = batch();
+        network.forward(&b.images, 2, &mut ws, Pass::Eval, &mut rng);
+        let before: f32 = ws.spikes(0).iter().sum();
+        learner
+            .network()
+            .forward(&b.images, 2, &mut ws, Pass::Eval, &mut rng);
+        let after: f32 = ws.spikes(0).iter().sum();
+        assert!(after < before, "{after} spikes vs {before}");
+        // theta in synapse() is the postsynaptic neuron's own threshold.
+        let reads = crate::rule::compile("fn synapse() { dw = theta; }", std::path::Path::new("r.rhai"))
+            .expect("compiles");
+        let mut adapted = learner.network().clone();
+        adapted.thresholds_mut(0)[2] = 7.0;
+        let mut probe = RuleLearner::new(adapted.clone(), "r".into(), &reads, settings, 0);
+        probe.update(&batch(), UpdateContext::default(), &mut rng);
+        let inputs = adapted.layers()[0].inputs();
+        for (i, (a, b)) in probe.network().layers()[0]
+            .weights()
+            .chunks(inputs)
+            .zip(adapted.layers()[0].weights().chunks(inputs))
+            .enumerate()
+        {
+            let want = adapted.thresholds(0)[i];
+            assert!(
+                a.iter().zip(b).all(|(x, y)| (x - y - want).abs() < 1e-5),
+                "row {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn training_computes_the_whole_vocabulary() {
+        for v in crate::rule::vocab::VOCABULARY {
+            assert!(
+                TRAINABLE.contains(&v.name) || ["dw", "score"].contains(&v.name),
+                "{} is in the vocabulary but training does not compute it",
+                v.name
+            );
+        }
     }
 }

@@ -148,6 +148,9 @@ impl Gradients {
 pub struct Network {
     config: NetworkConfig,
     layers: Vec<Dense>,
+    /// Each hidden LIF neuron's firing threshold, per hidden layer (the configured θ unless a rule
+    /// adapts it; empty in ANN mode).
+    thresholds: Vec<Vec<f32>>,
     /// `c_t` for each step (see the module doc).
     step_weights: Vec<f32>,
     /// `Σ_t c_t`: the readout bias's weight in the mean membrane.
@@ -362,22 +365,41 @@ impl Network {
             })
             .collect();
         let bias_weight = step_weights.iter().sum();
+        let thresholds = match config.neuron {
+            Neuron::Lif(lif) => config.hidden.iter().map(|&n| vec![lif.threshold; n]).collect(),
+            Neuron::Relu => vec![Vec::new(); config.hidden.len()],
+        };
         Network {
             config,
             layers,
+            thresholds,
             step_weights,
             bias_weight,
         }
     }
 
+    /// The firing thresholds of hidden layer `layer` (empty in ANN mode).
+    pub fn thresholds(&self, layer: usize) -> &[f32] {
+        &self.thresholds[layer]
+    }
+
+    /// [`Network::thresholds`], mutable: adaptive thresholds.
+    pub fn thresholds_mut(&mut self, layer: usize) -> &mut [f32] {
+        &mut self.thresholds[layer]
+    }
+
     /// Redraws the incoming weights of `unit` in hidden layer `layer` from the initial distribution and
-    /// sets its bias to 0 (how continual backprop and ReDo recycle a unit).
+    /// sets its bias to 0 and its threshold back to the configured θ (how continual backprop and ReDo
+    /// recycle a unit).
     pub fn redraw_incoming(&mut self, layer: usize, unit: usize, rng: &mut Rng) {
         let (bound, _) = init_bounds(&self.config, layer);
         let dense = &mut self.layers[layer];
         let row = &mut dense.weights[unit * dense.inputs..(unit + 1) * dense.inputs];
         row.iter_mut().for_each(|w| *w = rng.symmetric(bound));
         dense.bias[unit] = 0.0;
+        if let Neuron::Lif(lif) = self.config.neuron {
+            self.thresholds[layer][unit] = lif.threshold;
+        }
     }
 
     /// Half-width of the uniform distribution layer `layer`'s weights were drawn from (readout last).
@@ -552,8 +574,9 @@ impl Network {
                     Pass::Train => Some(&mut buffers.psi[t * per_step..(t + 1) * per_step]),
                     Pass::Eval => None,
                 };
+                let theta = &self.thresholds[l];
                 match self.config.neuron {
-                    Neuron::Lif(lif) => lif.step(&mut buffers.membrane, current, prev, spikes, psi),
+                    Neuron::Lif(lif) => lif.step(&mut buffers.membrane, current, prev, spikes, psi, theta),
                     Neuron::Relu => neuron::relu(current, spikes, psi),
                 }
                 if ws.record_membrane {
@@ -566,8 +589,8 @@ impl Network {
                                 .chunks_exact(width)
                                 .zip(spikes.chunks_exact(width))
                             {
-                                for ((m, v), sp) in sum.iter_mut().zip(row).zip(srow) {
-                                    *m += v + sp * lif.threshold;
+                                for (((m, v), sp), th) in sum.iter_mut().zip(row).zip(srow).zip(theta) {
+                                    *m += v + sp * th;
                                 }
                             }
                         }

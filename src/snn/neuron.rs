@@ -35,8 +35,11 @@ pub enum Reset {
 }
 
 impl Lif {
-    /// One step for a whole layer. `prev_spikes` is the previous step's output (zeros at t = 0), used
-    /// only by [`Reset::NextStep`]. `psi` receives the surrogate derivative when given (training).
+    /// One step for a whole layer: `v`, `current`, `prev_spikes` and `spikes` are `batch × width`
+    /// row-major, `theta` holds each neuron's threshold (`width` of them; every one is
+    /// [`Lif::threshold`] unless a rule adapts them). `prev_spikes` is the previous step's output
+    /// (zeros at t = 0), used only by [`Reset::NextStep`]. `psi` receives the surrogate derivative
+    /// when given (training).
     #[inline]
     pub fn step(
         &self,
@@ -44,48 +47,58 @@ impl Lif {
         current: &[f32],
         prev_spikes: &[f32],
         spikes: &mut [f32],
-        psi: Option<&mut [f32]>,
+        mut psi: Option<&mut [f32]>,
+        theta: &[f32],
     ) {
-        let (beta, theta, k) = (self.beta, self.threshold, self.slope);
+        let (beta, k) = (self.beta, self.slope);
+        let width = theta.len();
         let n = v.len();
-        let (current, prev_spikes, spikes) = (&current[..n], &prev_spikes[..n], &mut spikes[..n]);
-        match (self.reset, psi) {
-            (Reset::SameStep, Some(psi)) => {
-                let psi = &mut psi[..n];
-                for i in 0..n {
-                    let u = beta * v[i] + current[i];
-                    let over = u - theta;
-                    let s = if over > 0.0 { 1.0 } else { 0.0 };
-                    let d = 1.0 + k * over.abs();
-                    psi[i] = 1.0 / (d * d);
-                    spikes[i] = s;
-                    v[i] = u - s * theta;
+        for start in (0..n).step_by(width.max(1)) {
+            let row = start..start + width;
+            let (v, current, prev_spikes, spikes) = (
+                &mut v[row.clone()],
+                &current[row.clone()],
+                &prev_spikes[row.clone()],
+                &mut spikes[row.clone()],
+            );
+            match (self.reset, psi.as_deref_mut()) {
+                (Reset::SameStep, Some(psi)) => {
+                    let psi = &mut psi[row];
+                    for i in 0..width {
+                        let u = beta * v[i] + current[i];
+                        let over = u - theta[i];
+                        let s = if over > 0.0 { 1.0 } else { 0.0 };
+                        let d = 1.0 + k * over.abs();
+                        psi[i] = 1.0 / (d * d);
+                        spikes[i] = s;
+                        v[i] = u - s * theta[i];
+                    }
                 }
-            }
-            (Reset::SameStep, None) => {
-                for i in 0..n {
-                    let u = beta * v[i] + current[i];
-                    let s = if u > theta { 1.0 } else { 0.0 };
-                    spikes[i] = s;
-                    v[i] = u - s * theta;
+                (Reset::SameStep, None) => {
+                    for i in 0..width {
+                        let u = beta * v[i] + current[i];
+                        let s = if u > theta[i] { 1.0 } else { 0.0 };
+                        spikes[i] = s;
+                        v[i] = u - s * theta[i];
+                    }
                 }
-            }
-            (Reset::NextStep, Some(psi)) => {
-                let psi = &mut psi[..n];
-                for i in 0..n {
-                    let u = beta * v[i] + current[i] - prev_spikes[i] * theta;
-                    let over = u - theta;
-                    let d = 1.0 + k * over.abs();
-                    psi[i] = 1.0 / (d * d);
-                    spikes[i] = if over > 0.0 { 1.0 } else { 0.0 };
-                    v[i] = u;
+                (Reset::NextStep, Some(psi)) => {
+                    let psi = &mut psi[row];
+                    for i in 0..width {
+                        let u = beta * v[i] + current[i] - prev_spikes[i] * theta[i];
+                        let over = u - theta[i];
+                        let d = 1.0 + k * over.abs();
+                        psi[i] = 1.0 / (d * d);
+                        spikes[i] = if over > 0.0 { 1.0 } else { 0.0 };
+                        v[i] = u;
+                    }
                 }
-            }
-            (Reset::NextStep, None) => {
-                for i in 0..n {
-                    let u = beta * v[i] + current[i] - prev_spikes[i] * theta;
-                    spikes[i] = if u > theta { 1.0 } else { 0.0 };
-                    v[i] = u;
+                (Reset::NextStep, None) => {
+                    for i in 0..width {
+                        let u = beta * v[i] + current[i] - prev_spikes[i] * theta[i];
+                        spikes[i] = if u > theta[i] { 1.0 } else { 0.0 };
+                        v[i] = u;
+                    }
                 }
             }
         }
@@ -154,7 +167,7 @@ mod tests {
         let (mut v, mut s, mut prev) = ([0.0f32], [0.0f32], [0.0f32]);
         let mut out = (vec![], vec![]);
         for &c in currents {
-            lif.step(&mut v, &[c], &prev, &mut s, None);
+            lif.step(&mut v, &[c], &prev, &mut s, None, &[lif.threshold]);
             prev = s;
             out.0.push(s[0]);
             out.1.push(v[0]);
@@ -197,7 +210,7 @@ mod tests {
     #[test]
     fn surrogate_is_the_fast_sigmoid_of_the_pre_reset_membrane() {
         let (mut v, mut s, mut psi) = ([0.0f32], [0.0f32], [0.0f32]);
-        LIF.step(&mut v, &[1.2], &[0.0], &mut s, Some(&mut psi));
+        LIF.step(&mut v, &[1.2], &[0.0], &mut s, Some(&mut psi), &[LIF.threshold]);
         let want = 1.0 / (1.0f32 + 25.0 * 0.2).powi(2);
         assert!((psi[0] - want).abs() < 1e-7);
     }
