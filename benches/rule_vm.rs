@@ -25,6 +25,7 @@ fn inputs(names: &[&str]) -> Vec<Vec<f32>> {
         .iter()
         .map(|n| match *n {
             "lr" => vec![0.05],
+            "batch" => vec![32.0],
             "sigma" => (0..N).map(|_| 0.01 + 0.05 * rng.uniform()).collect(),
             _ => (0..N).map(|_| rng.symmetric(1.0)).collect(),
         })
@@ -137,6 +138,7 @@ fn bench(c: &mut Criterion) {
     bench_rule(c, "mesu", &mesu, |d, out, names| {
         assert_eq!(names, ["sigma", "dw"]);
         let (sigma, grad, w, grad_sigma) = (d.get("sigma"), d.get("grad"), d.get("w"), d.get("grad_sigma"));
+        let batch = d.get("batch")[0];
         let forget = 1.0 / 300000.0f32;
         let (s_out, dw) = out.split_at_mut(1);
         // Zipped iterators: no bounds checks, so the compiler vectorises (the fair baseline).
@@ -149,8 +151,8 @@ fn bench(c: &mut Criterion) {
             .zip(grad_sigma)
         {
             let s2 = s * s;
-            *d = -s2 * g + s2 * (0.0 - w) * forget;
-            *so = s + 0.5 * (-s2 * gs + s * (1.0 - s2) * forget);
+            *d = -s2 * g * batch + s2 * (0.0 - w) * forget;
+            *so = s + 0.5 * (-s2 * gs * batch + s * (1.0 - s2) * forget);
         }
     });
     bench_rule(c, "twelve_ops", TWELVE, |d, out, names| {
