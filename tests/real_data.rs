@@ -127,3 +127,48 @@ fn quickstart_finds_a_rule_that_beats_sgd_on_held_out_seeds() {
         );
     }
 }
+
+#[test]
+fn every_rule_section_trains_on_real_data() {
+    // Pruning (structure schedule), neuron replacement, adaptive thresholds and stochastic weights,
+    // each from the command line on the reference benchmark.
+    let out_dir = tempfile::tempdir().expect("temp dir");
+    let rules = [
+        "rules/pruning/usage.rhai",
+        "rules/baselines/cbp.rhai",
+        "rules/local/adaptive_threshold.rhai",
+        "rules/baselines/mesu.rhai",
+    ];
+    let mut cmd = synaptogen(repo());
+    cmd.args([
+        "run",
+        "searches/pmnist-quick.ron",
+        "-q",
+        "--no-report",
+        "--tasks",
+        "2",
+        "--out",
+    ])
+    .arg(out_dir.path());
+    for rule in rules {
+        cmd.args(["--rule", rule]);
+    }
+    let out = cmd.output().expect("the binary runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for rule in rules {
+        let label = rule.rsplit('/').next().expect("a file name");
+        let text = std::fs::read_to_string(out_dir.path().join(label).join("metrics.json")).expect("written");
+        let json: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+        let tasks = json["tasks"].as_array().expect("tasks");
+        let first = tasks[0]["plasticity"].as_f64().expect("a number");
+        let density = tasks[1]["density"].as_f64().expect("a number");
+        eprintln!("{label}: task 1 {:.1}%, density {:.3}", 100.0 * first, density);
+        assert!(first >= 0.75, "{label}: task 1 accuracy {first}");
+        if label == "usage.rhai" {
+            // The default schedule halves each neuron's inputs (every matrix follows the rule).
+            assert!((density - 0.5).abs() < 0.01, "{density}");
+        } else {
+            assert_eq!(density, 1.0);
+        }
+    }
+}

@@ -270,13 +270,11 @@ fn a_prune_section_prunes_under_the_default_schedule() {
     assert!(pruned[1] < 0.8 * dense[1], "{pruned:?} vs {dense:?}");
 }
 
-#[test]
-fn a_structure_schedule_without_a_prune_section_is_refused() {
+/// Runs the synthetic spec with its learner section replaced by `learner`; the run must stop with
+/// exit status 2 and `fragment` on stderr.
+fn refused_learner(learner: &str, fragment: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let spec = util::SYNTHETIC_SPEC.replace(
-        "learner: Sgd(lr: 0.3),",
-        "learner: Rule(path: \"rules/baselines/sgd.rhai\", lr: 0.3, structure: (target_density: 0.3)),",
-    );
+    let spec = util::SYNTHETIC_SPEC.replace("learner: Sgd(lr: 0.3),", &format!("learner: {learner},"));
     let spec = util::write_spec(dir.path(), &spec);
     let out = synaptogen(util::repo())
         .args(["run", "-q", "--no-report", "--out"])
@@ -286,27 +284,29 @@ fn a_structure_schedule_without_a_prune_section_is_refused() {
         .expect("the binary runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains(
-            "rules/baselines/sgd.rhai: the learner has a structure schedule but the rule has no prune()"
-        ),
-        "{stderr}"
+    assert!(stderr.contains(fragment), "{stderr}");
+}
+
+#[test]
+fn rule_learner_settings_that_cannot_work_are_refused() {
+    refused_learner(
+        r#"Rule(path: "rules/baselines/sgd.rhai", lr: 0.3, structure: (target_density: 0.3))"#,
+        "rules/baselines/sgd.rhai: the learner has a structure schedule but the rule has no prune()",
     );
-    let bad = util::SYNTHETIC_SPEC.replace(
-        "learner: Sgd(lr: 0.3),",
-        "learner: Rule(path: \"rules/pruning/usage.rhai\", lr: 0.3, structure: (window: 1.5)),",
+    refused_learner(
+        r#"Rule(path: "rules/pruning/usage.rhai", lr: 0.3, structure: (window: 1.5))"#,
+        "learner.structure.window: must be in (0, 1] (got 1.5)",
     );
-    let spec = util::write_spec(dir.path(), &bad);
-    let out = synaptogen(util::repo())
-        .args(["run", "-q", "--no-report", "--out"])
-        .arg(dir.path().join("out"))
-        .arg(&spec)
-        .output()
-        .expect("the binary runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("learner.structure.window: must be in (0, 1] (got 1.5)"),
-        "{stderr}"
+    refused_learner(
+        r#"Rule(path: "rules/baselines/cbp.rhai", lr: 0.3, replacement: (rate: 1.0))"#,
+        "learner.replacement.rate: must be in [0, 1)",
+    );
+    refused_learner(
+        r#"Rule(path: "rules/baselines/mesu.rhai", lr: 0.3, stochastic: (samples: 0))"#,
+        "learner.stochastic.samples: must be at least 1 (got 0)",
+    );
+    refused_learner(
+        r#"Rule(path: "rules/baselines/sgd.rhai", lr: 0.3, biases: Always)"#,
+        "Always",
     );
 }
