@@ -506,8 +506,8 @@ impl RuleLearner {
     }
 
     /// After hidden unit `unit` of layer `l` was replaced: its incoming synapses are new (`w0` is their
-    /// fresh weight, absent ones stay at 0), its outgoing ones restart at 0, and every synapse's state
-    /// and the unit's traces restart.
+    /// fresh weight, absent ones stay at 0), its outgoing ones and its bias restart at 0, and every
+    /// synapse's state and the unit's traces restart.
     fn restart_synapses_of(&mut self, l: usize, unit: usize) {
         let (incoming, next) = self.matrices.split_at_mut(l + 1);
         let state = &mut incoming[l];
@@ -532,6 +532,12 @@ impl RuleLearner {
             slot[row.clone()].fill(0.0);
         }
         state.post_trace[unit] = 0.0;
+        // Its bias restarted at 0 (redraw_incoming).
+        if let Some(bias) = &mut state.bias {
+            for slot in [&mut bias.w0, &mut bias.m, &mut bias.u, &mut bias.age] {
+                slot[unit] = 0.0;
+            }
+        }
         let outgoing = &mut next[0];
         let width = outgoing.pre_trace.len();
         for slot in [
