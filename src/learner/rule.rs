@@ -7,14 +7,12 @@
 //! `post` (mean activity over the batch and the T steps: the input intensity for the first layer, firing
 //! rates for hidden layers, the mean softmax probability for the readout), `hebb` (the mean over batch
 //! and steps of post × pre activity: one GEMM per matrix, computed only when the rule reads it), their
-//! running averages
-//! `pre_trace` and `post_trace` (decay 0.99 per update), and the scalars `lr`, `step`, `new_task`,
-//! `loss`, `loss_trace`, `fan_in`, `fan_out`, `layer`. Biases follow plain SGD: a synapse rule is about
-//! synapses.
+//! running averages `pre_trace` and `post_trace` (decay 0.99 per update), and the scalars `lr`, `step`,
+//! `new_task`, `batch`, `loss`, `loss_trace`, `fan_in`, `fan_out`, `layer`.
 //!
 //! `psi` is the postsynaptic neuron's mean surrogate derivative over batch and steps (1 for the linear
-//! readout, the ReLU derivative in ANN mode); `theta` its threshold (θ of a LIF layer; 0 for the readout
-//! and ReLU units).
+//! readout, the ReLU derivative in ANN mode); `theta` its own threshold (0 for the readout and ReLU
+//! units).
 //!
 //! `v` is the postsynaptic membrane averaged over batch and steps (before the reset; the readout's is
 //! its mean membrane, the logit); `err` the error at the postsynaptic neuron's output, Σ over batch and
@@ -22,11 +20,15 @@
 //! eligibility, the mean over batch and steps of ψ_post[t] × x̄_pre[t], where the presynaptic trace
 //! x̄[t] = β·x̄[t−1] + x[t] decays with the postsynaptic layer's β (for the readout ψ = 1 and β = β_o).
 //!
-//! A `prune()` section scores every synapse with the same statistics, on the updates where the
-//! structure schedule prunes (`structure.rs`); absent synapses stay at `w = 0` and take no update.
+//! Biases follow plain SGD, or with `biases: Rule` the same program as synapses from an input that is
+//! always 1. With every matrix and bias following the rule and no section reading `grad` or `err`, the
+//! backward pass is skipped.
 //!
-//! Not trained yet (refused with a clear error before anything runs): `sigma`, `grad_sigma`, and the
-//! `neuron()` section.
+//! A `prune()` section scores every synapse with the same statistics, on the updates where the
+//! structure schedule prunes (`structure.rs`); absent synapses stay at `w = 0` and take no update. A
+//! `neuron()` section runs after the synapse update (`neurons.rs`). A rule that uses `sigma` trains
+//! stochastic weights (`stochastic.rs`): `grad` and `grad_sigma` are estimated over the weight samples,
+//! and the activity statistics (`pre`, `post`, `hebb`, …) come from the last sample's pass.
 
 use super::neurons::{Globals, NeuronPass, Replacement};
 use super::stochastic::{self, PredictScratch, Sampling};
