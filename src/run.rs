@@ -249,7 +249,7 @@ mod tests {
     use super::*;
     use crate::data::{StreamConfig, synthetic};
     use crate::learner;
-    use crate::snn::{Encoding, Init, Lif, Network, NetworkConfig, Neuron, Reset};
+    use crate::snn::{Encoding, Init, Network, NetworkConfig, Neuron};
 
     fn setup(tasks: usize, seed: u64) -> RunOutcome {
         let data = synthetic(300, 100).pooled(2).expect("2 divides 16");
@@ -265,21 +265,7 @@ mod tests {
             },
         )
         .expect("sizes fit");
-        let config = NetworkConfig {
-            inputs: 64,
-            hidden: vec![48],
-            classes: 10,
-            neuron: Neuron::Lif(Lif {
-                beta: 0.9,
-                threshold: 1.0,
-                slope: 25.0,
-                reset: Reset::SameStep,
-            }),
-            time_steps: 4,
-            encoding: Encoding::Direct,
-            readout_beta: 0.9,
-            init: Init::FanIn,
-        };
+        let config = NetworkConfig::test_lif(64, vec![48], 10);
         let mut learner = learner::build(
             &crate::spec::LearnerSpec::Sgd { lr: 0.1 },
             Network::new(config, seed),

@@ -19,7 +19,7 @@
 use super::{Backprop, Learner, UpdateContext, UpdateStats};
 use crate::data::Batch;
 use crate::rng::{Purpose, Rng};
-use crate::snn::Network;
+use crate::snn::{Dense, Network};
 use crate::spec::{CbpParams, Utility};
 
 /// Adam-style bias correction `1 − η^age` of a running average started at 0 (1 when η = 0 or age = 0,
@@ -41,6 +41,31 @@ pub(super) fn sum_abs(xs: &[f32]) -> f32 {
         }
     }
     lanes.iter().sum::<f32>() + tail
+}
+
+/// `mean_j |W[i,j]|` of every unit i of `layer`: the mean magnitude of its incoming weights.
+pub(super) fn incoming_magnitude(layer: &Dense) -> Vec<f32> {
+    let fan_in = layer.inputs();
+    layer
+        .weights()
+        .chunks_exact(fan_in)
+        .map(|row| sum_abs(row) / fan_in as f32)
+        .collect()
+}
+
+/// `mean_k |W[k,i]|` of every input i of `next`: the mean magnitude of a unit's outgoing weights,
+/// given the layer it feeds.
+pub(super) fn outgoing_magnitude(next: &Dense) -> Vec<f32> {
+    let width = next.inputs();
+    let mut magnitude = vec![0.0f32; width];
+    for row in next.weights().chunks_exact(width) {
+        for (o, w) in magnitude.iter_mut().zip(row) {
+            *o += w.abs();
+        }
+    }
+    let inv = 1.0 / next.outputs() as f32;
+    magnitude.iter_mut().for_each(|o| *o *= inv);
+    magnitude
 }
 
 /// Per-unit statistics of one hidden layer.
@@ -123,17 +148,7 @@ impl ContinualBackprop {
         for (l, &width) in hidden.iter().enumerate() {
             self.core.workspace.activity_into(l, width, &mut self.activity);
             let batch = self.activity.len() / width;
-            let weights_in = network.layers()[l].weights();
-            let fan_in = network.layers()[l].inputs();
-            let next = &network.layers()[l + 1];
-            let mut out_mag = vec![0.0f32; width];
-            for row in next.weights().chunks_exact(width) {
-                for (o, w) in out_mag.iter_mut().zip(row) {
-                    *o += w.abs();
-                }
-            }
-            let inv_next = 1.0 / next.outputs() as f32;
-            out_mag.iter_mut().for_each(|o| *o *= inv_next);
+            let out_mag = outgoing_magnitude(&network.layers()[l + 1]);
             let mut mean_h = vec![0.0f32; width];
             for row in self.activity.chunks_exact(width) {
                 for (m, h) in mean_h.iter_mut().zip(row) {
@@ -160,6 +175,7 @@ impl ContinualBackprop {
                 *f = eta * *f + (1.0 - eta) * h;
             }
             let utility = self.params.utility;
+            let in_mag = (utility == Utility::Adaptable).then(|| incoming_magnitude(&network.layers()[l]));
             let f_hat: Vec<f32> = match utility {
                 Utility::Contribution => vec![0.0; width],
                 Utility::MeanCorrected | Utility::Adaptable => stats
@@ -179,10 +195,8 @@ impl ContinualBackprop {
             }
             for i in 0..width {
                 let mut y = out_mag[i] * spread[i] / batch as f32;
-                if utility == Utility::Adaptable {
-                    let row = &weights_in[i * fan_in..(i + 1) * fan_in];
-                    let in_mag = sum_abs(row) / fan_in as f32;
-                    y /= in_mag.max(f32::MIN_POSITIVE);
+                if let Some(in_mag) = &in_mag {
+                    y /= in_mag[i].max(f32::MIN_POSITIVE);
                 }
                 stats.utility[i] += (1.0 - eta) * y;
             }

@@ -8,7 +8,7 @@ use crate::learner::rule::{RuleLearner, Settings};
 use crate::learner::{Learner, Rules};
 use crate::metrics::{AccuracyMatrix, TaskRecord};
 use crate::run::{Observer, RunOptions, RunOutcome, run};
-use crate::snn::{Encoding, Init, Lif, Network, NetworkConfig, Neuron, Reset};
+use crate::snn::{Network, NetworkConfig};
 use crate::spec::{Biases, CbpParams, LearnerSpec, ReplacementSpec, RuleLayers, Utility};
 
 struct Quiet;
@@ -36,21 +36,7 @@ fn stream(data: &Dataset) -> TaskStream<'_> {
 }
 
 fn config() -> NetworkConfig {
-    NetworkConfig {
-        inputs: 64,
-        hidden: vec![32, 24],
-        classes: 10,
-        neuron: Neuron::Lif(Lif {
-            beta: 0.9,
-            threshold: 1.0,
-            slope: 25.0,
-            reset: Reset::SameStep,
-        }),
-        time_steps: 4,
-        encoding: Encoding::Direct,
-        readout_beta: 0.9,
-        init: Init::FanIn,
-    }
+    NetworkConfig::test_lif(64, vec![32, 24], 10)
 }
 
 fn options() -> RunOptions {

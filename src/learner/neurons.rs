@@ -22,8 +22,8 @@
 //! Writing `theta` sets each LIF neuron's own threshold (adaptive thresholds, homeostasis); the
 //! simulator uses it from the next forward pass.
 
-use super::cbp::{bias_correction, sum_abs};
-use super::rule::TRACE_DECAY;
+use super::cbp::{bias_correction, incoming_magnitude, outgoing_magnitude};
+use super::rule::{TRACE_DECAY, row_mean};
 use crate::rng::{Purpose, Rng};
 use crate::rule::Program;
 use crate::rule::program::Input;
@@ -150,13 +150,7 @@ impl NeuronPass {
             let width = config.hidden[l];
             workspace.activity_into(l, width, &mut self.activity);
             let batch = (self.activity.len() / width).max(1);
-            let mut rate = vec![0.0f32; width];
-            for row in self.activity.chunks_exact(width) {
-                for (r, h) in rate.iter_mut().zip(row) {
-                    *r += h;
-                }
-            }
-            rate.iter_mut().for_each(|r| *r /= batch as f32);
+            let rate = row_mean(&self.activity, width);
             state.age.iter_mut().for_each(|a| *a += 1.0);
             for (t, r) in state.rate_trace.iter_mut().zip(&rate) {
                 *t = TRACE_DECAY * *t + (1.0 - TRACE_DECAY) * r;
@@ -183,28 +177,16 @@ impl NeuronPass {
                 act_dev.iter_mut().for_each(|s| *s /= batch as f32);
             }
             let layer = &network.layers()[l];
-            let in_w: Vec<f32> = if needs_in {
-                let fan_in = layer.inputs();
-                layer
-                    .weights()
-                    .chunks_exact(fan_in)
-                    .map(|row| sum_abs(row) / fan_in as f32)
-                    .collect()
+            let in_w = if needs_in {
+                incoming_magnitude(layer)
             } else {
                 Vec::new()
             };
-            let mut out_w = Vec::new();
-            if needs_out {
-                let next = &network.layers()[l + 1];
-                out_w = vec![0.0f32; width];
-                for row in next.weights().chunks_exact(width) {
-                    for (o, w) in out_w.iter_mut().zip(row) {
-                        *o += w.abs();
-                    }
-                }
-                let inv = 1.0 / next.outputs() as f32;
-                out_w.iter_mut().for_each(|o| *o *= inv);
-            }
+            let out_w = if needs_out {
+                outgoing_magnitude(&network.layers()[l + 1])
+            } else {
+                Vec::new()
+            };
             let mut util = Vec::new();
             if needs_util {
                 for i in 0..width {

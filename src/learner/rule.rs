@@ -552,19 +552,6 @@ impl RuleLearner {
         }
         outgoing.pre_trace[unit] = 0.0;
     }
-
-    /// Mean over the batch of `values` (`batch × width`).
-    fn batch_mean(values: &[f32], width: usize) -> Vec<f32> {
-        let mut mean = vec![0.0f32; width];
-        let rows = values.len() / width.max(1);
-        for row in values.chunks_exact(width) {
-            for (m, v) in mean.iter_mut().zip(row) {
-                *m += v;
-            }
-        }
-        mean.iter_mut().for_each(|m| *m /= rows.max(1) as f32);
-        mean
-    }
 }
 
 impl Learner for RuleLearner {
@@ -656,24 +643,24 @@ impl Learner for RuleLearner {
             let pre = if !reads.pre {
                 Vec::new()
             } else if l == 0 {
-                Self::batch_mean(&batch.images, inputs)
+                row_mean(&batch.images, inputs)
             } else {
                 self.core
                     .workspace
                     .activity_into(l - 1, inputs, &mut self.activity);
-                Self::batch_mean(&self.activity, inputs)
+                row_mean(&self.activity, inputs)
             };
             // post: this layer's firing rates, or the readout's mean softmax probability.
             let post = if !reads.post {
                 Vec::new()
             } else if l < hidden {
                 self.core.workspace.activity_into(l, outputs, &mut self.activity);
-                Self::batch_mean(&self.activity, outputs)
+                row_mean(&self.activity, outputs)
             } else {
                 self.probabilities.clear();
                 self.probabilities.resize(self.core.workspace.logits().len(), 0.0);
                 accumulate_softmax(self.core.workspace.logits(), outputs, &mut self.probabilities);
-                Self::batch_mean(&self.probabilities, outputs)
+                row_mean(&self.probabilities, outputs)
             };
             let state = &mut self.matrices[l];
             for (t, p) in state.pre_trace.iter_mut().zip(&pre) {
@@ -744,7 +731,7 @@ impl Learner for RuleLearner {
             let v: Vec<f32> = if !reads.v {
                 Vec::new()
             } else if l == hidden {
-                Self::batch_mean(self.core.workspace.logits(), outputs)
+                row_mean(self.core.workspace.logits(), outputs)
             } else {
                 mean_membrane(&self.core.workspace, l, steps * rows)
             };
@@ -752,7 +739,7 @@ impl Learner for RuleLearner {
                 Vec::new()
             } else if l == hidden {
                 // probabilities hold the softmax (computed with post); subtract the one-hot labels.
-                let mut e = Self::batch_mean(&self.probabilities, outputs);
+                let mut e = row_mean(&self.probabilities, outputs);
                 for &y in &batch.labels {
                     e[y as usize] -= 1.0 / rows as f32;
                 }
@@ -795,7 +782,7 @@ impl Learner for RuleLearner {
                 let scale = 1.0 / (steps * rows) as f32;
                 if l == hidden {
                     // ψ = 1 for the linear readout: the mean trace of each presynaptic unit.
-                    self.elig = Self::batch_mean(&self.trace, inputs);
+                    self.elig = row_mean(&self.trace, inputs);
                     elig_is_per_column = true;
                 } else {
                     self.elig.resize(outputs * inputs, 0.0);
@@ -1110,18 +1097,23 @@ impl Learner for RuleLearner {
     }
 }
 
-/// Mean surrogate derivative ψ of each neuron of hidden layer `l` over batch and steps.
-fn mean_surrogate(workspace: &Workspace, l: usize, width: usize) -> Vec<f32> {
-    let surrogate = workspace.surrogate(l);
+/// The mean of the rows of a row-major `rows × width` matrix: a per-neuron mean over the batch (and
+/// the steps, when they are rows too).
+pub(super) fn row_mean(values: &[f32], width: usize) -> Vec<f32> {
     let mut mean = vec![0.0f32; width];
-    for row in surrogate.chunks_exact(width) {
-        for (m, p) in mean.iter_mut().zip(row) {
-            *m += p;
+    let rows = values.len() / width.max(1);
+    for row in values.chunks_exact(width) {
+        for (m, v) in mean.iter_mut().zip(row) {
+            *m += v;
         }
     }
-    let count = (surrogate.len() / width).max(1) as f32;
-    mean.iter_mut().for_each(|m| *m /= count);
+    mean.iter_mut().for_each(|m| *m /= rows.max(1) as f32);
     mean
+}
+
+/// Mean surrogate derivative ψ of each neuron of hidden layer `l` over batch and steps.
+fn mean_surrogate(workspace: &Workspace, l: usize, width: usize) -> Vec<f32> {
+    row_mean(workspace.surrogate(l), width)
 }
 
 /// Mean pre-reset membrane of each neuron of hidden layer `l` (the workspace sums over `samples` =

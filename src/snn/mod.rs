@@ -332,6 +332,26 @@ impl NetworkConfig {
             init: Init::FanIn,
         }
     }
+
+    /// A small spiking network (LIF θ = 1, β = 0.9, T = 4, direct input, fan-in init) for unit tests.
+    #[cfg(test)]
+    pub(crate) fn test_lif(inputs: usize, hidden: Vec<usize>, classes: usize) -> NetworkConfig {
+        NetworkConfig {
+            inputs,
+            hidden,
+            classes,
+            neuron: Neuron::Lif(Lif {
+                beta: 0.9,
+                threshold: 1.0,
+                slope: 25.0,
+                reset: Reset::SameStep,
+            }),
+            time_steps: 4,
+            encoding: Encoding::Direct,
+            readout_beta: 0.9,
+            init: Init::FanIn,
+        }
+    }
 }
 
 impl Network {
