@@ -219,10 +219,10 @@ impl Func {
             Func::Ln => x.ln(),
             Func::Tanh => x.tanh(),
             Func::Sigmoid => 1.0 / (1.0 + (-x).exp()),
-            Func::Relu => x.max(0.0),
-            Func::Min => x.min(args[1]),
-            Func::Max => x.max(args[1]),
-            Func::Clamp => x.max(args[1]).min(args[2]),
+            Func::Relu => maximum(x, 0.0),
+            Func::Min => minimum(x, args[1]),
+            Func::Max => maximum(x, args[1]),
+            Func::Clamp => minimum(maximum(x, args[1]), args[2]),
             Func::Step => {
                 if x > 0.0 {
                     1.0
@@ -233,6 +233,19 @@ impl Func {
             Func::Randn => f32::NAN,
         }
     }
+}
+
+/// The larger of `x` and `y`; `y` when `x` is NaN, `x` when `y` is NaN or the two are equal.
+///
+/// Spelled out rather than `f32::max`, which leaves the sign of `max(-0, 0)` to the platform, so the
+/// interpreter and the native kernels (`program::jit`) agree bit for bit.
+pub fn maximum(x: f32, y: f32) -> f32 {
+    if y > x || x.is_nan() { y } else { x }
+}
+
+/// The smaller of `x` and `y`, with the NaN and tie rules of [`maximum`].
+pub fn minimum(x: f32, y: f32) -> f32 {
+    if y < x || x.is_nan() { y } else { x }
 }
 
 /// An expression. Booleans appear only under comparisons, logic and `if` conditions.

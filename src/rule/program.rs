@@ -10,8 +10,10 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, Mutex, OnceLock};
 
-use super::ir::{BinOp, Expr, Func};
+use super::ir::{BinOp, Expr, Func, maximum, minimum};
+use super::jit::Kernel;
 
 /// Elements per chunk: 4096 × a dozen registers stays in L2 (rust-stack.md §2).
 pub const CHUNK: usize = 4096;
@@ -64,6 +66,45 @@ pub struct Program {
     pub instructions: Vec<Instruction>,
     /// Registers used.
     pub registers: usize,
+    /// Native kernels built so far, one per arrangement of scalar inputs (`jit.rs`).
+    kernels: Kernels,
+}
+
+/// Native kernels by input arrangement (which input slots are scalars), built on first use.
+/// `None` records that building failed, so it is not retried.
+#[derive(Default)]
+struct Kernels(Mutex<Vec<(Vec<bool>, BuiltKernel)>>);
+
+/// A kernel, or `None` where building one failed.
+type BuiltKernel = Option<Arc<Kernel>>;
+
+impl Clone for Kernels {
+    fn clone(&self) -> Self {
+        Kernels(Mutex::new(self.0.lock().expect("not poisoned").clone()))
+    }
+}
+
+impl fmt::Debug for Kernels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} kernel(s)", self.0.lock().expect("not poisoned").len())
+    }
+}
+
+/// A cache, not part of what the program computes.
+impl PartialEq for Kernels {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+/// Below this many elements the interpreter is used: building a kernel costs about a millisecond.
+const NATIVE_FROM: usize = 256;
+
+/// Whether native kernels are used: yes unless `SYNAPTOGEN_JIT=off` (for comparing against the
+/// interpreter, or on a host where generated code misbehaves).
+fn native_enabled() -> bool {
+    static ENABLED: OnceLock<bool> = OnceLock::new();
+    *ENABLED.get_or_init(|| std::env::var("SYNAPTOGEN_JIT").map_or(true, |v| v != "off"))
 }
 
 struct Compiler<'a> {
@@ -223,6 +264,7 @@ impl Program {
                 outputs: Vec::new(),
                 instructions: Vec::new(),
                 registers: 0,
+                kernels: Kernels::default(),
             },
             memo: HashMap::new(),
         };
@@ -237,7 +279,100 @@ impl Program {
     /// (length `len`, or 1 for a value shared by every element); `outputs[k]` receives
     /// [`Program::outputs`]`[k]`. `randn` fills a chunk with standard normal draws when the program
     /// calls `randn()`. `registers` is reusable scratch.
+    ///
+    /// Runs the program's native kernel where one can be built (`jit.rs`), else interprets; both
+    /// give the same bits, and draw the same `randn()` values in the same order.
     pub fn run(
+        &self,
+        len: usize,
+        inputs: &[&[f32]],
+        outputs: &mut [&mut [f32]],
+        randn: &mut dyn FnMut(&mut [f32]),
+        registers: &mut Vec<Vec<f32>>,
+    ) {
+        if len >= NATIVE_FROM && native_enabled() {
+            if let Some(kernel) = self.kernel(inputs) {
+                self.run_native(&kernel, len, inputs, outputs, randn, registers);
+                return;
+            }
+        }
+        self.interpret(len, inputs, outputs, randn, registers);
+    }
+
+    /// Whether a run so far used a native kernel (for tests: a kernel that failed to build would
+    /// otherwise pass every comparison with the interpreter silently).
+    pub fn ran_natively(&self) -> bool {
+        let kernels = self.kernels.0.lock().expect("not poisoned");
+        kernels.iter().any(|(_, kernel)| kernel.is_some())
+    }
+
+    /// How many `randn()` instructions the program has: each is one more input slot of a kernel.
+    fn randn_count(&self) -> usize {
+        self.instructions
+            .iter()
+            .filter(|i| i.op == Op::Call(Func::Randn))
+            .count()
+    }
+
+    /// The kernel for these inputs' arrangement, built on first use.
+    fn kernel(&self, inputs: &[&[f32]]) -> Option<Arc<Kernel>> {
+        let mut scalar: Vec<bool> = inputs.iter().map(|s| s.len() == 1).collect();
+        scalar.resize(inputs.len() + self.randn_count(), false);
+        let mut kernels = self.kernels.0.lock().expect("not poisoned");
+        if let Some((_, kernel)) = kernels.iter().find(|(s, _)| *s == scalar) {
+            return kernel.clone();
+        }
+        let kernel = match Kernel::compile(self, &scalar) {
+            Ok(kernel) => Some(Arc::new(kernel)),
+            Err(e) => {
+                if cfg!(debug_assertions) {
+                    eprintln!("synaptogen: rule interpreted, no native kernel: {e}");
+                }
+                None
+            }
+        };
+        kernels.push((scalar, kernel.clone()));
+        kernel
+    }
+
+    /// Runs `kernel` over `len` elements. `randn()` values are drawn chunk by chunk, in instruction
+    /// order, exactly as [`Program::interpret`] draws them.
+    fn run_native(
+        &self,
+        kernel: &Kernel,
+        len: usize,
+        inputs: &[&[f32]],
+        outputs: &mut [&mut [f32]],
+        randn: &mut dyn FnMut(&mut [f32]),
+        registers: &mut Vec<Vec<f32>>,
+    ) {
+        let draws = self.randn_count();
+        if draws == 0 {
+            kernel.run(len, inputs, outputs);
+            return;
+        }
+        registers.resize_with(draws.max(registers.len()), Vec::new);
+        let mut start = 0;
+        while start < len {
+            let n = CHUNK.min(len - start);
+            for buffer in &mut registers[..draws] {
+                buffer.resize(CHUNK, 0.0);
+                randn(&mut buffer[..n]);
+            }
+            let mut slots: Vec<&[f32]> = inputs
+                .iter()
+                .map(|s| if s.len() == 1 { *s } else { &s[start..start + n] })
+                .collect();
+            slots.extend(registers[..draws].iter().map(|b| &b[..n]));
+            let mut chunk: Vec<&mut [f32]> = outputs.iter_mut().map(|o| &mut o[start..start + n]).collect();
+            kernel.run(n, &slots, &mut chunk);
+            start += n;
+        }
+    }
+
+    /// [`Program::run`] without native code: every instruction in turn over each chunk. The reference
+    /// the kernels are tested against.
+    pub fn interpret(
         &self,
         len: usize,
         inputs: &[&[f32]],
@@ -402,11 +537,11 @@ fn execute(op: Op, dst: &mut [f32], a: Src, b: Src, c: Src, randn: &mut dyn FnMu
             Func::Ln => unary(dst, a, f32::ln),
             Func::Tanh => unary(dst, a, f32::tanh),
             Func::Sigmoid => unary(dst, a, |x| 1.0 / (1.0 + (-x).exp())),
-            Func::Relu => unary(dst, a, |x| x.max(0.0)),
+            Func::Relu => unary(dst, a, |x| maximum(x, 0.0)),
             Func::Step => unary(dst, a, |x| flag(x > 0.0)),
-            Func::Min => binary(dst, a, b, f32::min),
-            Func::Max => binary(dst, a, b, f32::max),
-            Func::Clamp => ternary(dst, a, b, c, |x, lo, hi| x.max(lo).min(hi)),
+            Func::Min => binary(dst, a, b, minimum),
+            Func::Max => binary(dst, a, b, maximum),
+            Func::Clamp => ternary(dst, a, b, c, |x, lo, hi| minimum(maximum(x, lo), hi)),
             Func::Randn => randn(dst),
         },
         Op::Select => ternary(dst, a, b, c, |c, x, y| if truth(c) { x } else { y }),
