@@ -8,7 +8,7 @@
 //! (`exp`, `ln`, `tanh`, `sigmoid`, `**`) are called lane by lane on the same Rust functions the
 //! interpreter uses, as a hand-written loop would. Every other operation is exact in IEEE arithmetic
 //! or spelled exactly as in `ir.rs` (`maximum`, `minimum`, `sign`), so a kernel's output is the
-//! interpreter's bit for bit (tested below and in `tests/rule_oracle.rs`), and the interpreter stays
+//! interpreter's bit for bit (property-tested in `tests/rule_oracle.rs`), and the interpreter stays
 //! the reference and the fallback wherever no kernel can be built.
 //!
 //! Invariants: the generated code reads `n` floats from every per-element input and one from every

@@ -7,6 +7,10 @@
 //! such an interpreter against ~500 ns for Rhai). The dispatch on operand kinds happens once per
 //! instruction and chunk; the inner loops are monomorphised closures the compiler vectorises.
 //! Booleans are 1.0 / 0.0. Identical subexpressions are computed once.
+//!
+//! [`Program::run`] prefers the program's native kernel (`jit.rs`: the same instructions fused into one
+//! machine-code loop, about 3× faster); this interpreter is what it is checked against, bit for bit,
+//! and what runs wherever no kernel can be built.
 
 use std::collections::HashMap;
 use std::fmt;
