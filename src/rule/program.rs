@@ -294,13 +294,19 @@ impl Program {
         randn: &mut dyn FnMut(&mut [f32]),
         registers: &mut Vec<Vec<f32>>,
     ) {
-        if len >= NATIVE_FROM && native_enabled() {
-            if let Some(kernel) = self.kernel(inputs) {
-                self.run_native(&kernel, len, inputs, outputs, randn, registers);
-                return;
-            }
+        match self.native_kernel(len, inputs.iter().map(|s| s.len() == 1)) {
+            Some(kernel) => self.run_native(&kernel, len, inputs, outputs, randn, registers),
+            None => self.interpret(len, inputs, outputs, randn, registers),
         }
-        self.interpret(len, inputs, outputs, randn, registers);
+    }
+
+    /// The kernel to run over `len` elements whose inputs are scalar as `scalar` says, or `None`
+    /// where the interpreter runs instead (short slices, `SYNAPTOGEN_JIT=off`, no kernel).
+    fn native_kernel(&self, len: usize, scalar: impl Iterator<Item = bool>) -> Option<Arc<Kernel>> {
+        if len < NATIVE_FROM || !native_enabled() {
+            return None;
+        }
+        self.kernel(scalar)
     }
 
     /// Whether a run so far used a native kernel (for tests: a kernel that failed to build would
@@ -318,10 +324,10 @@ impl Program {
             .count()
     }
 
-    /// The kernel for these inputs' arrangement, built on first use.
-    fn kernel(&self, inputs: &[&[f32]]) -> Option<Arc<Kernel>> {
-        let mut scalar: Vec<bool> = inputs.iter().map(|s| s.len() == 1).collect();
-        scalar.resize(inputs.len() + self.randn_count(), false);
+    /// The kernel for this arrangement of scalar inputs, built on first use.
+    fn kernel(&self, scalar: impl Iterator<Item = bool>) -> Option<Arc<Kernel>> {
+        let mut scalar: Vec<bool> = scalar.collect();
+        scalar.resize(self.inputs.len() + self.randn_count(), false);
         let mut kernels = self.kernels.0.lock().expect("not poisoned");
         if let Some((_, kernel)) = kernels.iter().find(|(s, _)| *s == scalar) {
             return kernel.clone();
@@ -469,6 +475,8 @@ impl Program {
         broadcast: &mut Vec<Vec<f32>>,
     ) {
         let len = rows * cols;
+        // Chosen once for the whole matrix, not per chunk: the lookup locks and allocates.
+        let kernel = self.native_kernel(len, inputs.iter().map(|i| matches!(i, Input::Scalar(_))));
         broadcast.resize_with(inputs.len(), Vec::new);
         let mut start = 0;
         while start < len {
@@ -497,7 +505,10 @@ impl Program {
                 .collect();
             let mut chunk_outputs: Vec<&mut [f32]> =
                 outputs.iter_mut().map(|o| &mut o[start..start + n]).collect();
-            self.run(n, &slices, &mut chunk_outputs, randn, registers);
+            match &kernel {
+                Some(kernel) => self.run_native(kernel, n, &slices, &mut chunk_outputs, randn, registers),
+                None => self.interpret(n, &slices, &mut chunk_outputs, randn, registers),
+            }
             start += n;
         }
     }
