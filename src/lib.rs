@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod data;
+pub mod files;
 pub mod learner;
 pub mod metrics;
 pub mod names;

@@ -1,6 +1,6 @@
 //! One learner over one task stream: train each task, test, measure, record.
 //!
-//! The loop per task (DESIGN §2): build the task → probe the representation at its start → train on
+//! The loop per task: build the task → probe the representation at its start → train on
 //! its examples (online accuracy from the training passes) → test it and a sample of earlier tasks
 //! (every task after the last one) → record. Divergence (a non-finite loss or weight) ends the run with
 //! [`Status::Diverged`]; it is a result, not an error. The run does no IO: an [`Observer`] sees progress

@@ -164,6 +164,14 @@ fn every_learner_runs_and_is_deterministic_per_seed() {
             dir
         })
         .collect();
+    // With --out, the report goes under it, never into the working directory's reports/.
+    for run in &runs {
+        assert!(
+            run.path().join("out/report/report.html").is_file(),
+            "the report under --out"
+        );
+        assert!(!run.path().join("reports").exists(), "nothing outside --out");
+    }
     let comparison = std::fs::read_to_string(runs[0].path().join("out/comparison.csv")).expect("written");
     assert_eq!(comparison.lines().count(), 1 + ALL.len());
     for name in ALL {

@@ -26,6 +26,23 @@ fn leaderboard_table_snapshot() {
     insta::assert_snapshot!(markdown_table(&headers, &rows));
 }
 
+/// The objective (or held-out score) never increases down a board: baselines and candidates are ranked
+/// together, after every join.
+#[test]
+fn every_board_is_sorted_by_its_score() {
+    let r = report_of(&fixture());
+    for (board, column) in [(&r.leaderboard, "objective"), (&r.held_out, "seeds")] {
+        let scores: Vec<f64> = (0..board.height())
+            .map(|i| synaptogen::report::tables::f64_at(board, column, i).expect("a score"))
+            .collect();
+        assert!(scores.len() >= 3, "{board}");
+        assert!(
+            scores.windows(2).all(|w| w[0] >= w[1]),
+            "{column} rises down the board: {scores:?}"
+        );
+    }
+}
+
 #[test]
 fn held_out_table_snapshot() {
     let r = report_of(&fixture());
@@ -93,6 +110,10 @@ fn the_command_writes_every_file() {
         let path = out.path().join(f);
         assert!(path.exists() && path.metadata().expect("meta").len() > 0, "{f}");
     }
+    assert!(
+        !out.path().join("plots/curves_density.svg").exists(),
+        "a dense search has no density plot (one flat line at 100%)"
+    );
     let md = std::fs::read_to_string(out.path().join("report.md")).expect("md");
     for section in [
         "## Leaderboard",
@@ -168,7 +189,9 @@ fn the_html_renders_every_plot_in_headless_chromium_without_the_network() {
             .expect("a number")
     };
     let plots = attribute("data-plots");
-    assert!(plots >= 6, "expected at least 6 plots, found {plots}");
+    // Curves of plasticity, retention and effective rank, the Pareto front, the heat map (the fixture
+    // is dense, so there is no density plot).
+    assert!(plots >= 5, "expected at least 5 plots, found {plots}");
     assert_eq!(
         attribute("data-plots-rendered"),
         plots,

@@ -43,7 +43,8 @@ fn oracle() -> rhai::Engine {
 
 fn readable() -> Vec<&'static str> {
     vocab::visible(vocab::Section::Synapse)
-        .filter(|n| vocab::access(vocab::Section::Synapse, n) != Some(vocab::Access::Write))
+        .filter(|v| v.access(vocab::Section::Synapse) != Some(vocab::Access::Write))
+        .map(|v| v.name())
         .collect()
 }
 
@@ -124,7 +125,7 @@ proptest! {
         let inputs: Vec<f32> = program
             .inputs
             .iter()
-            .map(|n| values[names.iter().position(|m| m == n).expect("a readable name")])
+            .map(|v| values[names.iter().position(|m| *m == v.name()).expect("a readable name")])
             .collect();
         let mut scope = rhai::Scope::new();
         for (name, v) in names.iter().zip(&values) {
@@ -193,7 +194,7 @@ fn every_shipped_rule_agrees_with_rhai() {
         let compiled = rule::compile(&source, &path).unwrap_or_else(|e| panic!("{e}"));
         for (section, program) in &compiled.programs {
             let text = body(&source, section.function()).expect("the section's body");
-            let names: Vec<&str> = vocab::visible(*section).collect();
+            let names: Vec<&str> = vocab::visible(*section).map(|v| v.name()).collect();
             for seed in 0..25u64 {
                 let mut rng = synaptogen::rng::Rng::stream(seed, synaptogen::rng::Purpose::Synthetic, &[]);
                 let values: BTreeMap<&str, f32> = names
@@ -225,7 +226,7 @@ fn every_shipped_rule_agrees_with_rhai() {
                 engine
                     .run_with_scope(&mut scope, text)
                     .unwrap_or_else(|e| panic!("{}: {}(): Rhai: {e}", path.display(), section.function()));
-                let inputs: Vec<f32> = program.inputs.iter().map(|n| values[n]).collect();
+                let inputs: Vec<f32> = program.inputs.iter().map(|v| values[v.name()]).collect();
                 let slices: Vec<&[f32]> = inputs.iter().map(std::slice::from_ref).collect();
                 let mut out = vec![0.0f32; program.outputs.len()];
                 let mut outs: Vec<&mut [f32]> = out.iter_mut().map(std::slice::from_mut).collect();
@@ -237,7 +238,7 @@ fn every_shipped_rule_agrees_with_rhai() {
                     &mut Vec::new(),
                 );
                 for ((name, _), got) in program.outputs.iter().zip(&out) {
-                    let want: f32 = scope.get_value(name).expect("the section assigned it");
+                    let want: f32 = scope.get_value(name.name()).expect("the section assigned it");
                     assert!(
                         agree(*got, want),
                         "{}: {}(): {name} = {got} compiled, {want} Rhai, inputs {values:?}",
@@ -279,7 +280,7 @@ fn assert_native_matches_interpreter(program: &rule::Program, seed: u64, len: us
                 seed,
                 i,
                 len,
-                matches!(*name, "lr" | "batch") || (seed + i as u64) % 5 == 0,
+                matches!(name.name(), "lr" | "batch") || (seed + i as u64) % 5 == 0,
             )
         })
         .collect();

@@ -291,7 +291,7 @@ fn refused_learner(learner: &str, fragment: &str) {
 fn rule_learner_settings_that_cannot_work_are_refused() {
     refused_learner(
         r#"Rule(path: "rules/baselines/sgd.rhai", lr: 0.3, structure: (target_density: 0.3))"#,
-        "rules/baselines/sgd.rhai: the learner has a structure schedule but the rule has no prune()",
+        "rules/baselines/sgd.rhai: cannot train this rule: the learner has a structure schedule but the rule has no prune()",
     );
     refused_learner(
         r#"Rule(path: "rules/pruning/usage.rhai", lr: 0.3, structure: (window: 1.5))"#,

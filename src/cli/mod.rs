@@ -139,7 +139,8 @@ struct RunArgs {
     /// No progress output on stderr (results still go to stdout and the output directory).
     #[arg(long, short)]
     quiet: bool,
-    /// With several learners, do not write the report to reports/<name>/ at the end.
+    /// With several learners, do not write the report at the end (to reports/<name>/, or
+    /// DIR/report/ with --out DIR).
     #[arg(long)]
     no_report: bool,
 }
@@ -152,6 +153,11 @@ struct InputError(String);
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `SYNAPTOGEN_JIT=off` interprets every rule program instead of running native kernels (the same
+    // results, slower): for comparing the two, or on a host where generated code misbehaves.
+    if std::env::var_os("SYNAPTOGEN_JIT").is_some_and(|v| v == "off") {
+        crate::rule::program::set_native(false);
+    }
     match dispatch(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -174,6 +180,9 @@ fn exit_code(err: &anyhow::Error) -> u8 {
             || cause
                 .downcast_ref::<report::Error>()
                 .is_some_and(report::Error::is_input)
+            || cause
+                .downcast_ref::<crate::files::Error>()
+                .is_some_and(crate::files::Error::is_input)
     });
     if is_input { 2 } else { 1 }
 }
@@ -206,10 +215,13 @@ fn report_command(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     ))
 }
 
-/// Writes the report of a finished search or multi-learner run; a report that cannot be made is a
-/// warning, not a failure of the run whose results are already saved.
-fn auto_report(results: &Path, command: &str) -> Option<PathBuf> {
-    match report::build(results, None, command) {
+/// Writes the report of a finished search or multi-learner run: under `DIR/report/` when the user
+/// chose the output directory with `--out DIR` (everything the command writes stays in DIR), else in
+/// `reports/<name>/`. A report that cannot be made is a warning, not a failure of the run whose
+/// results are already saved.
+fn auto_report(results: &Path, out_flag: Option<&Path>, command: &str) -> Option<PathBuf> {
+    let report_dir = out_flag.map(|dir| dir.join("report"));
+    match report::build(results, report_dir.as_deref(), command) {
         Ok(written) => Some(written.dir),
         Err(e) => {
             eprintln!(
@@ -231,9 +243,7 @@ fn print_stdout(text: &str) -> anyhow::Result<ExitCode> {
 }
 
 fn check_command(args: &CheckArgs) -> anyhow::Result<ExitCode> {
-    let source = std::fs::read_to_string(&args.rule)
-        .map_err(|e| InputError(format!("{}: cannot read the rule ({e})", args.rule.display())))?;
-    let compiled = crate::rule::compile(&source, &args.rule)?;
+    let compiled = crate::files::read_rule(&args.rule)?;
     print_stdout(&rules::check_report(&args.rule, &compiled))
 }
 
@@ -270,7 +280,7 @@ fn resolve_learner(text: &str, spec: &RunSpec) -> anyhow::Result<LearnerSpec> {
     let learner = if text.contains('(') {
         spec::parse_learner(text, &source)?
     } else {
-        let lr = spec.learner.lr().unwrap_or(0.05);
+        let lr = spec.learner.lr().unwrap_or(spec::DEFAULT_LR);
         LearnerSpec::named(text, lr).ok_or_else(|| {
             let hint = crate::names::closest(text, LEARNER_NAMES)
                 .map_or(String::new(), |n| format!(" (did you mean '{n}'?)"));
@@ -393,27 +403,20 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     // `--rule` files train like the spec's own rule learner (its step size, layers, biases, structure
     // schedule and replacement) when it has one, else with its step size and every matrix following the rule.
-    let lr = spec.learner.lr().unwrap_or(0.05);
     let template = match &spec.learner {
-        rule @ LearnerSpec::Rule { .. } => rule.clone(),
-        _ => LearnerSpec::Rule {
-            path: PathBuf::new(),
-            lr,
-            apply_to: spec::RuleLayers::All,
-            biases: spec::Biases::Sgd,
-            structure: None,
-            replacement: None,
-            stochastic: None,
+        LearnerSpec::Rule(rule) => rule.clone(),
+        other => spec::RuleSpec {
+            lr: other.lr().unwrap_or(spec::DEFAULT_LR),
+            ..spec::RuleSpec::default()
         },
     };
     learners.extend(args.rules.iter().map(|file| {
-        let mut learner = template.clone();
-        if let LearnerSpec::Rule { path, .. } = &mut learner {
-            *path = file.clone();
-        }
-        learner
+        LearnerSpec::Rule(spec::RuleSpec {
+            path: Some(file.clone()),
+            ..template.clone()
+        })
     }));
-    let rules = compile_rules(&learners)?;
+    let rules = crate::files::read_rules(&learners)?;
     let stem = args
         .spec
         .file_stem()
@@ -488,7 +491,8 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         report::write_comparison(&out_dir, &rows).context("saving comparison.csv")?;
         let mut text = summary::comparison(&name, &rows, &out_dir);
         if !args.no_report {
-            if let Some(dir) = auto_report(&out_dir, &format!("synaptogen report {}", out_dir.display())) {
+            let command = format!("synaptogen report {}", out_dir.display());
+            if let Some(dir) = auto_report(&out_dir, args.out.as_deref(), &command) {
                 text.push_str(&format!("Report: {}\n", dir.join("report.html").display()));
             }
         }
@@ -506,36 +510,6 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Reads and compiles every rule script the learners name; a rule that does not compile, or that uses
-/// what training cannot compute yet, stops the run before anything trains.
-fn compile_rules(learners: &[LearnerSpec]) -> anyhow::Result<learner::Rules> {
-    let mut rules = learner::Rules::new();
-    for learner in learners {
-        if let LearnerSpec::Rule { path, structure, .. } = learner {
-            if let Some(why) = rules
-                .get(path)
-                .and_then(|r| learner::rule::structure_without_score(r, structure.as_ref()))
-            {
-                return Err(InputError(format!("{}: {why}", path.display())).into());
-            }
-            if rules.contains_key(path) {
-                continue;
-            }
-            let source = std::fs::read_to_string(path)
-                .map_err(|e| InputError(format!("{}: cannot read the rule ({e})", path.display())))?;
-            let compiled = crate::rule::compile(&source, path)?;
-            if let Some(why) = learner::rule::unsupported(&compiled) {
-                return Err(InputError(format!("{}: cannot train this rule: {why}", path.display())).into());
-            }
-            if let Some(why) = learner::rule::structure_without_score(&compiled, structure.as_ref()) {
-                return Err(InputError(format!("{}: {why}", path.display())).into());
-            }
-            rules.insert(path.clone(), compiled);
-        }
-    }
-    Ok(rules)
-}
-
 fn comparison_row(result: &LearnerResult) -> report::ComparisonRow {
     let last = result.outcome.records.last();
     report::ComparisonRow {
@@ -543,7 +517,7 @@ fn comparison_row(result: &LearnerResult) -> report::ComparisonRow {
         status: match &result.outcome.status {
             Status::Completed => "completed".into(),
             Status::Interrupted => "interrupted".into(),
-            Status::Diverged { task, .. } => format!("diverged at task {task}"),
+            Status::Diverged { task, .. } => format!("diverged in task {task}"),
         },
         summary: result.summary.clone(),
         effective_rank: last

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use crate::rule::vocab::{self, Access, Section, VOCABULARY};
+use crate::rule::vocab::{Access, Section, VOCABULARY, Var};
 use crate::rule::{CompiledRule, ir::Func};
 
 /// The report of `synaptogen check`.
@@ -29,7 +29,7 @@ pub fn check_report(path: &Path, compiled: &CompiledRule) -> String {
         let _ = writeln!(out, "    {line}");
     }
     for (section, program) in &compiled.programs {
-        let written: Vec<&str> = program.outputs.iter().map(|(n, _)| *n).collect();
+        let written: Vec<Var> = program.outputs.iter().map(|(v, _)| *v).collect();
         let _ = writeln!(out, "\n{}():", section.function());
         let _ = writeln!(out, "  reads:  {}", list(&program.inputs));
         let _ = writeln!(out, "  writes: {}", list(&written));
@@ -62,26 +62,33 @@ pub fn check_report(path: &Path, compiled: &CompiledRule) -> String {
     out
 }
 
-fn list(names: &[&str]) -> String {
-    if names.is_empty() {
+fn list(vars: &[Var]) -> String {
+    if vars.is_empty() {
         "(nothing)".into()
     } else {
-        names.join(", ")
+        vars.iter().map(|v| v.name()).collect::<Vec<_>>().join(", ")
     }
 }
 
 /// The table of `synaptogen vars`.
 pub fn vocabulary_table() -> String {
     let mut out = String::from(
-        "The vocabulary of rules (DESIGN §3). Access per section: r read, rw read/write, w write.\n\n",
+        "The vocabulary of rules. Access per section: r read, rw read/write, w write, · not visible.\nIn synapse() and prune(), a per-neuron value is the postsynaptic neuron's.\n\n",
     );
     let _ = writeln!(
         out,
-        "{:<12} {:<8} {:<8} {:<8}  meaning",
-        "name", "synapse", "neuron", "prune"
+        "{:<12} {:<14} {:<8} {:<8} {:<8}  meaning",
+        "name", "one value per", "synapse", "neuron", "prune"
     );
     for v in VOCABULARY {
-        let cell = |s: Section| match vocab::access(s, v.name) {
+        // `age` and `score` are the synapse's in synapse() and prune(), the neuron's own in neuron().
+        let in_neuron = v.var.scope_in(Section::Neuron);
+        let scope = if v.var.access(Section::Neuron).is_some() && in_neuron != v.scope {
+            format!("{}/{}", v.scope.describe(), in_neuron.describe())
+        } else {
+            v.scope.describe().to_string()
+        };
+        let cell = |s: Section| match v.var.access(s) {
             Some(Access::Read) => "r",
             Some(Access::ReadWrite) => "rw",
             Some(Access::Write) => "w",
@@ -89,8 +96,9 @@ pub fn vocabulary_table() -> String {
         };
         let _ = writeln!(
             out,
-            "{:<12} {:<8} {:<8} {:<8}  {}",
-            v.name,
+            "{:<12} {:<14} {:<8} {:<8} {:<8}  {}",
+            v.name(),
+            scope,
             cell(Section::Synapse),
             cell(Section::Neuron),
             cell(Section::Prune),

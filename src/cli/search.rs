@@ -13,6 +13,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{InputError, auto_report, data_roots, install_interrupt, print_stdout};
 use crate::data::{self, Locator, TaskStream};
+use crate::report;
 use crate::search::journal::Stage;
 use crate::search::{self, Finish, Launch, Monitor, Progress, Search, SearchSpec};
 
@@ -40,7 +41,7 @@ pub struct SearchArgs {
     /// No progress output on stderr (the summary still goes to stdout).
     #[arg(long, short)]
     quiet: bool,
-    /// Do not write the report to reports/<name>/ at the end.
+    /// Do not write the report at the end (to reports/<name>/, or DIR/report/ with --out DIR).
     #[arg(long)]
     no_report: bool,
 }
@@ -207,10 +208,12 @@ pub fn search_command(args: SearchArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(130))
         }
         Finish::Finished => {
-            search.write_results().context("saving the search results")?;
+            // The same ranking and writer as the report's (one winner, wherever it is named).
+            report::build::write_search_files(&out).context("saving the search results")?;
             let mut text = summary(&search, &spec, &name);
             if !args.no_report {
-                if let Some(dir) = auto_report(&out, &format!("synaptogen report {}", out.display())) {
+                let command = format!("synaptogen report {}", out.display());
+                if let Some(dir) = auto_report(&out, args.out.as_deref(), &command) {
                     text.push_str(&format!("Report: {}\n", dir.join("report.html").display()));
                 }
             }

@@ -1,6 +1,6 @@
 //! Continual backpropagation (Dohare et al., Nature 2024): SGD plus generate-and-test of hidden units.
 //!
-//! Follows the reference `GnT` (shared/reference/continual-learning.md §1.1c and §1.2), after every SGD
+//! Follows the reference `GnT` (Dohare et al. 2024; the authors' `lop/algos/gnt.py`), after every SGD
 //! step, for each hidden layer:
 //! 1. `age += 1`; `u ← η·u`; `f ← η·f + (1−η)·mean_b(h)`; `f̂ = f / (1 − η^age)`;
 //! 2. `u += (1−η)·y` with the utility `y` of the chosen kind, from `out = mean_k |W_{l+1}[k,i]|` and
@@ -10,7 +10,7 @@
 //!    `accumulate=True` mode the permuted-MNIST experiments use), the lowest `û` first;
 //! 4. a replaced unit gets fresh input weights from the initial distribution, bias 0, outgoing weights 0,
 //!    and `u = f = age = 0`. Optionally (off by default) its mean contribution `W_{l+1}[:,i]·f̂_i` moves into
-//!    the next layer's bias first: as published the transfer adds exactly 0 (§1.2 step 5), so the default
+//!    the next layer's bias first: as published the transfer adds exactly 0 (`GnT` step 5), so the default
 //!    reproduces the published results.
 //!
 //! `h` is a unit's output per example: its firing rate over the T steps in spiking mode, its ReLU

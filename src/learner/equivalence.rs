@@ -4,12 +4,12 @@
 
 use crate::data::{Dataset, StreamConfig, TaskStream, synthetic};
 use crate::learner::cbp::ContinualBackprop;
-use crate::learner::rule::{RuleLearner, Settings};
+use crate::learner::rule_learner::{RuleLearner, Settings};
 use crate::learner::{Learner, Rules};
 use crate::metrics::{AccuracyMatrix, TaskRecord};
 use crate::run::{Observer, RunOptions, RunOutcome, run};
 use crate::snn::{Network, NetworkConfig};
-use crate::spec::{Biases, CbpParams, LearnerSpec, ReplacementSpec, RuleLayers, Utility};
+use crate::spec::{Biases, CbpParams, LearnerSpec, ReplacementSpec, RuleSpec, Utility};
 
 struct Quiet;
 impl Observer for Quiet {
@@ -54,9 +54,7 @@ fn shipped(name: &str) -> crate::rule::CompiledRule {
         .join("rules/baselines")
         .join(name);
     let source = std::fs::read_to_string(&path).expect("the shipped rule");
-    let compiled = crate::rule::compile(&source, &path).expect("compiles");
-    assert_eq!(crate::learner::rule::unsupported(&compiled), None, "{name}");
-    compiled
+    crate::rule::compile(&source, &path).expect("compiles")
 }
 
 fn rule_learner(compiled: &crate::rule::CompiledRule, settings: Settings) -> RuleLearner {
@@ -85,7 +83,11 @@ fn sgd_rhai_with_rule_biases_is_native_sgd_bit_for_bit() {
     let compiled = shipped("sgd.rhai");
     let mut rule = rule_learner(
         &compiled,
-        Settings::new(lr, RuleLayers::All, Biases::Rule, None, None, None),
+        Settings::new(&RuleSpec {
+            lr,
+            biases: Biases::Rule,
+            ..RuleSpec::default()
+        }),
     );
     let (a, b) = (
         run(&stream(&data), &mut *sgd, &options(), &mut Quiet),
@@ -113,7 +115,11 @@ fn l2_init_rhai_with_rule_biases_matches_native_l2_init() {
     .expect("compiles");
     let mut rule = rule_learner(
         &compiled,
-        Settings::new(lr, RuleLayers::All, Biases::Rule, None, None, None),
+        Settings::new(&RuleSpec {
+            lr,
+            biases: Biases::Rule,
+            ..RuleSpec::default()
+        }),
     );
     let (a, b) = (
         run(&stream(&data), &mut *l2, &options(), &mut Quiet),
@@ -126,7 +132,11 @@ fn l2_init_rhai_with_rule_biases_matches_native_l2_init() {
     // The rule's biases matter: with plain-SGD biases the run differs.
     let mut sgd_biases = rule_learner(
         &compiled,
-        Settings::new(lr, RuleLayers::All, Biases::Sgd, None, None, None),
+        Settings::new(&RuleSpec {
+            lr,
+            biases: Biases::Sgd,
+            ..RuleSpec::default()
+        }),
     );
     run(&stream(&data), &mut sgd_biases, &options(), &mut Quiet);
     let differs = l2
@@ -162,7 +172,12 @@ fn the_cbp_rule_replaces_the_same_units_as_native_continual_backprop() {
         native.replaced_units()
     );
     let replacement = ReplacementSpec { rate, maturity };
-    let settings = Settings::new(lr, RuleLayers::All, Biases::Sgd, None, Some(&replacement), None);
+    let settings = Settings::new(&RuleSpec {
+        lr,
+        biases: Biases::Sgd,
+        replacement: Some(replacement.clone()),
+        ..RuleSpec::default()
+    });
     // The shipped rule computes the utility itself from act_dev, in_w, out_w and age; `util` is the
     // same utility computed by the learner.
     let by_util = crate::rule::compile("fn neuron() { score = util; }", std::path::Path::new("util.rhai"))
@@ -201,14 +216,18 @@ fn mesu_rhai_with_rule_biases_matches_native_mesu() {
         std::path::Path::new("mesu.rhai"),
     )
     .expect("compiles");
-    assert_eq!(crate::learner::rule::unsupported(&compiled), None);
     let sampling = crate::spec::StochasticSpec {
         samples: params.samples,
         test_samples: params.test_samples,
         sigma_init: params.sigma_init,
         sigma_min: params.sigma_min,
     };
-    let settings = Settings::new(0.0, RuleLayers::All, Biases::Rule, None, None, Some(&sampling));
+    let settings = Settings::new(&RuleSpec {
+        lr: 0.0,
+        biases: Biases::Rule,
+        stochastic: Some(sampling.clone()),
+        ..RuleSpec::default()
+    });
     let mut rule = rule_learner(&compiled, settings);
     let (a, b) = (
         run(&stream(&data), &mut *mesu, &options(), &mut Quiet),

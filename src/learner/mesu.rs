@@ -1,9 +1,8 @@
-//! MESU, Metaplasticity from Synaptic Uncertainty (Bonnet et al., Nat. Commun. 2025;
-//! shared/reference/continual-learning.md §2).
+//! MESU, Metaplasticity from Synaptic Uncertainty (Bonnet et al., Nat. Commun. 2025).
 //!
 //! Every parameter is a Gaussian `N(μ, σ²)`. An update draws S weight samples `w = μ + σ·ε`, runs a
-//! forward and backward pass on each, and estimates `∂C/∂μ = E[∂L/∂w]`, `∂C/∂σ = E[ε·∂L/∂w]` (§2.3),
-//! with C the loss **summed** over the batch as in the JAX reference. Then (§2.2, JAX form):
+//! forward and backward pass on each, and estimates `∂C/∂μ = E[∂L/∂w]`, `∂C/∂σ = E[ε·∂L/∂w]`,
+//! with C the loss **summed** over the batch as in the JAX reference. Then (the JAX reference's form):
 //!
 //! ```text
 //! μ ← μ + lr_μ · [ −σ²·∂C/∂μ + σ²(μ_p − μ) / (N·σ_p²) ]

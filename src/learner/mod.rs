@@ -1,7 +1,7 @@
 //! Learners: how a network is updated from a minibatch.
 //!
 //! A [`Learner`] owns its network and whatever per-parameter state its method needs, and turns one
-//! minibatch into one update. The built-in baselines (shared/reference/continual-learning.md) are all
+//! minibatch into one update. The built-in baselines (each cited in its file) are all
 //! "backprop plus something":
 //! - [`penalty`]: SGD with a term added to the gradient: plain SGD, L2, L2-Init, online and stream EWC,
 //!   SI;
@@ -17,10 +17,9 @@ pub mod cbp;
 #[cfg(test)]
 mod equivalence;
 pub mod mesu;
-pub mod neurons;
 pub mod penalty;
 pub mod redo;
-pub mod rule;
+pub mod rule_learner;
 pub mod shrink_perturb;
 pub mod stochastic;
 pub mod structure;
@@ -104,31 +103,19 @@ pub type Rules = std::collections::BTreeMap<std::path::PathBuf, crate::rule::Com
 /// every rule the spec names.
 pub fn build(spec: &LearnerSpec, network: Network, seed: u64, rules: &Rules) -> Box<dyn Learner> {
     match spec.clone() {
-        LearnerSpec::Rule {
-            path,
-            lr,
-            apply_to,
-            biases,
-            structure,
-            replacement,
-            stochastic,
-        } => {
+        LearnerSpec::Rule(rule) => {
+            let path = rule
+                .path
+                .as_ref()
+                .expect("a run's Rule learner names its file (spec check)");
             let compiled = rules
-                .get(&path)
+                .get(path)
                 .expect("the caller compiles every rule before building learners");
-            let settings = rule::Settings::new(
-                lr,
-                apply_to,
-                biases,
-                structure.as_ref(),
-                replacement.as_ref(),
-                stochastic.as_ref(),
-            );
-            Box::new(rule::RuleLearner::new(
+            Box::new(rule_learner::RuleLearner::new(
                 network,
                 spec.label(),
                 compiled,
-                settings,
+                rule_learner::Settings::new(&rule),
                 seed,
             ))
         }

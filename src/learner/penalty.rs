@@ -1,14 +1,14 @@
 //! SGD with a term added to the gradient: plain SGD, L2, L2-Init, online EWC, stream EWC and SI.
 //!
-//! Equations (shared/reference/continual-learning.md):
-//! - L2 (§4.1): `θ ← θ − α(∇L + λθ)`.
-//! - L2-Init (§4.2, Kumar et al.): penalty `λ‖θ − θ₀‖²`, so `θ ← θ − α(∇L + 2λ(θ − θ₀))`.
-//! - Online EWC (§4.5, §2.5): penalty `(λ/2)·Σ F(θ − θ*)²`; at each task boundary `F ← γF + F_task` and
+//! Equations:
+//! - L2 (Krogh & Hertz 1992): `θ ← θ − α(∇L + λθ)`.
+//! - L2-Init (Kumar et al. 2023): penalty `λ‖θ − θ₀‖²`, so `θ ← θ − α(∇L + 2λ(θ − θ₀))`.
+//! - Online EWC (Kirkpatrick et al. 2017; Schwarz et al. 2018): penalty `(λ/2)·Σ F(θ − θ*)²`; at each task boundary `F ← γF + F_task` and
 //!   `θ* ← θ`, where `F_task` is the mean of `g²` over the task's updates (the empirical Fisher of the
 //!   unregularised loss, per update).
-//! - Stream EWC (§2.5): the same penalty, but after *every* step `F ← γF + g²` and `θ*` = the parameters
+//! - Stream EWC (as MESU's authors run it, Bonnet et al. 2025): the same penalty, but after *every* step `F ← γF + g²` and `θ*` = the parameters
 //!   before that step. Needs no boundaries.
-//! - SI (§4.6, Zenke et al.): penalty `c·Σ Ω(θ − θ̃)²`; each step `ω += −g·Δθ` with g the unregularised
+//! - SI (Zenke et al. 2017): penalty `c·Σ Ω(θ − θ̃)²`; each step `ω += −g·Δθ` with g the unregularised
 //!   gradient; at each boundary `Ω += relu(ω / ((θ − θ̃)² + ξ))`, `ω ← 0`, `θ̃ ← θ` (the relu follows
 //!   the MESU reference code).
 //!

@@ -1,4 +1,4 @@
-//! ReDo: recycling dormant neurons (Sokar et al., ICML 2023; shared/reference/continual-learning.md §4.4).
+//! ReDo: recycling dormant neurons (Sokar et al., ICML 2023).
 //!
 //! Plain SGD, and every `period` updates, for each hidden layer: the score of unit i is
 //! `s_i = E|h_i| / (mean over the layer of E|h| + 1e-9)`; every unit with `s_i ≤ τ` gets fresh input

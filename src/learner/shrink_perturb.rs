@@ -1,4 +1,4 @@
-//! Shrink & Perturb, both published forms (shared/reference/continual-learning.md §4.3).
+//! Shrink & Perturb, both published forms (Ash & Adams 2020; Dohare et al. 2024).
 //!
 //! - [`PerStep`] (Dohare et al.): SGD with weight decay as the shrink, then i.i.d. Gaussian noise
 //!   `N(0, σ²)` added to every weight and bias after each step. Defaults for permuted MNIST: α = 0.003,

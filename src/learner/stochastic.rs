@@ -1,5 +1,5 @@
 //! Stochastic weights `w = μ + σ·ε`: the sampling MESU and rules that read `sigma` share
-//! (Bonnet et al. 2025; shared/reference/continual-learning.md §2.3).
+//! (Bonnet et al. 2025, "Bayesian continual learning and forgetting in neural networks", MESU).
 //!
 //! An update draws S weight samples, runs a forward and backward pass on each, and sums
 //! `∂L/∂w` and `ε·∂L/∂w` over the samples: divided by S they estimate `∂L/∂μ` and `∂L/∂σ`. Every
@@ -171,4 +171,186 @@ pub fn initial_sigma(network: &Network, sigma_init: f32) -> Vec<f32> {
         sigma.extend(std::iter::repeat_n(sigma_init * bound, count));
     }
     sigma
+}
+
+/// The stochastic weights of a rule that uses `sigma`: μ (the network holds it between updates), σ and
+/// the estimates of one update, flat in parameter order. Weights and biases that do not follow the
+/// rule, and absent synapses, have σ = 0 and so are not sampled.
+#[derive(Debug)]
+pub struct StochasticWeights {
+    sampling: Sampling,
+    /// μ, σ, σ at creation, the ∂L/∂σ estimate, the gradient sum and the sampled ε.
+    mean: Vec<f32>,
+    sigma: Vec<f32>,
+    initial: Vec<f32>,
+    grad_sigma: Vec<f32>,
+    grad_sum: Vec<f32>,
+    eps: Vec<f32>,
+    /// Where each layer's weights and biases start in the flat buffers.
+    offsets: Vec<(usize, usize)>,
+    scratch: PredictScratch,
+}
+
+/// Which of a layer's parameters follow the rule, for [`StochasticWeights::new`].
+#[derive(Clone, Copy, Debug)]
+pub struct Sampled<'a> {
+    /// Its weights follow the rule.
+    pub weights: bool,
+    /// Its biases follow the rule.
+    pub biases: bool,
+    /// Which synapses exist (`None`: all).
+    pub present: Option<&'a [bool]>,
+}
+
+impl StochasticWeights {
+    /// σ₀ for the parameters `sampled` says follow the rule (layer by layer), 0 for the rest.
+    pub fn new(network: &Network, sampling: Sampling, sampled: &[Sampled]) -> StochasticWeights {
+        let mut sigma = initial_sigma(network, sampling.sigma_init);
+        let mut offsets = Vec::with_capacity(sampled.len());
+        let mut offset = 0;
+        for (layer, s) in network.layers().iter().zip(sampled) {
+            let n = layer.weights().len();
+            offsets.push((offset, offset + n));
+            if !s.weights {
+                sigma[offset..offset + n].fill(0.0);
+            }
+            if !s.biases {
+                sigma[offset + n..offset + n + layer.outputs()].fill(0.0);
+            }
+            if let Some(present) = s.present {
+                for (x, &present) in sigma[offset..offset + n].iter_mut().zip(present) {
+                    if !present {
+                        *x = 0.0;
+                    }
+                }
+            }
+            offset += n + layer.outputs();
+        }
+        let total = sigma.len();
+        StochasticWeights {
+            sampling,
+            mean: network.parameters().flatten().copied().collect(),
+            initial: sigma.clone(),
+            sigma,
+            grad_sigma: vec![0.0; total],
+            grad_sum: vec![0.0; total],
+            eps: Vec::new(),
+            offsets,
+            scratch: PredictScratch::new(network),
+        }
+    }
+
+    /// One update's gradient estimates ([`sample_gradients`]): afterwards the network holds μ again,
+    /// `core`'s gradients hold the batch-mean ∂L/∂μ (which rules read as `grad`), and
+    /// [`StochasticWeights::layer`] gives ∂L/∂σ.
+    pub fn estimate(
+        &mut self,
+        core: &mut Backprop,
+        noise: &NoiseTable,
+        noise_rng: &mut Rng,
+        batch: &Batch,
+        rng: &mut Rng,
+    ) -> UpdateStats {
+        let stats = sample_gradients(
+            core,
+            &self.mean,
+            &self.sigma,
+            self.sampling.samples,
+            noise,
+            noise_rng,
+            batch,
+            rng,
+            &mut self.eps,
+            &mut self.grad_sum,
+            &mut self.grad_sigma,
+        );
+        // Sums over samples → the batch means.
+        let inv = 1.0 / self.sampling.samples as f32;
+        self.grad_sigma.iter_mut().for_each(|g| *g *= inv);
+        write_parameters(&mut core.network, &self.mean);
+        let mut offset = 0;
+        for g in core.gradients.slices_mut() {
+            for (gi, s) in g.iter_mut().zip(&self.grad_sum[offset..]) {
+                *gi = s * inv;
+            }
+            offset += g.len();
+        }
+        stats
+    }
+
+    /// σ and ∂L/∂σ of layer `l`'s weights (`n` of them) and biases (`outputs`).
+    pub fn layer(&self, l: usize, n: usize, outputs: usize) -> [&[f32]; 4] {
+        let (w, b) = self.offsets[l];
+        [
+            &self.sigma[w..w + n],
+            &self.grad_sigma[w..w + n],
+            &self.sigma[b..b + outputs],
+            &self.grad_sigma[b..b + outputs],
+        ]
+    }
+
+    /// A rule wrote σ of layer `l`'s weights: floored at σ_min, 0 where no synapse is.
+    pub fn write_weights(&mut self, l: usize, new: &[f32], present: Option<&[bool]>) {
+        let (start, _) = self.offsets[l];
+        let floor = self.sampling.sigma_min;
+        for (i, (s, new)) in self.sigma[start..start + new.len()]
+            .iter_mut()
+            .zip(new)
+            .enumerate()
+        {
+            let exists = present.is_none_or(|p| p[i]);
+            *s = if exists { new.max(floor) } else { 0.0 };
+        }
+    }
+
+    /// A rule wrote σ of layer `l`'s biases: floored at σ_min.
+    pub fn write_biases(&mut self, l: usize, new: &[f32]) {
+        let (_, start) = self.offsets[l];
+        let floor = self.sampling.sigma_min;
+        for (s, new) in self.sigma[start..start + new.len()].iter_mut().zip(new) {
+            *s = new.max(floor);
+        }
+    }
+
+    /// Synapses `indices` of layer `l` were created again: their σ restarts at σ₀.
+    pub fn restart(&mut self, l: usize, indices: impl IntoIterator<Item = usize>) {
+        let (start, _) = self.offsets[l];
+        for i in indices {
+            self.sigma[start + i] = self.initial[start + i];
+        }
+    }
+
+    /// Synapses `indices` of layer `l` were pruned: σ = 0, so they are not sampled.
+    pub fn remove(&mut self, l: usize, indices: &[usize]) {
+        let (start, _) = self.offsets[l];
+        indices.iter().for_each(|&i| self.sigma[start + i] = 0.0);
+    }
+
+    /// After the update: μ is the network's parameters.
+    pub fn take_mean(&mut self, network: &Network) {
+        self.mean.clear();
+        self.mean.extend(network.parameters().flatten());
+    }
+
+    /// Predicted classes: the softmax averaged over the test-time weight samples ([`predict`]).
+    pub fn predict(
+        &self,
+        noise: &NoiseTable,
+        batch: &Batch,
+        workspace: &mut Workspace,
+        rng: &mut Rng,
+        predictions: &mut Vec<u8>,
+    ) {
+        predict(
+            &self.scratch,
+            &self.mean,
+            &self.sigma,
+            self.sampling.test_samples,
+            noise,
+            batch,
+            workspace,
+            rng,
+            predictions,
+        );
+    }
 }

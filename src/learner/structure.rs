@@ -1,4 +1,4 @@
-//! The structure schedule of DESIGN §4: which synapses exist, and how a `prune()` score changes that.
+//! The structure schedule: which synapses exist, and how a `prune()` score changes that.
 //!
 //! The seed idea is developmental: overproduce, let activity show which synapses carry load, prune the
 //! rest under competition inside a window, consolidate. Per weight matrix that follows the rule:

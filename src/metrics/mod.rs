@@ -1,14 +1,14 @@
 //! Continual-learning metrics: the accuracy matrix and everything derived from it, and the
 //! representation diagnostics measured on a probe batch at each task start.
 //!
-//! Definitions follow shared/reference/continual-learning.md:
-//! - `R[i][j]`: test accuracy on task j after training task i (§3.1, GEM). Plasticity(t) = R[t][t];
-//!   retention(t) = mean of R[t][j] over the earlier tasks tested (§3.3).
-//! - ACC = mean of the final row; BWT = mean over j < T of R[T][j] − R[j][j] (§3.1).
-//! - Forgetting of task j = max over l < T of R[l][j] − R[T][j], averaged over j < T (§3.2, Chaudhry).
-//! - Effective rank (Roy & Vetterli 2007, §1.4): p_k = σ_k / Σσ, erank = exp(−Σ p_k ln p_k).
-//! - Dead unit: no activity on any probe example (§1.4). Dormant unit: mean activity at most τ times
-//!   its layer's mean (ReDo, §4.4).
+//! Definitions:
+//! - `R[i][j]`: test accuracy on task j after training task i (Lopez-Paz & Ranzato 2017, GEM). Plasticity(t) = R[t][t];
+//!   retention(t) = mean of R[t][j] over the earlier tasks tested.
+//! - ACC = mean of the final row; BWT = mean over j < T of R[T][j] − R[j][j] (GEM).
+//! - Forgetting of task j = max over l < T of R[l][j] − R[T][j], averaged over j < T (Chaudhry et al. 2018).
+//! - Effective rank (Roy & Vetterli 2007; used for plasticity by Dohare et al. 2024): p_k = σ_k / Σσ, erank = exp(−Σ p_k ln p_k).
+//! - Dead unit: no activity on any probe example (Dohare et al. 2024). Dormant unit: mean activity at most τ times
+//!   its layer's mean (ReDo, Sokar et al. 2023).
 //!
 //! Only some entries of `R` are measured when the sequence is long (see [`retention_sample`]); every
 //! derived number uses the measured entries only, and the record says which tasks were tested.
@@ -166,7 +166,7 @@ pub fn effective_rank_of(singular: &[f64]) -> f64 {
     entropy.exp()
 }
 
-/// Mean |w| over every weight matrix, readout included, biases excluded (Dohare et al., §1.4).
+/// Mean |w| over every weight matrix, readout included, biases excluded (Dohare et al. 2024).
 pub fn mean_abs_weight(network: &Network) -> f64 {
     let sum: f64 = network
         .layers()
@@ -238,7 +238,7 @@ fn mean(values: impl Iterator<Item = f32>) -> Option<f32> {
     (n > 0).then(|| (sum / n as f64) as f32)
 }
 
-/// Summarises a run. Returns `None` before the first task finished.
+/// Summarizes a run. Returns `None` before the first task finished.
 pub fn summarize(matrix: &AccuracyMatrix, records: &[TaskRecord]) -> Option<Summary> {
     let last = records.len().checked_sub(1)?;
     let final_row = &matrix.rows[last];

@@ -1,16 +1,17 @@
 //! `synaptogen report`: load a results directory, compute the tables and plots, and write the report
 //! with its data files.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
+use super::Error;
 use super::render::{self, Plot, Report, Step, Winner};
 use super::results::{self, Results, Source};
 use super::tables::{self, FrontPoint, f64_at, string_at};
-use super::{Error, write_atomic};
-use crate::rule::vocab;
-use crate::search::journal::Origin;
+use crate::files;
+use crate::search::journal::{CandidateRecord, Origin};
 use crate::search::lineage::Lineage;
 
 /// Candidates on the leaderboard (every baseline is shown too).
@@ -30,7 +31,7 @@ pub struct Written {
 }
 
 fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Error> {
-    write_atomic(&dir.join(name), bytes)
+    Ok(files::write_atomic(&dir.join(name), bytes)?)
 }
 
 fn csv(frame: &mut DataFrame) -> Result<Vec<u8>, Error> {
@@ -68,12 +69,9 @@ pub fn build(results_dir: &Path, out_dir: Option<&Path>, command: &str) -> Resul
     let out_dir = out_dir.map_or_else(|| Path::new("reports").join(&results.name), Path::to_path_buf);
     let out_dir = out_dir.as_path();
     let report = compute(&results, &provenance)?;
-    crate::report::RunFiles::create(out_dir)?;
+    files::create_dir(out_dir)?;
     let plots_dir = out_dir.join("plots");
-    std::fs::create_dir_all(&plots_dir).map_err(|source| Error::Unwritable {
-        path: plots_dir.clone(),
-        source,
-    })?;
+    files::create_dir(&plots_dir)?;
     for p in report
         .plots
         .iter()
@@ -96,15 +94,7 @@ pub fn build(results_dir: &Path, out_dir: Option<&Path>, command: &str) -> Resul
     let mut all_curves = tables::curves(&results.curves, &results.top_stage, &everyone)?;
     write_file(out_dir, "curves.csv", &csv(&mut all_curves)?)?;
     if results.source == Source::Search {
-        let lineage = Lineage::from_candidates(&results.candidates);
-        let dot = lineage.to_dot(|id| {
-            let c = &results.candidates[id];
-            format!("#{id} {}", &c.hash[..8.min(c.hash.len())])
-        });
-        write_file(out_dir, "lineage.dot", dot.as_bytes())?;
-        if let Some(rhai) = report.winner.as_ref().and_then(|w| w.rhai.as_ref()) {
-            write_file(out_dir, "best.rhai", rhai.as_bytes())?;
-        }
+        write_rule_files(&results, out_dir)?;
     }
     write_file(out_dir, "report.md", render::markdown(&report).as_bytes())?;
     write_file(out_dir, "report.html", render::html(&report).as_bytes())?;
@@ -120,7 +110,7 @@ pub fn compute(results: &Results, provenance: &str) -> Result<Report, Error> {
     let stage = &results.top_stage;
     let leaderboard = tables::leaderboard(&results.trials, stage, LEADERBOARD_CANDIDATES)?;
     let held_out = tables::held_out(&results.trials, stage)?;
-    let summary = tables::summarise(&results.trials, stage)?;
+    let summary = tables::summarize(&results.trials, stage)?;
     let points = tables::front_points(&summary)?;
     let front = tables::pareto_front(&points);
     let kinds: Vec<(String, String)> = (0..summary.height())
@@ -179,13 +169,13 @@ pub fn compute(results: &Results, provenance: &str) -> Result<Report, Error> {
         ),
         ("density", "Density: fraction of synapses present", "%", 100.0),
     ] {
-        let series: Vec<crate::report::plots::Series> = chosen
+        let series: Vec<super::plots::Series> = chosen
             .iter()
             .map(|s| {
                 let rows: Vec<usize> = (0..curve_table.height())
                     .filter(|&i| string_at(&curve_table, "subject", i).as_deref() == Some(s))
                     .collect();
-                crate::report::plots::Series {
+                super::plots::Series {
                     label: s.clone(),
                     baseline: is_baseline(s),
                     points: rows
@@ -204,10 +194,18 @@ pub fn compute(results: &Results, provenance: &str) -> Result<Report, Error> {
         if series.is_empty() {
             continue;
         }
+        // Every network dense throughout: a density plot would be one flat line at 100%.
+        let all_dense = series
+            .iter()
+            .flat_map(|s| s.points.iter())
+            .all(|&(_, y)| y >= 100.0 * (1.0 - 1e-9));
+        if metric == "density" && all_dense {
+            continue;
+        }
         plots.push(Plot {
             file: format!("curves_{metric}.svg"),
             caption: format!("{title}, mean over seeds ({stage_words})."),
-            svg: crate::report::plots::curves(title, unit, &series)?,
+            svg: super::plots::curves(title, unit, &series)?,
         });
     }
     let marked: Vec<(FrontPoint, bool)> = points
@@ -218,7 +216,7 @@ pub fn compute(results: &Results, provenance: &str) -> Result<Report, Error> {
         file: "pareto.svg".into(),
         caption: "Pareto front of plasticity × retention (red); grey dots: candidates; triangles: baselines."
             .into(),
-        svg: crate::report::plots::pareto(&marked, &front)?,
+        svg: super::plots::pareto(&marked, &front)?,
     });
 
     let winner = winner(results, &leaderboard)?;
@@ -265,19 +263,109 @@ pub fn compute(results: &Results, provenance: &str) -> Result<Report, Error> {
     })
 }
 
-/// The winner: the leaderboard's first candidate (a run: its best learner). Chosen by the search score
-/// alone, so the held-out check stays a check and never a second selection.
-fn winner(results: &Results, leaderboard: &DataFrame) -> Result<Option<Winner>, Error> {
-    let first_candidate = |frame: &DataFrame| {
-        (0..frame.height()).find_map(|i| {
-            let kind = string_at(frame, "kind", i)?;
-            (kind != "baseline")
-                .then(|| string_at(frame, "subject", i))
-                .flatten()
-        })
-    };
-    let Some(subject) = first_candidate(leaderboard) else {
+/// The search's winner, by the one ranking every writer uses: the candidate at the highest rung any
+/// candidate reached, with the best mean objective there (functionally identical candidates count as
+/// the oldest), ties to the older candidate. The search itself ranks the same way
+/// (`search::state::rank_order`). Chosen by the search score alone, so the held-out check stays a
+/// check and never a second selection. `None` for a run, or when no candidate was scored.
+pub fn winning_candidate(results: &Results) -> Result<Option<&CandidateRecord>, Error> {
+    if results.source != Source::Search {
         return Ok(None);
+    }
+    for k in (0..results.header.rungs.len()).rev() {
+        let board = tables::leaderboard(&results.trials, &format!("rung{k}"), 1)?;
+        let first = (0..board.height()).find_map(|i| {
+            (string_at(&board, "kind", i)? == "candidate")
+                .then(|| f64_at(&board, "candidate", i))
+                .flatten()
+        });
+        if let Some(id) = first {
+            return Ok(results.candidates.iter().find(|c| c.id as f64 == id));
+        }
+    }
+    Ok(None)
+}
+
+/// The text of `best.rhai`: the winner's source under a line naming it.
+fn best_rhai(results: &Results, record: &CandidateRecord) -> String {
+    format!(
+        "// Winner of search '{}': candidate #{}, hash {}.\n{}",
+        results.name, record.id, record.hash, record.source
+    )
+}
+
+/// Writes `lineage.dot` and `best.rhai` into `dir`: the one writer of both, for a search's own
+/// directory (after it finishes) and for its report. Returns the winner's name.
+pub fn write_rule_files(results: &Results, dir: &Path) -> Result<Option<String>, Error> {
+    let scores = best_scores(results)?;
+    let dot = Lineage::from_candidates(&results.candidates).to_dot(|id| {
+        let c = &results.candidates[id];
+        let hash = &c.hash[..8.min(c.hash.len())];
+        match scores.get(&id) {
+            Some((objective, tasks)) => format!("#{id} {hash}\n{:.2}% ({tasks} tasks)", 100.0 * objective),
+            None => format!("#{id} {hash}"),
+        }
+    });
+    write_file(dir, "lineage.dot", dot.as_bytes())?;
+    let winner = winning_candidate(results)?;
+    if let Some(record) = winner {
+        write_file(dir, "best.rhai", best_rhai(results, record).as_bytes())?;
+    }
+    Ok(winner.map(|r| format!("#{}", r.id)))
+}
+
+/// Loads the search in `results_dir` and writes its `lineage.dot` and `best.rhai` beside its journal
+/// ([`write_rule_files`]). Returns the winner's name.
+pub fn write_search_files(results_dir: &Path) -> Result<Option<String>, Error> {
+    let results = results::load(results_dir)?;
+    write_rule_files(&results, results_dir)
+}
+
+/// Per candidate id, its mean objective over seeds at the highest rung it reached, and that rung's
+/// task count.
+fn best_scores(results: &Results) -> Result<BTreeMap<usize, (f64, u32)>, Error> {
+    let table = results
+        .trials
+        .clone()
+        .lazy()
+        .filter(
+            col("candidate")
+                .is_not_null()
+                .and(col("stage").neq(lit("held_out_seeds")))
+                .and(col("stage").neq(lit("held_out_dataset"))),
+        )
+        .group_by_stable([col("candidate"), col("stage")])
+        .agg([col("objective").mean(), col("tasks").first()])
+        .collect()?;
+    let mut best: BTreeMap<usize, (f64, u32)> = BTreeMap::new();
+    for i in 0..table.height() {
+        let (Some(id), Some(objective), Some(tasks)) = (
+            f64_at(&table, "candidate", i),
+            f64_at(&table, "objective", i),
+            f64_at(&table, "tasks", i),
+        ) else {
+            continue;
+        };
+        let entry = best.entry(id as usize).or_insert((objective, tasks as u32));
+        if tasks as u32 > entry.1 {
+            *entry = (objective, tasks as u32);
+        }
+    }
+    Ok(best)
+}
+
+/// The winner's section of the report ([`winning_candidate`]; a run: its best learner).
+fn winner(results: &Results, leaderboard: &DataFrame) -> Result<Option<Winner>, Error> {
+    let record = winning_candidate(results)?;
+    let subject = match record {
+        Some(r) => format!("#{}", r.id),
+        None if results.source == Source::Run => {
+            let Some(first) = string_at(leaderboard, "subject", 0) else {
+                return Ok(None);
+            };
+            first
+        }
+        None => return Ok(None),
     };
     // The search-stage matrix, where the winner was chosen; the held-out one when that is all there is.
     let of = |stage: Option<&str>| {
@@ -296,12 +384,10 @@ fn winner(results: &Results, leaderboard: &DataFrame) -> Result<Option<Winner>, 
                 "Accuracy matrix R of {subject} ({}, seed {}); blank: not tested.",
                 m.stage, m.seed
             ),
-            svg: crate::report::plots::heat_map(&format!("{subject}: accuracy matrix R"), &m.rows)?,
+            svg: super::plots::heat_map(&format!("{subject}: accuracy matrix R"), &m.rows)?,
         }),
         None => None,
     };
-    let id = subject.strip_prefix('#').and_then(|n| n.parse::<usize>().ok());
-    let record = id.and_then(|id| results.candidates.iter().find(|c| c.id == id));
     let Some(record) = record else {
         return Ok(Some(Winner {
             subject,
@@ -317,44 +403,19 @@ fn winner(results: &Results, leaderboard: &DataFrame) -> Result<Option<Winner>, 
     let mut reads: Vec<(String, String)> = Vec::new();
     if let Some(c) = &compiled {
         for section in c.canonical.sections.keys() {
-            for name in c.canonical.reads(*section) {
-                if !reads.iter().any(|(n, _)| n == name) {
-                    let meaning = vocab::lookup(name).map_or("", |v| v.meaning);
-                    reads.push((name.to_string(), meaning.to_string()));
+            for var in c.canonical.reads(*section) {
+                if !reads.iter().any(|(n, _)| n == var.name()) {
+                    reads.push((var.name().to_string(), var.entry().meaning.to_string()));
                 }
             }
         }
     }
     let lineage = Lineage::from_candidates(&results.candidates);
+    let scores = best_scores(results)?;
     let score_of = |id: usize| -> String {
-        let name = format!("#{id}");
-        // The best (highest-rung) mean objective of this candidate, from the trial table.
-        let best = results
-            .trials
-            .clone()
-            .lazy()
-            .filter(
-                col("subject")
-                    .eq(lit(name.as_str()))
-                    .and(col("stage").neq(lit("held_out_seeds")))
-                    .and(col("stage").neq(lit("held_out_dataset"))),
-            )
-            .group_by_stable([col("stage")])
-            .agg([col("objective").mean(), col("tasks").first()])
-            .sort(
-                ["tasks"],
-                SortMultipleOptions::default().with_order_descending(true),
-            )
-            .limit(1)
-            .collect();
-        match best {
-            Ok(b) if b.height() > 0 => format!(
-                "{:.2}% ({} tasks)",
-                100.0 * f64_at(&b, "objective", 0).unwrap_or(f64::NAN),
-                f64_at(&b, "tasks", 0).unwrap_or(0.0)
-            ),
-            _ => "—".into(),
-        }
+        scores.get(&id).map_or("—".into(), |(objective, tasks)| {
+            format!("{:.2}% ({tasks} tasks)", 100.0 * objective)
+        })
     };
     let steps = lineage
         .ancestry(record.id)
@@ -374,10 +435,7 @@ fn winner(results: &Results, leaderboard: &DataFrame) -> Result<Option<Winner>, 
         .collect();
     Ok(Some(Winner {
         subject,
-        rhai: Some(format!(
-            "// Winner of search '{}': candidate #{}, hash {}.\n{}",
-            results.name, record.id, record.hash, record.source
-        )),
+        rhai: Some(best_rhai(results, record)),
         formula,
         reads,
         lineage: steps,

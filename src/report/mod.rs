@@ -16,7 +16,6 @@ pub mod tables;
 
 pub use build::build;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -29,22 +28,9 @@ use crate::spec::RunSpec;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The output directory cannot be created or written.
-    #[error("{path}: cannot write the output directory ({source}); choose another with --out")]
-    Unwritable {
-        /// The directory.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// A file could not be written.
-    #[error("{path}: cannot write ({source})")]
-    Write {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
+    /// An output directory or file cannot be written.
+    #[error(transparent)]
+    Files(#[from] crate::files::Error),
     /// The directory given to `synaptogen report` holds nothing it can report.
     #[error("{path}: {message}")]
     NotResults {
@@ -54,7 +40,7 @@ pub enum Error {
         message: String,
     },
     /// The search journal cannot be read.
-    #[error("{0}")]
+    #[error(transparent)]
     Journal(#[from] crate::search::journal::Error),
     /// A table could not be computed (a bug: the tables are built from data we wrote).
     #[error("building a report table: {0}")]
@@ -67,10 +53,11 @@ pub enum Error {
 impl Error {
     /// Whether the user can fix it by changing their input (exit status 2).
     pub fn is_input(&self) -> bool {
-        matches!(
-            self,
-            Error::Unwritable { .. } | Error::NotResults { .. } | Error::Journal(_)
-        )
+        match self {
+            Error::Files(e) => e.is_input(),
+            Error::NotResults { .. } | Error::Journal(_) => true,
+            Error::Table(_) | Error::Plot(_) => false,
+        }
     }
 }
 
@@ -118,14 +105,7 @@ pub struct RunSnapshot<'a> {
 impl RunFiles {
     /// Creates (or reuses) `dir` and checks it is writable before any training starts.
     pub fn create(dir: &Path) -> Result<RunFiles, Error> {
-        let unwritable = |source| Error::Unwritable {
-            path: dir.to_path_buf(),
-            source,
-        };
-        std::fs::create_dir_all(dir).map_err(unwritable)?;
-        let probe = dir.join(".synaptogen-write-test");
-        std::fs::write(&probe, b"").map_err(unwritable)?;
-        std::fs::remove_file(&probe).map_err(unwritable)?;
+        crate::files::create_dir(dir)?;
         Ok(RunFiles {
             dir: dir.to_path_buf(),
         })
@@ -156,29 +136,8 @@ impl RunFiles {
     }
 
     fn atomic(&self, name: &str, bytes: &[u8]) -> Result<(), Error> {
-        write_atomic(&self.dir.join(name), bytes)
+        Ok(crate::files::write_atomic(&self.dir.join(name), bytes)?)
     }
-}
-
-/// Replaces `path` with `bytes` so that a crash at any moment leaves either the old file or the new one,
-/// never a mix: write a temporary file beside it, fsync it, rename it over `path`, fsync the directory.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map_or("file".into(), |n| n.to_string_lossy());
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let write_err = |source| Error::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut file = std::fs::File::create(&tmp).map_err(write_err)?;
-    file.write_all(bytes).map_err(write_err)?;
-    file.sync_all().map_err(write_err)?;
-    std::fs::rename(&tmp, path).map_err(write_err)?;
-    // The rename is durable only once the directory entry is; not every platform can open a directory.
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 /// One learner's line in a multi-learner comparison.
@@ -302,18 +261,6 @@ mod tests {
         assert_eq!(
             matrix_csv(&m),
             "after_task,task_1,task_2\n1,0.500000,\n2,,0.250000\n"
-        );
-    }
-
-    #[test]
-    fn an_unwritable_directory_is_refused_before_training() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let file = dir.path().join("file");
-        std::fs::write(&file, "x").expect("temp dir is writable");
-        let err = RunFiles::create(&file.join("sub")).unwrap_err().to_string();
-        assert!(
-            err.contains("cannot write the output directory") && err.contains("--out"),
-            "{err}"
         );
     }
 }

@@ -58,7 +58,9 @@ pub fn curves(title: &str, y_label: &str, series: &[Series]) -> Result<String, E
     if !y_min.is_finite() {
         (y_min, y_max) = (0.0, 1.0);
     }
-    let pad = ((y_max - y_min) * 0.08).max(1e-3);
+    // A flat or nearly flat curve still gets a readable axis: at least ±1% of its magnitude (±0.01
+    // around zero), not a span of a few ulps.
+    let pad = ((y_max - y_min) * 0.08).max(0.01 * y_max.abs().max(y_min.abs()).max(1.0));
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (720, 380)).into_drawing_area();

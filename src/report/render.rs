@@ -125,6 +125,10 @@ pub fn leaderboard_rows(board: &DataFrame) -> (Vec<&'static str>, Vec<Vec<String
             } else {
                 format!("*{subject}*")
             };
+            // Functionally identical candidates share the row of the oldest.
+            if let Some(same) = string_at(board, "same_results", i) {
+                name.push_str(&format!(" (= {same})"));
+            }
             // An aborted or diverged trial's objective covers fewer tasks: flag it.
             let (n, completed) = (f64_at(board, "n", i), f64_at(board, "completed_seeds", i));
             if let (Some(n), Some(c)) = (n, completed) {

@@ -6,7 +6,7 @@ use polars::prelude::*;
 
 use super::Error;
 
-/// The per-trial metrics the leaderboard summarises (column names of the trial table).
+/// The per-trial metrics the leaderboard summarizes (column names of the trial table).
 pub const METRICS: [&str; 10] = [
     "objective",
     "plasticity",
@@ -54,7 +54,7 @@ fn ci_column(metric: &str) -> Expr {
 /// Mean, standard deviation and 95% CI half-width over seeds of every metric, per subject, at `stage`;
 /// sorted by objective (best first). Columns: subject, kind, candidate, complexity, n, completed_seeds,
 /// and for each metric m: m, m_sd, m_ci.
-pub fn summarise(trials: &DataFrame, stage: &str) -> Result<DataFrame, Error> {
+pub fn summarize(trials: &DataFrame, stage: &str) -> Result<DataFrame, Error> {
     let mut aggs = vec![
         len().alias("n"),
         col("candidate").first().alias("candidate"),
@@ -84,7 +84,7 @@ pub fn summarise(trials: &DataFrame, stage: &str) -> Result<DataFrame, Error> {
         .collect()?)
 }
 
-/// The best baseline at a stage (highest mean objective), from a [`summarise`]d table.
+/// The best baseline at a stage (highest mean objective), from a [`summarize`]d table.
 pub fn best_baseline(summary: &DataFrame) -> Result<Option<String>, Error> {
     let best = summary
         .clone()
@@ -133,20 +133,30 @@ pub fn paired_difference(trials: &DataFrame, stage: &str, baseline: &str) -> Res
         .collect()?)
 }
 
+/// The board's order, applied last (a join does not keep row order): objective descending, then the
+/// older candidate (the search's own tie-break, `search::state::rank_order`), then the name.
+fn by_objective(frame: LazyFrame) -> LazyFrame {
+    frame.sort(
+        ["objective", "candidate", "subject"],
+        SortMultipleOptions::default()
+            .with_order_descending_multi([true, false, false])
+            .with_nulls_last(true),
+    )
+}
+
 /// The leaderboard at `stage`: every baseline and the `top` best candidates, with the paired
-/// difference to the best baseline, sorted by objective.
+/// difference to the best baseline, sorted by objective (best first). Candidates whose results are
+/// identical on every seed and metric (functionally the same rule) share one row, the oldest's, and
+/// the others are named in its `same_results` column.
 pub fn leaderboard(trials: &DataFrame, stage: &str, top: usize) -> Result<DataFrame, Error> {
-    let summary = summarise(trials, stage)?;
+    let summary = merge_identical(&summarize(trials, stage)?)?;
     let candidates = summary
         .clone()
         .lazy()
         .filter(col("kind").eq(lit("candidate")))
         .limit(top as IdxSize);
     let others = summary.clone().lazy().filter(col("kind").neq(lit("candidate")));
-    let mut board = concat([candidates, others], UnionArgs::default())?.sort(
-        ["objective", "subject"],
-        SortMultipleOptions::default().with_order_descending_multi([true, false]),
-    );
+    let mut board = concat([candidates, others], UnionArgs::default())?;
     if let Some(best) = best_baseline(&summary)? {
         board = board.join(
             paired_difference(trials, stage, &best)?.lazy(),
@@ -155,19 +165,69 @@ pub fn leaderboard(trials: &DataFrame, stage: &str, top: usize) -> Result<DataFr
             JoinArgs::new(JoinType::Left),
         );
     }
-    Ok(board.collect()?)
+    Ok(by_objective(board).collect()?)
+}
+
+/// Keeps one row per group of candidates with identical results (every metric's mean and spread over
+/// the same number of seeds, bit for bit), the first in the summary's order, and names the others in
+/// a `same_results` column ("#191, #204"; null when alone).
+fn merge_identical(summary: &DataFrame) -> Result<DataFrame, Error> {
+    let ordered = by_objective(summary.clone().lazy()).collect()?;
+    let mut columns: Vec<Float64Chunked> = Vec::new();
+    for m in METRICS {
+        for name in [m.to_string(), format!("{m}_sd")] {
+            columns.push(ordered.column(&name)?.cast(&DataType::Float64)?.f64()?.clone());
+        }
+    }
+    let n = ordered.column("n")?.cast(&DataType::UInt64)?;
+    let n = n.u64()?;
+    let kind = ordered.column("kind")?.str()?.clone();
+    let subject = ordered.column("subject")?.str()?.clone();
+    let mut first_of: std::collections::HashMap<Vec<u64>, usize> = std::collections::HashMap::new();
+    // Per row: whether it stays, and the identical candidates it names.
+    let mut rows: Vec<(bool, Vec<String>)> = vec![(true, Vec::new()); ordered.height()];
+    for row in 0..ordered.height() {
+        if kind.get(row) != Some("candidate") {
+            continue;
+        }
+        let mut key: Vec<u64> = columns
+            .iter()
+            .map(|c| c.get(row).map_or(u64::MAX, f64::to_bits))
+            .collect();
+        key.push(n.get(row).unwrap_or(0));
+        match first_of.get(&key) {
+            Some(&first) => {
+                rows[row].0 = false;
+                rows[first]
+                    .1
+                    .push(subject.get(row).unwrap_or_default().to_string());
+            }
+            None => {
+                first_of.insert(key, row);
+            }
+        }
+    }
+    let keep: Vec<bool> = rows.iter().map(|(k, _)| *k).collect();
+    let same: Vec<Vec<String>> = rows.into_iter().map(|(_, s)| s).collect();
+    let same: Vec<Option<String>> = same
+        .into_iter()
+        .map(|s| (!s.is_empty()).then(|| s.join(", ")))
+        .collect();
+    let mut merged = ordered;
+    merged.with_column(Column::new("same_results".into(), same))?;
+    Ok(merged.filter(&BooleanChunked::from_slice("keep".into(), &keep))?)
 }
 
 /// Held-out results beside the search score for every subject checked on held-out data: columns
 /// subject, kind, search (objective at `search_stage`), seeds, seeds_ci, seeds_n, seeds_delta,
 /// seeds_delta_ci, dataset, dataset_delta.
 pub fn held_out(trials: &DataFrame, search_stage: &str) -> Result<DataFrame, Error> {
-    let seeds = summarise(trials, "held_out_seeds")?;
+    let seeds = summarize(trials, "held_out_seeds")?;
     if seeds.height() == 0 {
         return Ok(DataFrame::empty());
     }
-    let dataset = summarise(trials, "held_out_dataset")?;
-    let search = summarise(trials, search_stage)?;
+    let dataset = summarize(trials, "held_out_dataset")?;
+    let search = summarize(trials, search_stage)?;
     let pick = |frame: &DataFrame, exprs: Vec<Expr>| frame.clone().lazy().select(exprs);
     let mut table = pick(
         &seeds,
@@ -345,7 +405,7 @@ mod tests {
 
     #[test]
     fn confidence_intervals_match_a_hand_computation() {
-        let s = summarise(&trials(), "rung0").expect("summary");
+        let s = summarize(&trials(), "rung0").expect("summary");
         // a: mean 0.72, sd = √(((−0.02)² + 0.02² + 0²)/2) = 0.02, CI = 4.303 × 0.02 / √3.
         assert_eq!(string_at(&s, "subject", 0).as_deref(), Some("a"));
         let mean = f64_at(&s, "objective", 0).expect("mean");
@@ -359,6 +419,71 @@ mod tests {
             .expect("a has a row");
         assert!((f64_at(&d, "delta", row).expect("delta") - 0.09).abs() < 1e-9);
         assert!((f64_at(&d, "delta_ci", row).expect("ci") - 4.303 * 0.01 / 3f64.sqrt()).abs() < 1e-9);
+    }
+
+    /// Asserts that `column` never increases down `frame` (nulls last).
+    pub(crate) fn assert_never_increases(frame: &DataFrame, column: &str) {
+        let values: Vec<Option<f64>> = (0..frame.height()).map(|i| f64_at(frame, column, i)).collect();
+        for pair in values.windows(2) {
+            match (pair[0], pair[1]) {
+                (Some(a), Some(b)) => assert!(a >= b, "{column} rises from {a} to {b}:\n{frame}"),
+                (None, Some(_)) => panic!("a missing {column} ranks above a present one:\n{frame}"),
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn the_board_is_sorted_by_objective_after_the_paired_differences_join() {
+        // Baselines between and above candidates: the join must not put candidates first.
+        let mut t = trials();
+        let extra = df!(
+            "subject" => ["c", "c", "c", "d", "d", "d"],
+            "kind" => ["baseline", "baseline", "baseline", "candidate", "candidate", "candidate"],
+            "candidate" => [None, None, None, Some(2i64), Some(2), Some(2)],
+            "stage" => ["rung0"; 6],
+            "seed" => [0u64, 1, 2, 0, 1, 2],
+            "completed" => [true; 6],
+            "complexity" => [None, None, None, Some(3i64), Some(3), Some(3)],
+            "objective" => [0.90, 0.91, 0.92, 0.50, 0.52, 0.51],
+        )
+        .expect("frame");
+        let mut extra = extra;
+        for m in &METRICS[1..] {
+            extra
+                .with_column(Column::new((*m).into(), [0.5f64; 6]))
+                .expect("column");
+        }
+        t = t.vstack(&extra).expect("same columns");
+        let board = leaderboard(&t, "rung0", 10).expect("board");
+        assert_never_increases(&board, "objective");
+        let order: Vec<String> = (0..board.height())
+            .filter_map(|i| string_at(&board, "subject", i))
+            .collect();
+        assert_eq!(order, ["c", "a", "b", "d"]);
+    }
+
+    #[test]
+    fn identical_candidates_share_one_row() {
+        let mut t = trials();
+        let twin = t
+            .clone()
+            .lazy()
+            .filter(col("subject").eq(lit("a")))
+            .with_columns([
+                lit("#9").alias("subject"),
+                lit(9i64).cast(DataType::Int64).alias("candidate"),
+            ])
+            .collect()
+            .expect("twin");
+        t = t.vstack(&twin).expect("same columns");
+        let board = leaderboard(&t, "rung0", 10).expect("board");
+        let order: Vec<String> = (0..board.height())
+            .filter_map(|i| string_at(&board, "subject", i))
+            .collect();
+        assert_eq!(order, ["a", "b"], "{board}");
+        assert_eq!(string_at(&board, "same_results", 0).as_deref(), Some("#9"));
+        assert_eq!(string_at(&board, "same_results", 1), None);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use super::vocab::Section;
+use super::vocab::{Section, Var};
 
 /// Binary operators. Comparisons and logic yield booleans; the rest numbers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -256,7 +256,7 @@ pub enum Expr {
     /// A boolean literal.
     Bool(bool),
     /// A vocabulary variable's value at the start of the section.
-    Var(&'static str),
+    Var(Var),
     /// A tunable constant of the rule (index into [`Rule::constants`]).
     Const(usize),
     /// Arithmetic negation.
@@ -277,7 +277,7 @@ pub struct Rule {
     /// `const NAME = value;` declarations, in file order.
     pub constants: Vec<(String, f32)>,
     /// Per section, `(variable, value)` for every variable written, in vocabulary order.
-    pub sections: BTreeMap<Section, Vec<(&'static str, Expr)>>,
+    pub sections: BTreeMap<Section, Vec<(Var, Expr)>>,
 }
 
 impl Expr {
@@ -311,10 +311,10 @@ impl Expr {
     }
 
     /// Every vocabulary variable the expression reads.
-    pub fn reads(&self, out: &mut Vec<&'static str>) {
-        if let Expr::Var(name) = self {
-            if !out.contains(name) {
-                out.push(name);
+    pub fn reads(&self, out: &mut Vec<Var>) {
+        if let Expr::Var(var) = self {
+            if !out.contains(var) {
+                out.push(*var);
             }
         }
         for c in self.children() {
@@ -412,7 +412,7 @@ impl Expr {
                 }
             }
             Expr::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-            Expr::Var(name) => out.push_str(name),
+            Expr::Var(var) => out.push_str(var.name()),
             Expr::Const(i) => match constants.get(*i) {
                 Some((name, _)) => out.push_str(name),
                 None => {
@@ -619,7 +619,7 @@ impl Rule {
         let mut out = String::new();
         for outputs in self.sections.values() {
             for (name, expr) in outputs {
-                let target = if *name == "dw" {
+                let target = if *name == Var::Dw {
                     "Δw = ".to_string()
                 } else {
                     format!("{name} ← ")
@@ -646,7 +646,7 @@ impl Rule {
     }
 
     /// Every vocabulary variable the rule reads, per section.
-    pub fn reads(&self, section: Section) -> Vec<&'static str> {
+    pub fn reads(&self, section: Section) -> Vec<Var> {
         let mut out = Vec::new();
         for (_, e) in self.sections.get(&section).into_iter().flatten() {
             e.reads(&mut out);
@@ -659,8 +659,8 @@ impl Rule {
 mod tests {
     use super::*;
 
-    fn var(n: &'static str) -> Expr {
-        Expr::Var(n)
+    fn var(n: &str) -> Expr {
+        Expr::Var(Var::from_name(n).expect("a vocabulary name"))
     }
     fn bin(op: BinOp, a: Expr, b: Expr) -> Expr {
         Expr::Binary(op, Box::new(a), Box::new(b))
@@ -691,12 +691,12 @@ mod tests {
 
     #[test]
     fn printing_keeps_precedence_and_associativity() {
-        let e = bin(BinOp::Sub, var("a"), bin(BinOp::Sub, var("b"), var("c")));
-        assert_eq!(e.to_rhai(&[]), "a - (b - c)");
-        let e = bin(BinOp::Mul, bin(BinOp::Add, var("a"), var("b")), var("c"));
-        assert_eq!(e.to_rhai(&[]), "(a + b) * c");
-        let e = bin(BinOp::Pow, bin(BinOp::Pow, var("a"), var("b")), var("c"));
-        assert_eq!(e.to_rhai(&[]), "(a ** b) ** c");
+        let e = bin(BinOp::Sub, var("w"), bin(BinOp::Sub, var("m"), var("u")));
+        assert_eq!(e.to_rhai(&[]), "w - (m - u)");
+        let e = bin(BinOp::Mul, bin(BinOp::Add, var("w"), var("m")), var("u"));
+        assert_eq!(e.to_rhai(&[]), "(w + m) * u");
+        let e = bin(BinOp::Pow, bin(BinOp::Pow, var("w"), var("m")), var("u"));
+        assert_eq!(e.to_rhai(&[]), "(w ** m) ** u");
         assert_eq!(Expr::Num(-0.5).to_rhai(&[]), "(-0.5)");
     }
 

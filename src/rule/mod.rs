@@ -1,6 +1,6 @@
 //! The rule language: Rhai scripts over a fixed vocabulary, compiled to vectorised programs.
 //!
-//! Stages, one type each (DESIGN §3): Rhai source → [`parse`] (Rhai's parser, then a walk of its AST
+//! Stages, one type each: Rhai source → [`parse`] (Rhai's parser, then a walk of its AST
 //! with symbolic execution) → [`ir::Rule`] (typed expression trees; canonical form, printing back to
 //! Rhai, structural hash) → [`program::Program`] per section (register bytecode evaluated
 //! array-at-a-time over whole f32 slices). [`vocab`] is the vocabulary every stage checks against.

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use rhai::{ASTFlags, Engine, Expr as RExpr, Position, Stmt, StmtBlock};
 
 use super::ir::{BinOp, Expr, Func, Rule};
-use super::vocab::{self, Access, Section};
+use super::vocab::{self, Access, Section, Var};
 use super::{Diagnostic, MAX_DEPTH, MAX_SOURCE_BYTES};
 
 /// A value during symbolic execution, with its type.
@@ -23,7 +23,7 @@ struct Env {
     /// `let` bindings, innermost last.
     locals: Vec<(String, Value)>,
     /// Vocabulary variables written so far, with their current value.
-    written: BTreeMap<&'static str, Value>,
+    written: BTreeMap<Var, Value>,
 }
 
 struct Walker<'a> {
@@ -208,7 +208,7 @@ pub fn parse(source: &str) -> Result<Rule, Vec<Diagnostic>> {
         };
         walker.statements(&body, &mut env);
         if let Some(output) = vocab::required_output(section)
-            && !env.written.contains_key(output)
+            && !env.written.contains_key(&output)
             && walker.diagnostics.is_empty()
         {
             let (l, c) = at(position);
@@ -219,8 +219,8 @@ pub fn parse(source: &str) -> Result<Rule, Vec<Diagnostic>> {
             ));
         }
         diagnostics.extend(walker.diagnostics);
-        let mut outputs: Vec<(&'static str, Expr)> = env.written.into_iter().collect();
-        outputs.sort_by_key(|(n, _)| vocab::VOCABULARY.iter().position(|v| v.name == *n));
+        // In vocabulary order (a BTreeMap over Var already is).
+        let outputs: Vec<(Var, Expr)> = env.written.into_iter().collect();
         for (name, e) in &outputs {
             if e.depth() > MAX_DEPTH {
                 let (l, c) = at(position);
@@ -353,20 +353,20 @@ impl Walker<'_> {
                         local.1 = select(&cond, a, b);
                     }
                 }
-                let names: Vec<&'static str> = then_env
+                let names: Vec<Var> = then_env
                     .written
                     .keys()
                     .chain(else_env.written.keys())
                     .copied()
                     .collect();
                 for name in names {
-                    let before = env.written.get(name).cloned();
+                    let before = env.written.get(&name).cloned();
                     let fallback = || before.clone().unwrap_or(Expr::Var(name));
-                    let a = then_env.written.get(name).cloned().unwrap_or_else(fallback);
-                    let b = else_env.written.get(name).cloned().unwrap_or_else(fallback);
-                    if before.is_none() && vocab::access(self.section, name) == Some(Access::Write) {
+                    let a = then_env.written.get(&name).cloned().unwrap_or_else(fallback);
+                    let b = else_env.written.get(&name).cloned().unwrap_or_else(fallback);
+                    if before.is_none() && name.access(self.section) == Some(Access::Write) {
                         let assigned_in_both =
-                            then_env.written.contains_key(name) && else_env.written.contains_key(name);
+                            then_env.written.contains_key(&name) && else_env.written.contains_key(&name);
                         if !assigned_in_both {
                             self.error(
                                 *pos,
@@ -432,8 +432,8 @@ impl Walker<'_> {
         }
         match vocab::access(self.section, name) {
             Some(Access::Write | Access::ReadWrite) => {
-                let v = vocab::lookup(name).expect("access() found it");
-                env.written.insert(v.name, value);
+                let var = Var::from_name(name).expect("access() found it");
+                env.written.insert(var, value);
             }
             Some(Access::Read) => self.error(
                 pos,
@@ -462,7 +462,7 @@ impl Walker<'_> {
             return;
         }
         let known: Vec<String> = vocab::visible(section)
-            .map(str::to_string)
+            .map(|v| v.name().to_string())
             .chain(self.constants.iter().map(|(n, _)| n.clone()))
             .collect();
         let hint = crate::names::closest(name, known.iter().map(String::as_str))
@@ -479,14 +479,14 @@ impl Walker<'_> {
         }
         match vocab::access(self.section, name) {
             Some(access) => {
-                let v = vocab::lookup(name).expect("access() found it");
-                if let Some(value) = env.written.get(v.name) {
+                let var = Var::from_name(name).expect("access() found it");
+                if let Some(value) = env.written.get(&var) {
                     Some(value.clone())
                 } else if access == Access::Write {
                     self.error(pos, format!("'{name}' is an output: assign it before reading it"));
                     None
                 } else {
-                    Some(Expr::Var(v.name))
+                    Some(Expr::Var(var))
                 }
             }
             None => {

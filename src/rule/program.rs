@@ -3,7 +3,7 @@
 //! A program is a list of instructions in SSA form, each writing one register from up to three
 //! operands (a register, an input slice, or a constant). [`Program::run`] walks the elements in chunks
 //! of [`CHUNK`] and runs every instruction over the whole chunk, so the cost of interpreting an
-//! instruction is paid once per chunk, not once per synapse (rust-stack.md §2: ~1 ns per element for
+//! instruction is paid once per chunk, not once per synapse (`benches/rule_vm.rs`: ~1 ns per element for
 //! such an interpreter against ~500 ns for Rhai). The dispatch on operand kinds happens once per
 //! instruction and chunk; the inner loops are monomorphised closures the compiler vectorises.
 //! Booleans are 1.0 / 0.0. Identical subexpressions are computed once.
@@ -14,12 +14,14 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use super::ir::{BinOp, Expr, Func, maximum, minimum};
 use super::jit::Kernel;
+use super::vocab::Var;
 
-/// Elements per chunk: 4096 × a dozen registers stays in L2 (rust-stack.md §2).
+/// Elements per chunk: 4096 × a dozen registers stays in L2 (`benches/rule_vm.rs`).
 pub const CHUNK: usize = 4096;
 
 /// Where an instruction reads a value from.
@@ -63,9 +65,9 @@ pub struct Instruction {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Program {
     /// Vocabulary variables read, in operand order.
-    pub inputs: Vec<&'static str>,
+    pub inputs: Vec<Var>,
     /// `(variable, where its value is)` for every variable the section writes.
-    pub outputs: Vec<(&'static str, Operand)>,
+    pub outputs: Vec<(Var, Operand)>,
     /// The instructions, in order.
     pub instructions: Vec<Instruction>,
     /// Registers used.
@@ -75,12 +77,12 @@ pub struct Program {
 }
 
 /// Native kernels by input arrangement (which input slots are scalars), built on first use.
-/// `None` records that building failed, so it is not retried.
+/// An error records that building failed (and why), so it is not retried.
 #[derive(Default)]
 struct Kernels(Mutex<Vec<(Vec<bool>, BuiltKernel)>>);
 
-/// A kernel, or `None` where building one failed.
-type BuiltKernel = Option<Arc<Kernel>>;
+/// A kernel, or why none could be built.
+type BuiltKernel = Result<Arc<Kernel>, String>;
 
 impl Clone for Kernels {
     fn clone(&self) -> Self {
@@ -104,11 +106,18 @@ impl PartialEq for Kernels {
 /// Below this many elements the interpreter is used: building a kernel costs about a millisecond.
 const NATIVE_FROM: usize = 256;
 
-/// Whether native kernels are used: yes unless `SYNAPTOGEN_JIT=off` (for comparing against the
-/// interpreter, or on a host where generated code misbehaves).
+/// Whether native kernels are used (the default), process-wide.
+static NATIVE: AtomicBool = AtomicBool::new(true);
+
+/// Turns native kernels on or off for the whole process: off, every program is interpreted (to compare
+/// against the interpreter, or on a host where generated code misbehaves). The CLI sets it from
+/// `SYNAPTOGEN_JIT=off`; results are the same bits either way.
+pub fn set_native(enabled: bool) {
+    NATIVE.store(enabled, Ordering::Relaxed);
+}
+
 fn native_enabled() -> bool {
-    static ENABLED: OnceLock<bool> = OnceLock::new();
-    *ENABLED.get_or_init(|| std::env::var("SYNAPTOGEN_JIT").map_or(true, |v| v != "off"))
+    NATIVE.load(Ordering::Relaxed)
 }
 
 struct Compiler<'a> {
@@ -123,11 +132,11 @@ impl Compiler<'_> {
             Expr::Num(x) => return Operand::Const(*x),
             Expr::Bool(b) => return Operand::Const(if *b { 1.0 } else { 0.0 }),
             Expr::Const(i) => return Operand::Const(self.constants[*i].1),
-            Expr::Var(name) => {
-                let i = match self.program.inputs.iter().position(|n| n == name) {
+            Expr::Var(var) => {
+                let i = match self.program.inputs.iter().position(|v| v == var) {
                     Some(i) => i,
                     None => {
-                        self.program.inputs.push(name);
+                        self.program.inputs.push(*var);
                         self.program.inputs.len() - 1
                     }
                 };
@@ -260,7 +269,7 @@ fn flag(b: bool) -> f32 {
 
 impl Program {
     /// Compiles a section's outputs (canonical IR) with the rule's constants baked in.
-    pub fn compile(outputs: &[(&'static str, Expr)], constants: &[(String, f32)]) -> Program {
+    pub fn compile(outputs: &[(Var, Expr)], constants: &[(String, f32)]) -> Program {
         let mut compiler = Compiler {
             constants,
             program: Program {
@@ -274,7 +283,7 @@ impl Program {
         };
         for (name, e) in outputs {
             let operand = compiler.operand(e);
-            compiler.program.outputs.push((name, operand));
+            compiler.program.outputs.push((*name, operand));
         }
         compiler.program
     }
@@ -301,7 +310,7 @@ impl Program {
     }
 
     /// The kernel to run over `len` elements whose inputs are scalar as `scalar` says, or `None`
-    /// where the interpreter runs instead (short slices, `SYNAPTOGEN_JIT=off`, no kernel).
+    /// where the interpreter runs instead (short slices, [`set_native`] off, no kernel).
     fn native_kernel(&self, len: usize, scalar: impl Iterator<Item = bool>) -> Option<Arc<Kernel>> {
         if len < NATIVE_FROM || !native_enabled() {
             return None;
@@ -313,7 +322,13 @@ impl Program {
     /// otherwise pass every comparison with the interpreter silently).
     pub fn ran_natively(&self) -> bool {
         let kernels = self.kernels.0.lock().expect("not poisoned");
-        kernels.iter().any(|(_, kernel)| kernel.is_some())
+        kernels.iter().any(|(_, kernel)| kernel.is_ok())
+    }
+
+    /// Why a native kernel could not be built for some arrangement of inputs, if one could not.
+    pub fn native_error(&self) -> Option<String> {
+        let kernels = self.kernels.0.lock().expect("not poisoned");
+        kernels.iter().find_map(|(_, kernel)| kernel.clone().err())
     }
 
     /// How many `randn()` instructions the program has: each is one more input slot of a kernel.
@@ -330,19 +345,13 @@ impl Program {
         scalar.resize(self.inputs.len() + self.randn_count(), false);
         let mut kernels = self.kernels.0.lock().expect("not poisoned");
         if let Some((_, kernel)) = kernels.iter().find(|(s, _)| *s == scalar) {
-            return kernel.clone();
+            return kernel.clone().ok();
         }
-        let kernel = match Kernel::compile(self, &scalar) {
-            Ok(kernel) => Some(Arc::new(kernel)),
-            Err(e) => {
-                if cfg!(debug_assertions) {
-                    eprintln!("synaptogen: rule interpreted, no native kernel: {e}");
-                }
-                None
-            }
-        };
+        // A kernel that cannot be built leaves the interpreter to run the program (same bits, slower);
+        // the reason stays for `native_error`.
+        let kernel = Kernel::compile(self, &scalar).map(Arc::new);
         kernels.push((scalar, kernel.clone()));
-        kernel
+        kernel.ok()
     }
 
     /// Runs `kernel` over `len` elements. `randn()` values are drawn chunk by chunk, in instruction
@@ -610,10 +619,10 @@ mod tests {
         let inputs: Vec<Input> = program
             .inputs
             .iter()
-            .map(|n| match *n {
-                "w" => Input::PerSynapse(&w),
-                "post" => Input::PerRow(&post),
-                "pre" => Input::PerColumn(&pre),
+            .map(|v| match v {
+                Var::W => Input::PerSynapse(&w),
+                Var::Post => Input::PerRow(&post),
+                Var::Pre => Input::PerColumn(&pre),
                 _ => Input::Scalar(0.5),
             })
             .collect();

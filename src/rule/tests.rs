@@ -35,7 +35,12 @@ fn the_design_example_compiles() {
     let compiled = check(source).expect("compiles");
     assert_eq!(compiled.programs.len(), 3);
     assert_eq!(
-        compiled.canonical.reads(Section::Synapse),
+        compiled
+            .canonical
+            .reads(Section::Synapse)
+            .iter()
+            .map(|v| v.name())
+            .collect::<Vec<_>>(),
         vec!["lr", "grad", "hebb", "post", "pre"]
     );
     let text = compiled.canonical.to_rhai();

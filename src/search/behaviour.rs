@@ -15,7 +15,7 @@ pub fn behaviour_hash(rule: &CompiledRule) -> u64 {
             .inputs
             .iter()
             .map(|name| {
-                let mut rng = Rng::stream(0, Purpose::Behaviour, &[fnv(name.as_bytes())]);
+                let mut rng = Rng::stream(0, Purpose::Behaviour, &[fnv(name.name().as_bytes())]);
                 (0..PROBE)
                     .map(|i| match i {
                         0 => 0.0,
@@ -36,7 +36,7 @@ pub fn behaviour_hash(rule: &CompiledRule) -> u64 {
         }
         bytes.extend_from_slice(section.function().as_bytes());
         for ((name, _), values) in program.outputs.iter().zip(&outputs) {
-            bytes.extend_from_slice(name.as_bytes());
+            bytes.extend_from_slice(name.name().as_bytes());
             for x in values {
                 let q = if x.is_nan() {
                     f32::NAN.to_bits()

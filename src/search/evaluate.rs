@@ -85,7 +85,7 @@ impl TrialResult {
 #[derive(Clone, Copy, Debug)]
 pub enum Trainee<'a> {
     /// A candidate rule with the search's learner settings.
-    Rule(&'a CompiledRule),
+    Candidate(&'a CompiledRule),
     /// A baseline learner (its rules compiled in `Rules`).
     Baseline(&'a LearnerSpec, &'a Rules),
 }
@@ -117,11 +117,11 @@ impl Bench<'_> {
         let run_spec = self.spec.run_spec(tasks, seed);
         let network = Network::new(run_spec.network_config(dataset.pixels(), dataset.classes), seed);
         let mut learner: Box<dyn Learner> = match trainee {
-            Trainee::Rule(rule) => Box::new(learner::rule::RuleLearner::new(
+            Trainee::Candidate(rule) => Box::new(learner::rule_learner::RuleLearner::new(
                 network,
                 "candidate".into(),
                 rule,
-                self.spec.learner.settings(),
+                learner::rule_learner::Settings::new(&self.spec.learner),
                 seed,
             )),
             Trainee::Baseline(spec, rules) => learner::build(spec, network, seed, rules),
@@ -149,7 +149,7 @@ impl Bench<'_> {
             },
             Status::Interrupted => return None,
         };
-        let mut result = summarise(ending, tasks, objective, &outcome.records, &outcome.matrix);
+        let mut result = summarize(ending, tasks, objective, &outcome.records, &outcome.matrix);
         if keep_matrix {
             result.matrix = Some(outcome.matrix.rows);
         }
@@ -157,7 +157,7 @@ impl Bench<'_> {
     }
 }
 
-fn summarise(
+fn summarize(
     ending: Ending,
     tasks: usize,
     objective: Objective,

@@ -191,9 +191,6 @@ impl Search<'_> {
             let Ok(compiled) = crate::rule::compile(&child.to_rhai(), Path::new("child.rhai")) else {
                 continue;
             };
-            if crate::learner::rule::unsupported(&compiled).is_some() {
-                continue;
-            }
             let hash = compiled.canonical.structural_hash();
             if self.state.known.contains(&hash) {
                 self.state.duplicates += 1;

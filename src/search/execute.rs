@@ -101,7 +101,7 @@ impl Search<'_> {
                         let Some(&i) = pending.get(k) else { return };
                         let job = &jobs[i];
                         let trainee = match &job.subject {
-                            Subject::Candidate(id) => Trainee::Rule(&trainees[id]),
+                            Subject::Candidate(id) => Trainee::Candidate(&trainees[id]),
                             Subject::Baseline(label) => {
                                 let spec = &baselines
                                     .iter()

@@ -1,6 +1,7 @@
 //! The search engine: regularised evolution of rules over the IR, with successive-halving rungs over the
 //! task-sequence length, a journal, exact resume and a final check on held-out seeds and data
-//! (DESIGN §6; the anchors are in `shared/reference/discovery.md`).
+//! (regularized evolution, Real et al. 2019; successive halving as in ASHA, Li et al. 2020;
+//! functional-equivalence caching as in AutoML-Zero, Real et al. 2020).
 //!
 //! The search advances in **rounds**. A round is proposed from the state left by the previous one
 //! alone (its random choices come from a stream keyed by `(seed, round, slot)`), its trials run in
@@ -40,7 +41,7 @@ use crate::spec::LearnerSpec;
 pub use behaviour::behaviour_hash;
 use evaluate::TrialResult;
 use execute::Job;
-use journal::{CandidateRecord, Entry, Journal, Stage, Subject};
+use journal::{Entry, Journal, Stage, Subject};
 pub use spec::SearchSpec;
 pub use state::{Candidate, Phase, Score, State, score_key, stage_name};
 
@@ -58,31 +59,32 @@ pub const HELD_OUT_SEED_OFFSET: u64 = 1000;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A seed rule cannot be read.
-    #[error("{path}: cannot read the seed rule ({source})")]
-    ReadRule {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// A seed or baseline rule does not compile.
-    #[error("{0}")]
-    Rule(#[from] crate::rule::Error),
-    /// A rule uses what training cannot compute yet, or does not fit the learner settings.
+    /// A seed rule does not fit the candidates' learner settings.
     #[error("{path}: cannot train this rule: {why}")]
     Untrainable {
         /// The file.
         path: PathBuf,
         /// Why.
-        why: String,
+        why: crate::learner::rule_learner::Unfit,
+    },
+    /// A seed rule has none of the sections the search evolves.
+    #[error(
+        "{path}: cannot train this rule: it has none of the sections the search evolves ({}), so no \
+         mutation can change it; add one, or evolve a section it has",
+        evolved.iter().map(|s| format!("{}()", s.function())).collect::<Vec<_>>().join(", ")
+    )]
+    NothingToEvolve {
+        /// The file.
+        path: PathBuf,
+        /// The sections the search evolves.
+        evolved: Vec<crate::rule::Section>,
     },
     /// The journal cannot be read or is damaged.
-    #[error("{0}")]
+    #[error(transparent)]
     Journal(#[from] journal::Error),
-    /// The output directory cannot be used.
-    #[error("{0}")]
-    Output(#[from] crate::report::Error),
+    /// The output directory cannot be used or written, or a rule file cannot be read.
+    #[error(transparent)]
+    Files(#[from] crate::files::Error),
     /// The output directory already holds a search and neither `--resume` nor `--force` was given.
     #[error(
         "{dir} already holds a search ({journal}); continue it with --resume, or discard it with --force"
@@ -123,7 +125,7 @@ impl Error {
     pub fn is_input(&self) -> bool {
         !matches!(
             self,
-            Error::Journal(journal::Error::Io { .. }) | Error::Output(crate::report::Error::Write { .. })
+            Error::Journal(journal::Error::Io { .. }) | Error::Files(crate::files::Error::Write { .. })
         )
     }
 }
@@ -235,66 +237,31 @@ pub fn spec_hash(spec: &SearchSpec) -> String {
     format!("{:016x}", fnv1a(json.as_bytes()))
 }
 
-/// Reads and compiles a rule file that training must accept.
-pub fn load_rule(path: &Path) -> Result<CompiledRule, Error> {
-    let source = std::fs::read_to_string(path).map_err(|source| Error::ReadRule {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let compiled = crate::rule::compile(&source, path)?;
-    if let Some(why) = crate::learner::rule::unsupported(&compiled) {
-        return Err(Error::Untrainable {
-            path: path.to_path_buf(),
-            why,
-        });
-    }
-    Ok(compiled)
-}
-
 /// Reads, compiles and checks every rule `spec` names: the seed rules (in order) and the baselines'
 /// rules. A rule that does not compile, that training cannot run, or that does not fit the learner
 /// settings (a structure schedule without a `prune()` section; a seed with none of the sections the
 /// search evolves) is an error naming the file.
 pub fn load_rules(spec: &SearchSpec) -> Result<(Vec<(PathBuf, CompiledRule)>, Rules), Error> {
-    let untrainable = |path: &Path, why: String| Error::Untrainable {
-        path: path.to_path_buf(),
-        why,
-    };
     let mut seed_rules = Vec::with_capacity(spec.seed_rules.len());
     for path in &spec.seed_rules {
-        let rule = load_rule(path)?;
+        let rule = crate::files::read_rule(path)?;
         if let Some(why) =
-            crate::learner::rule::structure_without_score(&rule, spec.learner.structure.as_ref())
+            crate::learner::rule_learner::structure_without_score(&rule, spec.learner.structure.as_ref())
         {
-            return Err(untrainable(path, why));
+            return Err(Error::Untrainable {
+                path: path.clone(),
+                why,
+            });
         }
         if !rule.programs.iter().any(|(s, _)| spec.evolve.contains(s)) {
-            let sections: Vec<String> = spec
-                .evolve
-                .iter()
-                .map(|s| format!("{}()", s.function()))
-                .collect();
-            let why = format!(
-                "it has none of the sections the search evolves ({}), so no mutation can change it; \
-                 add one, or evolve a section it has",
-                sections.join(", ")
-            );
-            return Err(untrainable(path, why));
+            return Err(Error::NothingToEvolve {
+                path: path.clone(),
+                evolved: spec.evolve.clone(),
+            });
         }
         seed_rules.push((path.clone(), rule));
     }
-    let mut rules = Rules::new();
-    for baseline in &spec.baselines {
-        if let LearnerSpec::Rule { path, structure, .. } = baseline {
-            if !rules.contains_key(path) {
-                rules.insert(path.clone(), load_rule(path)?);
-            }
-            if let Some(why) = crate::learner::rule::structure_without_score(&rules[path], structure.as_ref())
-            {
-                return Err(untrainable(path, why));
-            }
-        }
-    }
+    let rules = crate::files::read_rules(&spec.baselines)?;
     Ok((seed_rules, rules))
 }
 
@@ -316,13 +283,6 @@ impl<'a> Search<'a> {
             .collect();
 
         let out = &launch.out;
-        if out.exists() && !out.is_dir() {
-            return Err(crate::report::Error::Unwritable {
-                path: out.clone(),
-                source: std::io::Error::other("it is a file, not a directory"),
-            }
-            .into());
-        }
         let journal_path = out.join("journal.jsonl");
         let state_path = out.join("state.json");
         let hash = spec_hash(spec);
@@ -335,7 +295,7 @@ impl<'a> Search<'a> {
                 journal: journal_path,
             });
         }
-        crate::report::RunFiles::create(out)?;
+        crate::files::create_dir(out)?;
         let fresh_state = || State {
             format: journal::FORMAT,
             spec_hash: hash.clone(),
@@ -538,7 +498,7 @@ impl<'a> Search<'a> {
 
     fn snapshot(&self) -> Result<(), Error> {
         let json = serde_json::to_vec(&self.state).expect("the state is plain data");
-        crate::report::write_atomic(&self.out.join("state.json"), &json)?;
+        crate::files::write_atomic(&self.out.join("state.json"), &json)?;
         Ok(())
     }
 
@@ -598,33 +558,6 @@ impl<'a> Search<'a> {
     /// Candidates (not cache clones) ranked: highest rung reached first, then objective there.
     pub fn leaderboard(&self) -> Vec<&Candidate> {
         self.state.leaderboard()
-    }
-
-    /// The lineage graph of every candidate.
-    pub fn lineage(&self) -> lineage::Lineage {
-        let records: Vec<CandidateRecord> = self.state.candidates.iter().map(|c| c.record.clone()).collect();
-        lineage::Lineage::from_candidates(&records)
-    }
-
-    /// Writes `lineage.dot` and `best.rhai` beside the journal.
-    pub fn write_results(&self) -> Result<(), Error> {
-        let candidates = &self.state.candidates;
-        let dot = self.lineage().to_dot(|id| {
-            let c = &candidates[id];
-            match c.best_rung() {
-                Some((k, s)) => format!("#{id} {}\nrung {k}: {:.4}", &c.record.hash[..8], s.objective),
-                None => format!("#{id} {}", &c.record.hash[..8]),
-            }
-        });
-        crate::report::write_atomic(&self.out.join("lineage.dot"), dot.as_bytes())?;
-        if let Some(best) = self.leaderboard().first() {
-            let text = format!(
-                "// Best rule of search '{}' (candidate #{}, hash {}).\n{}",
-                self.name, best.record.id, best.record.hash, best.record.source
-            );
-            crate::report::write_atomic(&self.out.join("best.rhai"), text.as_bytes())?;
-        }
-        Ok(())
     }
 
     /// The dataset names: the search's and the held-out one.

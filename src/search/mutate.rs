@@ -1,4 +1,4 @@
-//! Mutations on the rule IR (DESIGN §6): each takes a parent rule and returns a child and a one-line
+//! Mutations on the rule IR (AutoML-Zero's, Real et al. 2020, on expression trees): each takes a parent rule and returns a child and a one-line
 //! description of what changed, or `None` when the parent offers nothing to change (a rule without
 //! constants cannot have one perturbed); the caller then draws another kind.
 //!
@@ -7,10 +7,9 @@
 //! still prints the child to Rhai and compiles it, so a child is checked by the same compiler as a
 //! hand-written rule.
 
-use crate::learner::rule::TRAINABLE;
 use crate::rng::Rng;
 use crate::rule::ir::{BinOp, Expr, Func, number};
-use crate::rule::vocab::{self, Access};
+use crate::rule::vocab::{self, Access, Var};
 use crate::rule::{Rule, Section};
 
 /// The mutation kinds, in the order of [`crate::search::spec::MutationWeights::as_array`].
@@ -76,12 +75,11 @@ pub fn choose_kind(weights: &[f32; 8], rng: &mut Rng) -> Kind {
     Kind::ALL[weights.iter().rposition(|w| *w > 0.0).unwrap_or(0)]
 }
 
-/// The variables `section` can read and training computes: what a swapped or inserted variable is
-/// drawn from.
-pub fn readable(section: Section) -> Vec<&'static str> {
+/// The variables `section` can read, in vocabulary order: what a swapped or inserted variable is
+/// drawn from (training computes every one of them).
+pub fn readable(section: Section) -> Vec<Var> {
     vocab::visible(section)
-        .filter(|n| matches!(vocab::access(section, n), Some(Access::Read | Access::ReadWrite)))
-        .filter(|n| TRAINABLE.contains(n))
+        .filter(|v| matches!(v.access(section), Some(Access::Read | Access::ReadWrite)))
         .collect()
 }
 
@@ -262,9 +260,8 @@ pub fn mutate(
             let Expr::Var(old) = e else {
                 unreachable!("filtered to variables")
             };
-            let choices: Vec<&str> = readable(site.section).into_iter().filter(|n| n != old).collect();
+            let choices: Vec<Var> = readable(site.section).into_iter().filter(|v| v != old).collect();
             let new = *pick(&choices, rng)?;
-            let new = vocab::lookup(new)?.name;
             Some((replace(parent, site, Expr::Var(new)), format!("{old} → {new}")))
         }
         Kind::SwapOperator => {

@@ -10,10 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::DatasetKind;
 use crate::rule::Section;
-use crate::spec::{
-    BenchmarkSpec, Biases, Error, LearnerSpec, NetworkSpec, ReplacementSpec, RuleLayers, RunSpec,
-    StochasticSpec, StructureSpec,
-};
+use crate::spec::{BenchmarkSpec, Error, LearnerSpec, NetworkSpec, RuleSpec, RunSpec};
 
 /// A whole search spec.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -31,7 +28,7 @@ pub struct SearchSpec {
     pub network: NetworkSpec,
     /// How candidate rules train.
     #[serde(default)]
-    pub learner: CandidateLearner,
+    pub learner: RuleSpec,
     /// Rule scripts the first population starts from (the search's own guesses, baselines as rules).
     pub seed_rules: Vec<PathBuf>,
     /// The sections mutations may change.
@@ -65,59 +62,6 @@ pub struct SearchSpec {
     /// Output directory [default: runs/<name>].
     #[serde(default)]
     pub out: Option<PathBuf>,
-}
-
-/// How candidate rules train: the rule learner's settings.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CandidateLearner {
-    /// The step size rules read as `lr`.
-    #[serde(default = "default_lr")]
-    pub lr: f32,
-    /// Which weight matrices follow the rule (the others follow plain SGD).
-    #[serde(default)]
-    pub apply_to: RuleLayers,
-    /// Whether those matrices' biases follow the rule too (else plain SGD).
-    #[serde(default, skip_serializing_if = "Biases::is_sgd")]
-    pub biases: Biases,
-    /// The structure schedule that candidates' `prune()` sections drive (the default one when absent).
-    /// When given, every seed rule needs a `prune()` section.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub structure: Option<StructureSpec>,
-    /// How candidates' `neuron()` scores replace hidden units (continual backprop's defaults when
-    /// absent).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replacement: Option<ReplacementSpec>,
-    /// Weight sampling for candidates that use `sigma` (MESU's defaults when absent).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stochastic: Option<StochasticSpec>,
-}
-
-impl Default for CandidateLearner {
-    fn default() -> Self {
-        CandidateLearner {
-            lr: default_lr(),
-            apply_to: RuleLayers::All,
-            biases: Biases::Sgd,
-            structure: None,
-            replacement: None,
-            stochastic: None,
-        }
-    }
-}
-
-impl CandidateLearner {
-    /// How candidate rules train.
-    pub fn settings(&self) -> crate::learner::rule::Settings {
-        crate::learner::rule::Settings::new(
-            self.lr,
-            self.apply_to,
-            self.biases,
-            self.structure.as_ref(),
-            self.replacement.as_ref(),
-            self.stochastic.as_ref(),
-        )
-    }
 }
 
 /// Relative weights of the mutation kinds (0 disables one).
@@ -226,7 +170,7 @@ pub struct FidelitySpec {
 /// What a candidate is ranked by, per task, averaged over every task evaluated.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub enum Objective {
-    /// (plasticity + retention) / 2 (DESIGN §6; plasticity alone on the first task).
+    /// (plasticity + retention) / 2 (plasticity alone on the first task).
     #[default]
     Balanced,
     /// (a·plasticity + b·retention) / (a + b).
@@ -293,9 +237,6 @@ impl Default for HeldOut {
 fn one() -> usize {
     1
 }
-fn default_lr() -> f32 {
-    0.05
-}
 fn default_evolve() -> Vec<Section> {
     vec![Section::Synapse]
 }
@@ -337,32 +278,23 @@ impl SearchSpec {
         if self.evolve.is_empty() {
             return invalid("evolve", "needs at least one section, e.g. [Synapse]".into());
         }
-        if let Some(structure) = &self.learner.structure {
-            structure
-                .check()
-                .or_else(|(field, message)| invalid(&format!("learner.structure.{field}"), message))?;
+        if let Some(path) = &self.learner.path {
+            return invalid(
+                "learner.path",
+                format!(
+                    "the search's learner trains its candidates, not a file; remove path (\"{}\" goes in seed_rules)",
+                    path.display()
+                ),
+            );
         }
-        if let Some(stochastic) = &self.learner.stochastic {
-            stochastic
-                .check()
-                .or_else(|(field, message)| invalid(&format!("learner.stochastic.{field}"), message))?;
-        }
-        if let Some(replacement) = &self.learner.replacement {
-            replacement
-                .check()
-                .or_else(|(field, message)| invalid(&format!("learner.replacement.{field}"), message))?;
-        }
+        self.learner
+            .check()
+            .or_else(|(field, message)| invalid(&format!("learner.{field}"), message))?;
         for (i, b) in self.baselines.iter().enumerate() {
             b.check().or_else(|(field, message)| {
                 let field = field.trim_start_matches("learner.");
                 invalid(&format!("baselines[{i}].{field}"), message)
             })?;
-        }
-        if !(self.learner.lr > 0.0 && self.learner.lr.is_finite()) {
-            return invalid(
-                "learner.lr",
-                format!("must be positive (got {})", self.learner.lr),
-            );
         }
         if self
             .mutation

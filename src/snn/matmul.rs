@@ -2,7 +2,7 @@
 //!
 //! One entry point, [`matmul`], with the storage of each operand stated explicitly, so call sites read
 //! like the equations (`I = X·Wᵀ`, `∂W = ∂Iᵀ·X`) and no transpose is ever materialised. Always
-//! single-threaded: synaptogen parallelises across evaluations, never inside one (rust-stack.md §3).
+//! single-threaded: synaptogen parallelises across evaluations, never inside one (the parallel search keeps every core busy; threads inside a GEMM would only contend).
 
 /// How an operand is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

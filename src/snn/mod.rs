@@ -4,7 +4,7 @@
 //! published non-spiking results. This module does no IO and knows nothing about tasks or learners: it
 //! maps a batch of inputs to logits and, on request, to gradients.
 //!
-//! ## Model (DESIGN §4)
+//! ## Model
 //! Hidden layer `l` at step `t`: `I = x_l[t]·Wᵀ + b`, then the neuron kernel of [`neuron`]. The readout
 //! integrates `z[t] = s_L[t]·W_oᵀ + b_o` as `u[t] = β_o·u[t−1] + z[t]` and the logits are the mean
 //! membrane `(1/T)·Σ_t u[t]`. Because the readout is linear, that mean equals `Σ_t c_t·z[t]` with
@@ -50,7 +50,7 @@ pub enum Init {
     /// Weights and biases uniform in ±1/√fan_in (PyTorch's `nn.Linear` default).
     FanIn,
     /// Kaiming-uniform weights (±√(6/fan_in) hidden, ±√(3/fan_in) readout) and zero biases, as Dohare
-    /// et al. initialise their MLPs (shared/reference/continual-learning.md §1.3).
+    /// et al. initialise their MLPs (Dohare et al. 2024, their code's `lop` nets).
     KaimingUniform,
 }
 

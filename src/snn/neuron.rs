@@ -1,11 +1,11 @@
 //! Per-time-step neuron kernels over whole layer slices (batch × width, contiguous).
 //!
-//! The LIF step order is DESIGN §4 and is pinned by tests below:
+//! The LIF step order (the model of `src/snn/mod.rs`) is pinned by tests below:
 //! `v ← β·v + I`; `s = H(v − θ)`; `v ← v − s·θ` (reset by subtraction in the same step). The snnTorch
-//! timing (`reset_delay=True`, shared/reference/snn.md §1.1) instead subtracts the *previous* step's spike:
+//! timing (`reset_delay=True`; Eshraghian et al. 2023, snnTorch) instead subtracts the *previous* step's spike:
 //! `v ← β·v + I − s[t−1]·θ`; `s = H(v − θ)`.
 //!
-//! The surrogate derivative is the fast sigmoid `ψ = 1 / (1 + k·|v − θ|)²` (SuperSpike; snn.md §1.3),
+//! The surrogate derivative is the fast sigmoid `ψ = 1 / (1 + k·|v − θ|)²` (SuperSpike, Zenke & Ganguli 2018),
 //! evaluated on the membrane *before* the reset. The reset is detached from the gradient, as in snnTorch,
 //! so BPTT through one neuron is the recurrence `∂v[t] = ∂s[t]·ψ[t] + β·∂v[t+1]`.
 //!
@@ -28,7 +28,7 @@ pub struct Lif {
 /// When a spike's reset is subtracted from the membrane.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reset {
-    /// In the same step as the spike (DESIGN §4, the default).
+    /// In the same step as the spike (the default).
     SameStep,
     /// At the next step, as snnTorch does with `reset_delay=True`.
     NextStep,

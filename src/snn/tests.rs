@@ -35,7 +35,7 @@ fn inputs(batch: usize) -> (Vec<f32>, Vec<u8>) {
     (x, y)
 }
 
-/// Reference forward + backward for one network, straight from DESIGN §4. Returns (logits, grads).
+/// Reference forward + backward for one network, straight from the model in `src/snn/mod.rs`. Returns (logits, grads).
 fn reference(net: &Network, x: &[f32], labels: &[u8]) -> (Vec<f32>, Vec<DenseGradient>) {
     let cfg = net.config();
     let t_steps = cfg.time_steps;

@@ -1,5 +1,5 @@
 //! The `learner` section of a spec: which update method, with its parameters and their reference
-//! defaults (shared/reference/continual-learning.md), and the range checks of each.
+//! defaults (each method's paper and its authors' code, cited per variant), and the range checks of each.
 
 use std::path::PathBuf;
 
@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::default_dormant_threshold;
 
 /// The learner section: which update method, with its parameters. Every parameter but `lr` has the
-/// default of the method's reference implementation (shared/reference/continual-learning.md).
+/// default of the method's reference implementation (cited per variant).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub enum LearnerSpec {
@@ -17,7 +17,7 @@ pub enum LearnerSpec {
         /// Step size (> 0).
         lr: f32,
     },
-    /// SGD with L2 weight decay (§4.1).
+    /// SGD with L2 weight decay (Krogh & Hertz 1992).
     L2 {
         /// Step size.
         lr: f32,
@@ -25,7 +25,7 @@ pub enum LearnerSpec {
         #[serde(default = "default_weight_decay")]
         weight_decay: f32,
     },
-    /// SGD pulled toward the initial weights, penalty λ‖θ − θ₀‖² (§4.2, Kumar et al.).
+    /// SGD pulled toward the initial weights, penalty λ‖θ − θ₀‖² (Kumar et al. 2023, "Maintaining plasticity in continual learning via regenerative regularization").
     L2Init {
         /// Step size.
         lr: f32,
@@ -33,7 +33,7 @@ pub enum LearnerSpec {
         #[serde(default = "default_l2_init")]
         strength: f32,
     },
-    /// Dohare's Shrink & Perturb: weight decay plus Gaussian noise after every step (§4.3).
+    /// Dohare's Shrink & Perturb: weight decay plus Gaussian noise after every step (Dohare et al. 2024).
     ShrinkPerturb {
         /// Step size.
         lr: f32,
@@ -44,7 +44,7 @@ pub enum LearnerSpec {
         #[serde(default = "default_noise_std")]
         noise_std: f32,
     },
-    /// Ash & Adams' Shrink & Perturb at each task start: θ ← λθ + p·θ_fresh (§4.3). Needs visible
+    /// Ash & Adams' Shrink & Perturb at each task start: θ ← λθ + p·θ_fresh (Ash & Adams 2020). Needs visible
     /// task boundaries.
     ShrinkPerturbTask {
         /// Step size.
@@ -56,9 +56,9 @@ pub enum LearnerSpec {
         #[serde(default = "default_perturb")]
         perturb: f32,
     },
-    /// Continual backpropagation (§1).
+    /// Continual backpropagation (Dohare et al. 2024, "Loss of plasticity in deep continual learning").
     Cbp(CbpParams),
-    /// ReDo, recycling dormant units (§4.4).
+    /// ReDo, recycling dormant units (Sokar et al. 2023).
     Redo {
         /// Step size.
         lr: f32,
@@ -69,9 +69,9 @@ pub enum LearnerSpec {
         #[serde(default = "default_redo_period")]
         period: usize,
     },
-    /// MESU, Bayesian weights with σ² as each weight's learning rate (§2).
+    /// MESU, Bayesian weights with σ² as each weight's learning rate (Bonnet et al. 2025).
     Mesu(MesuParams),
-    /// Online EWC: one running Fisher, consolidated at each task boundary (§4.5). Needs visible
+    /// Online EWC: one running Fisher, consolidated at each task boundary (Schwarz et al. 2018). Needs visible
     /// boundaries.
     EwcOnline {
         /// Step size.
@@ -83,7 +83,7 @@ pub enum LearnerSpec {
         #[serde(default = "default_ewc_gamma")]
         gamma: f32,
     },
-    /// Stream EWC: Fisher and anchor updated after every step, no boundaries needed (§2.5).
+    /// Stream EWC: Fisher and anchor updated after every step, no boundaries needed (as MESU's authors run it, Bonnet et al. 2025).
     EwcStream {
         /// Step size.
         lr: f32,
@@ -96,30 +96,9 @@ pub enum LearnerSpec {
     },
     /// A rule script: its `synapse()` section gives every weight's update (biases follow plain SGD),
     /// its `prune()` section scores synapses for the structure schedule, its `neuron()` section keeps
-    /// per-neuron state and scores hidden units for replacement.
-    Rule {
-        /// The `.rhai` file.
-        path: PathBuf,
-        /// The step size the rule reads as `lr`.
-        lr: f32,
-        /// Which weight matrices follow the rule (the others follow plain SGD).
-        #[serde(default)]
-        apply_to: RuleLayers,
-        /// Whether the biases of those matrices follow the rule too, or plain SGD (the default).
-        #[serde(default, skip_serializing_if = "Biases::is_sgd")]
-        biases: Biases,
-        /// The structure schedule; a rule with a `prune()` section and no schedule gets the default
-        /// one (see [`StructureSpec`]).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        structure: Option<StructureSpec>,
-        /// How units are replaced by the `neuron()` score (continual backprop's defaults when absent).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        replacement: Option<ReplacementSpec>,
-        /// Weight sampling for rules that use `sigma` (MESU's defaults when absent).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        stochastic: Option<StochasticSpec>,
-    },
-    /// Synaptic intelligence (§4.6). Needs visible boundaries.
+    /// per-neuron state and scores hidden units for replacement. Written `Rule(path: "x.rhai", ...)`.
+    Rule(RuleSpec),
+    /// Synaptic intelligence (Zenke et al. 2017). Needs visible boundaries.
     Si {
         /// Step size.
         lr: f32,
@@ -171,7 +150,7 @@ pub enum Competition {
     PerLayer,
 }
 
-/// The structure schedule of the matrices that follow a rule (DESIGN §4): overproduce, prune the
+/// The structure schedule of the matrices that follow a rule (`src/learner/structure.rs`): overproduce, prune the
 /// lowest `prune()` scores toward a target density inside a window at each task's start, regrow,
 /// consolidate. Defaults: halve each neuron's inputs over the first half of every task.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -248,7 +227,7 @@ impl StructureSpec {
     }
 }
 
-/// Stochastic weights for a rule that reads or writes `sigma` (MESU §2.3): each update trains on
+/// Stochastic weights for a rule that reads or writes `sigma` (MESU, Bonnet et al. 2025): each update trains on
 /// `samples` draws of `w = μ + σε`, and prediction averages `test_samples` draws.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -301,7 +280,7 @@ impl StochasticSpec {
     }
 }
 
-/// Replacement of hidden units by a rule's `neuron()` score, continual-backprop style (§1.1c): each
+/// Replacement of hidden units by a rule's `neuron()` score, continual-backprop style (Dohare et al. 2024): each
 /// update, `rate` × (units older than `maturity`) accumulates and the floor of it is replaced, the
 /// lowest scores first.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -338,7 +317,7 @@ impl ReplacementSpec {
     }
 }
 
-/// Which unit utility continual backprop ranks by (§1.1c).
+/// Which unit utility continual backprop ranks by (Dohare et al. 2024).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Utility {
     /// `mean|w_out|·mean_b|h|`.
@@ -369,7 +348,7 @@ pub struct CbpParams {
     #[serde(default)]
     pub utility: Utility,
     /// Move a replaced unit's mean contribution into the next layer's bias. Off by default: as
-    /// published it adds exactly 0 (§1.2 step 5).
+    /// published it adds exactly 0 (the authors' `GnT`, step 5).
     #[serde(default)]
     pub bias_transfer: bool,
 }
@@ -452,6 +431,80 @@ pub fn labels(learners: &[LearnerSpec]) -> Vec<String> {
     labels
 }
 
+/// The step size where a spec gives none: a rule learner's, and a `--learner NAME`'s when the spec's own
+/// learner has no step size (MESU).
+pub const DEFAULT_LR: f32 = 0.05;
+
+fn default_lr() -> f32 {
+    DEFAULT_LR
+}
+
+/// How a rule trains: the one spec of a rule learner's settings. A run spec's `Rule(...)` learner names
+/// its file in `path`; a search's `learner` section has no `path` (its rules are the candidates).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    /// The `.rhai` file (a run's `Rule` learner only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// The step size the rule reads as `lr` [default: 0.05].
+    #[serde(default = "default_lr")]
+    pub lr: f32,
+    /// Which weight matrices follow the rule (the others follow plain SGD).
+    #[serde(default)]
+    pub apply_to: RuleLayers,
+    /// Whether the biases of those matrices follow the rule too, or plain SGD (the default).
+    #[serde(default, skip_serializing_if = "Biases::is_sgd")]
+    pub biases: Biases,
+    /// The structure schedule a `prune()` section drives; a rule with a `prune()` section and no
+    /// schedule gets the default one (see [`StructureSpec`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub structure: Option<StructureSpec>,
+    /// How units are replaced by the `neuron()` score (continual backprop's defaults when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replacement: Option<ReplacementSpec>,
+    /// Weight sampling for rules that use `sigma` (MESU's defaults when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stochastic: Option<StochasticSpec>,
+}
+
+impl Default for RuleSpec {
+    fn default() -> Self {
+        RuleSpec {
+            path: None,
+            lr: DEFAULT_LR,
+            apply_to: RuleLayers::All,
+            biases: Biases::Sgd,
+            structure: None,
+            replacement: None,
+            stochastic: None,
+        }
+    }
+}
+
+impl RuleSpec {
+    /// Checks every setting's range; returns (field, message) for the first violation, the field
+    /// relative to the rule learner (`structure.window`).
+    pub fn check(&self) -> Result<(), (String, String)> {
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(("lr".into(), format!("must be positive (got {})", self.lr)));
+        }
+        let within = |section: &str, result: Result<(), (String, String)>| {
+            result.map_err(|(field, message)| (format!("{section}.{field}"), message))
+        };
+        if let Some(s) = &self.structure {
+            within("structure", s.check())?;
+        }
+        if let Some(s) = &self.stochastic {
+            within("stochastic", s.check())?;
+        }
+        if let Some(r) = &self.replacement {
+            within("replacement", r.check())?;
+        }
+        Ok(())
+    }
+}
+
 impl LearnerSpec {
     /// The learner's name as reports and `--learner` spell it.
     pub fn name(&self) -> &'static str {
@@ -467,15 +520,17 @@ impl LearnerSpec {
             LearnerSpec::EwcOnline { .. } => "ewc_online",
             LearnerSpec::EwcStream { .. } => "ewc_stream",
             LearnerSpec::Si { .. } => "si",
-            LearnerSpec::Rule { .. } => "rule",
+            LearnerSpec::Rule(_) => "rule",
         }
     }
 
     /// The label runs and reports use: the name, or a rule's file name.
     pub fn label(&self) -> String {
         match self {
-            LearnerSpec::Rule { path, .. } => path
-                .file_name()
+            LearnerSpec::Rule(rule) => rule
+                .path
+                .as_deref()
+                .and_then(|p| p.file_name())
                 .map_or_else(|| "rule".into(), |f| f.to_string_lossy().into_owned()),
             other => other.name().to_string(),
         }
@@ -492,8 +547,8 @@ impl LearnerSpec {
             | LearnerSpec::Redo { lr, .. }
             | LearnerSpec::EwcOnline { lr, .. }
             | LearnerSpec::EwcStream { lr, .. }
-            | LearnerSpec::Si { lr, .. }
-            | LearnerSpec::Rule { lr, .. } => Some(lr),
+            | LearnerSpec::Si { lr, .. } => Some(lr),
+            LearnerSpec::Rule(ref rule) => Some(rule.lr),
             LearnerSpec::Cbp(ref p) => Some(p.lr),
             LearnerSpec::Mesu(_) => None,
         }
@@ -606,7 +661,7 @@ impl LearnerSpec {
             }
             LearnerSpec::Cbp(p) => vec![("replacement_rate", p.replacement_rate)],
             LearnerSpec::Mesu(p) => vec![("sigma_min", p.sigma_min as f64)],
-            LearnerSpec::Sgd { .. } | LearnerSpec::Rule { .. } => vec![],
+            LearnerSpec::Sgd { .. } | LearnerSpec::Rule(_) => vec![],
         };
         for (field, value) in non_negative {
             if !(value >= 0.0 && value.is_finite()) {
@@ -614,26 +669,14 @@ impl LearnerSpec {
             }
         }
         match self {
-            LearnerSpec::Rule {
-                structure,
-                replacement,
-                stochastic,
-                ..
-            } => {
-                if let Some(s) = structure {
-                    s.check()
-                        .or_else(|(field, message)| fail(&format!("structure.{field}"), message))?;
+            LearnerSpec::Rule(rule) => {
+                if rule.path.is_none() {
+                    return fail(
+                        "path",
+                        "a Rule learner names its rule file: Rule(path: \"rules/local/oja.rhai\")".into(),
+                    );
                 }
-                if let Some(s) = stochastic {
-                    s.check()
-                        .or_else(|(field, message)| fail(&format!("stochastic.{field}"), message))?;
-                }
-                match replacement {
-                    Some(r) => r
-                        .check()
-                        .or_else(|(field, message)| fail(&format!("replacement.{field}"), message)),
-                    None => Ok(()),
-                }
+                rule.check().or_else(|(field, message)| fail(&field, message))
             }
             LearnerSpec::Cbp(p) if p.replacement_rate >= 1.0 => fail(
                 "replacement_rate",

@@ -16,8 +16,8 @@ mod learner;
 
 use crate::snn::{self, Encoding, Init, Lif, NetworkConfig, Neuron};
 pub use learner::{
-    Biases, CbpParams, Competition, LEARNER_NAMES, LearnerSpec, MesuParams, ReplacementSpec, RuleLayers,
-    StochasticSpec, StructureSpec, Utility, labels,
+    Biases, CbpParams, Competition, DEFAULT_LR, LEARNER_NAMES, LearnerSpec, MesuParams, ReplacementSpec,
+    RuleLayers, RuleSpec, StochasticSpec, StructureSpec, Utility, labels,
 };
 
 /// Errors in a spec file. Parse errors carry line and column; validation errors name the field.
@@ -141,7 +141,7 @@ pub enum Mode {
 /// When the reset by subtraction applies (see `snn::neuron`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ResetTiming {
-    /// Same step as the spike (DESIGN §4).
+    /// Same step as the spike (`src/snn/neuron.rs`).
     #[default]
     SameStep,
     /// Next step, as snnTorch's default.

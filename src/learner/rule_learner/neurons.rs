@@ -4,8 +4,9 @@
 //! Once per update, after the synapse section's weight changes, for every hidden layer: `age += 1`
 //! (updates completed since the unit was created or replaced), `rate_trace ← 0.99·rate_trace +
 //! 0.01·rate`, then the program runs over the layer's neurons and its outputs are kept (`h`) or used
-//! (`score`). The statistics follow continual backprop's generate-and-test (Dohare et al. 2024;
-//! shared/reference/continual-learning.md §1.1), so `rules/baselines/cbp.rhai` is that method:
+//! (`score`). The statistics follow continual backprop's generate-and-test (Dohare et al. 2024,
+//! "Loss of plasticity in deep continual learning", Nature; `src/learner/cbp.rs`), so
+//! `rules/baselines/cbp.rhai` is that method:
 //!
 //! - `rate` = mean over the batch of the unit's output h (its firing rate over the T steps);
 //! - `act_dev` = mean over the batch of |h − f̂|, with f̂ = `rate_trace` / (1 − 0.99^age), the running
@@ -22,11 +23,12 @@
 //! Writing `theta` sets each LIF neuron's own threshold (adaptive thresholds, homeostasis); the
 //! simulator uses it from the next forward pass.
 
-use super::cbp::{bias_correction, incoming_magnitude, outgoing_magnitude};
-use super::rule::{TRACE_DECAY, row_mean};
+use super::signals::{Globals, TRACE_DECAY, row_mean};
+use crate::learner::cbp::{bias_correction, incoming_magnitude, outgoing_magnitude};
 use crate::rng::{Purpose, Rng};
 use crate::rule::Program;
 use crate::rule::program::Input;
+use crate::rule::vocab::Var;
 use crate::snn::{Network, Workspace};
 
 /// How units are replaced (the spec's `learner.replacement`).
@@ -49,26 +51,9 @@ struct LayerState {
     outputs: Vec<Vec<f32>>,
 }
 
-/// Values the whole update shares.
-#[derive(Clone, Copy, Debug)]
-pub struct Globals {
-    /// Examples in this update.
-    pub batch: f32,
-    /// The learner's step size.
-    pub lr: f32,
-    /// Updates since the task began.
-    pub step: f32,
-    /// 1 on a task's first update when boundaries are visible.
-    pub new_task: f32,
-    /// This update's loss.
-    pub loss: f32,
-    /// Its running average.
-    pub loss_trace: f32,
-}
-
-/// Per-neuron quantities the synapse pass also uses, computed by the rule learner for hidden layer `l`:
-/// (mean surrogate derivative ψ, mean membrane v, error at the output).
-pub type RowStats<'a> = &'a dyn Fn(usize) -> (Vec<f32>, Vec<f32>, Vec<f32>);
+/// Per-neuron signals the synapse pass also uses, for hidden layer `l`: `psi`, `v`, `err`
+/// (`signals::neuron_signals`).
+pub type RowStats<'a> = &'a dyn Fn(usize) -> [Vec<f32>; 3];
 
 /// The neuron pass of one rule learner.
 #[derive(Debug)]
@@ -77,7 +62,7 @@ pub struct NeuronPass {
     replacement: Replacement,
     layers: Vec<LayerState>,
     seed: u64,
-    reads: Vec<&'static str>,
+    reads: Vec<Var>,
     activity: Vec<f32>,
     registers: Vec<Vec<f32>>,
     broadcast: Vec<Vec<f32>>,
@@ -117,7 +102,7 @@ impl NeuronPass {
 
     /// Whether the program reads `v` or `err` (the workspace must record them).
     pub fn reads_v_err(&self) -> (bool, bool) {
-        (self.reads.contains(&"v"), self.reads.contains(&"err"))
+        (self.reads.contains(&Var::V), self.reads.contains(&Var::Err))
     }
 
     /// Every replacement so far: (update, hidden layer, unit).
@@ -137,14 +122,14 @@ impl NeuronPass {
         noise: &mut dyn FnMut(&mut [f32]),
         update: u64,
     ) -> Vec<(usize, usize)> {
-        let reads = |name: &str| self.reads.contains(&name);
+        let reads = |var: Var| self.reads.contains(&var);
         let (needs_dev, needs_in, needs_out, needs_util) = (
-            reads("act_dev") || reads("util"),
-            reads("in_w") || reads("util"),
-            reads("out_w") || reads("util"),
-            reads("util"),
+            reads(Var::ActDev) || reads(Var::Util),
+            reads(Var::InW) || reads(Var::Util),
+            reads(Var::OutW) || reads(Var::Util),
+            reads(Var::Util),
         );
-        let needs_rows = reads("psi") || reads("v") || reads("err");
+        let needs_rows = reads(Var::Psi) || reads(Var::V) || reads(Var::Err);
         let config = network.config().clone();
         for (l, state) in self.layers.iter_mut().enumerate() {
             let width = config.hidden[l];
@@ -200,39 +185,52 @@ impl NeuronPass {
                     .map(|(u, c)| u / c)
                     .collect();
             }
-            let (psi, v, err) = if needs_rows {
+            let [psi, v, err] = if needs_rows {
                 row_stats(l)
             } else {
-                (Vec::new(), Vec::new(), Vec::new())
+                Default::default()
             };
             let inputs: Vec<Input> = self
                 .program
                 .inputs
                 .iter()
-                .map(|name| match *name {
-                    "rate" => Input::PerRow(&rate),
-                    "rate_trace" => Input::PerRow(&state.rate_trace),
-                    "act_dev" => Input::PerRow(&act_dev),
-                    "in_w" => Input::PerRow(&in_w),
-                    "out_w" => Input::PerRow(&out_w),
-                    "util" => Input::PerRow(&util),
-                    "age" => Input::PerRow(&state.age),
-                    "h" => Input::PerRow(&state.h),
-                    "psi" => Input::PerRow(&psi),
-                    "v" => Input::PerRow(&v),
-                    "err" => Input::PerRow(&err),
-                    "theta" if !network.thresholds(l).is_empty() => Input::PerRow(network.thresholds(l)),
-                    "theta" => Input::Scalar(0.0),
-                    "batch" => Input::Scalar(globals.batch),
-                    "lr" => Input::Scalar(globals.lr),
-                    "step" => Input::Scalar(globals.step),
-                    "new_task" => Input::Scalar(globals.new_task),
-                    "loss" => Input::Scalar(globals.loss),
-                    "loss_trace" => Input::Scalar(globals.loss_trace),
-                    "fan_in" => Input::Scalar(layer.inputs() as f32),
-                    "fan_out" => Input::Scalar(layer.outputs() as f32),
-                    "layer" => Input::Scalar(l as f32),
-                    other => unreachable!("'{other}' is refused by unsupported() before training"),
+                .map(|&var| match var {
+                    Var::Rate => Input::PerRow(&rate),
+                    Var::RateTrace => Input::PerRow(&state.rate_trace),
+                    Var::ActDev => Input::PerRow(&act_dev),
+                    Var::InW => Input::PerRow(&in_w),
+                    Var::OutW => Input::PerRow(&out_w),
+                    Var::Util => Input::PerRow(&util),
+                    Var::Age => Input::PerRow(&state.age),
+                    Var::H => Input::PerRow(&state.h),
+                    Var::Psi => Input::PerRow(&psi),
+                    Var::V => Input::PerRow(&v),
+                    Var::Err => Input::PerRow(&err),
+                    Var::Theta if !network.thresholds(l).is_empty() => Input::PerRow(network.thresholds(l)),
+                    Var::Theta => Input::Scalar(0.0),
+                    Var::FanIn => Input::Scalar(layer.inputs() as f32),
+                    Var::FanOut => Input::Scalar(layer.outputs() as f32),
+                    Var::Layer => Input::Scalar(l as f32),
+                    Var::Lr | Var::Step | Var::NewTask | Var::Batch | Var::Loss | Var::LossTrace => {
+                        Input::Scalar(globals.scalar(var))
+                    }
+                    Var::W
+                    | Var::W0
+                    | Var::Grad
+                    | Var::Hebb
+                    | Var::Elig
+                    | Var::M
+                    | Var::U
+                    | Var::Sigma
+                    | Var::GradSigma
+                    | Var::Pre
+                    | Var::PreTrace
+                    | Var::Post
+                    | Var::PostTrace
+                    | Var::Dw
+                    | Var::Score => {
+                        unreachable!("'{var}' is not readable in neuron(); the compiler refuses it")
+                    }
                 })
                 .collect();
             let mut outs: Vec<&mut [f32]> = state.outputs.iter_mut().map(Vec::as_mut_slice).collect();
@@ -249,18 +247,52 @@ impl NeuronPass {
         let mut replaced = Vec::new();
         for (l, state) in self.layers.iter_mut().enumerate() {
             let mut score = None;
-            for (k, (name, _)) in self.program.outputs.iter().enumerate() {
-                match *name {
-                    "h" => std::mem::swap(&mut state.h, &mut state.outputs[k]),
-                    "score" => score = Some(k),
+            for (k, &(var, _)) in self.program.outputs.iter().enumerate() {
+                match var {
+                    Var::H => std::mem::swap(&mut state.h, &mut state.outputs[k]),
+                    Var::Score => score = Some(k),
                     // Adaptive thresholds (ignored in ANN mode, where units have none).
-                    "theta" => {
+                    Var::Theta => {
                         let thresholds = network.thresholds_mut(l);
                         if !thresholds.is_empty() {
                             thresholds.copy_from_slice(&state.outputs[k]);
                         }
                     }
-                    other => unreachable!("'{other}' is refused by unsupported() before training"),
+                    Var::W
+                    | Var::W0
+                    | Var::Grad
+                    | Var::Hebb
+                    | Var::Elig
+                    | Var::Age
+                    | Var::M
+                    | Var::U
+                    | Var::Sigma
+                    | Var::GradSigma
+                    | Var::Pre
+                    | Var::PreTrace
+                    | Var::Post
+                    | Var::PostTrace
+                    | Var::Dw
+                    | Var::Rate
+                    | Var::RateTrace
+                    | Var::InW
+                    | Var::OutW
+                    | Var::ActDev
+                    | Var::Util
+                    | Var::V
+                    | Var::Err
+                    | Var::Psi
+                    | Var::Lr
+                    | Var::Step
+                    | Var::NewTask
+                    | Var::Batch
+                    | Var::Loss
+                    | Var::LossTrace
+                    | Var::FanIn
+                    | Var::FanOut
+                    | Var::Layer => {
+                        unreachable!("'{var}' is not writable in neuron(); the compiler refuses it")
+                    }
                 }
             }
             let Some(k) = score else { continue };

@@ -1,0 +1,459 @@
+//! The per-layer signals a rule reads, computed from one update's forward (and backward) pass: the
+//! one place they are defined, for the synapse, prune and neuron sections alike.
+//!
+//! For weight matrix `l` (rows = postsynaptic neurons, columns = presynaptic ones), as means over the
+//! batch and the T steps:
+//! - `pre`: the input intensity (first layer) or the presynaptic layer's firing rate;
+//! - `post`: this layer's firing rate, or the readout's mean softmax probability;
+//! - `hebb`: post × pre activity (one GEMM per matrix; for the readout, softmax probability ×
+//!   presynaptic rate);
+//! - `psi`: the postsynaptic surrogate derivative (1 for the linear readout, the ReLU derivative in ANN
+//!   mode);
+//! - `v`: the pre-reset membrane (the readout's mean membrane, the logit);
+//! - `err`: the error at the postsynaptic neuron's output, Σ over batch and steps of ∂L/∂s divided by T
+//!   (for the readout, the batch mean of softmax − one-hot);
+//! - `elig`: the e-prop eligibility (Bellec et al. 2020), ψ_post[t] × x̄_pre[t] with the presynaptic
+//!   trace x̄[t] = β·x̄[t−1] + x[t] decaying with the postsynaptic layer's β (for the readout ψ = 1 and
+//!   β = β_o, so it is one value per presynaptic neuron).
+//!
+//! Only what a program reads is computed ([`Reads`]); the rest stay empty.
+
+use super::super::Backprop;
+use crate::data::Batch;
+use crate::rule::Program;
+use crate::rule::vocab::Var;
+use crate::snn::{Storage, Workspace, accumulate_softmax, matmul};
+
+/// Decay of `pre_trace`, `post_trace`, `rate_trace` and `loss_trace` per update.
+pub const TRACE_DECAY: f32 = 0.99;
+
+/// Which derived signals a program needs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reads {
+    /// `pre` (and, to average it, `pre_trace`).
+    pub pre: bool,
+    /// `post` (and `post_trace`; on the readout also the softmax that `hebb` and `err` use).
+    pub post: bool,
+    /// `hebb`.
+    pub hebb: bool,
+    /// `psi`.
+    pub psi: bool,
+    /// `age` (counted only when read).
+    pub age: bool,
+    /// `v`.
+    pub v: bool,
+    /// `err`.
+    pub err: bool,
+    /// `elig`.
+    pub elig: bool,
+}
+
+impl Reads {
+    /// What `program` reads.
+    pub fn of(program: &Program) -> Reads {
+        program
+            .inputs
+            .iter()
+            .fold(Reads::default(), |r, v| r.union(Reads::of_var(*v)))
+    }
+
+    /// What reading `var` needs computed.
+    fn of_var(var: Var) -> Reads {
+        let none = Reads::default();
+        match var {
+            Var::Pre | Var::PreTrace => Reads { pre: true, ..none },
+            Var::Post | Var::PostTrace => Reads { post: true, ..none },
+            // On the readout, hebb and err use its softmax probabilities, computed with post.
+            Var::Hebb => Reads {
+                hebb: true,
+                post: true,
+                ..none
+            },
+            Var::Err => Reads {
+                err: true,
+                post: true,
+                ..none
+            },
+            Var::Psi => Reads { psi: true, ..none },
+            Var::Age => Reads { age: true, ..none },
+            Var::V => Reads { v: true, ..none },
+            Var::Elig => Reads { elig: true, ..none },
+            Var::W
+            | Var::W0
+            | Var::Grad
+            | Var::M
+            | Var::U
+            | Var::Sigma
+            | Var::GradSigma
+            | Var::Dw
+            | Var::Rate
+            | Var::RateTrace
+            | Var::InW
+            | Var::OutW
+            | Var::ActDev
+            | Var::Util
+            | Var::H
+            | Var::Theta
+            | Var::Score
+            | Var::Lr
+            | Var::Step
+            | Var::NewTask
+            | Var::Batch
+            | Var::Loss
+            | Var::LossTrace
+            | Var::FanIn
+            | Var::FanOut
+            | Var::Layer => none,
+        }
+    }
+
+    /// What `program` needs on every update even when it does not run: the activities its traces
+    /// average, and the age it counts.
+    pub fn traces(program: &Program) -> Reads {
+        let reads = |var: Var| program.inputs.contains(&var);
+        Reads {
+            pre: reads(Var::PreTrace),
+            post: reads(Var::PostTrace),
+            age: reads(Var::Age),
+            ..Reads::default()
+        }
+    }
+
+    /// Everything either needs.
+    pub fn union(self, other: Reads) -> Reads {
+        Reads {
+            pre: self.pre || other.pre,
+            post: self.post || other.post,
+            hebb: self.hebb || other.hebb,
+            psi: self.psi || other.psi,
+            age: self.age || other.age,
+            v: self.v || other.v,
+            err: self.err || other.err,
+            elig: self.elig || other.elig,
+        }
+    }
+}
+
+/// Whether a program reads a gradient (`grad` or `err`), which needs the backward pass.
+pub fn reads_gradient(program: &Program) -> bool {
+    program.inputs.iter().any(|v| matches!(v, Var::Grad | Var::Err))
+}
+
+/// Values one update shares across layers and sections.
+#[derive(Clone, Copy, Debug)]
+pub struct Globals {
+    /// Examples in this update.
+    pub batch: f32,
+    /// The learner's step size.
+    pub lr: f32,
+    /// Updates since the task began.
+    pub step: f32,
+    /// 1 on a task's first update when boundaries are visible.
+    pub new_task: f32,
+    /// This update's loss.
+    pub loss: f32,
+    /// Its running average.
+    pub loss_trace: f32,
+}
+
+/// One layer's signals, recomputed per weight matrix into reused buffers. A signal the program does
+/// not read is left empty.
+#[derive(Debug, Default)]
+pub struct Signals {
+    /// Per presynaptic neuron.
+    pub pre: Vec<f32>,
+    /// Per postsynaptic neuron.
+    pub post: Vec<f32>,
+    /// Per postsynaptic neuron.
+    pub psi: Vec<f32>,
+    /// Per postsynaptic neuron.
+    pub v: Vec<f32>,
+    /// Per postsynaptic neuron.
+    pub err: Vec<f32>,
+    /// Per synapse.
+    pub hebb: Vec<f32>,
+    /// Per synapse, or per presynaptic neuron on the readout ([`Signals::elig_per_column`]).
+    pub elig: Vec<f32>,
+    /// Whether `elig` holds one value per presynaptic neuron (the readout, where ψ = 1).
+    pub elig_per_column: bool,
+    /// `elig` of the biases (synapses from an always-on input): per neuron, or one value on the readout.
+    pub bias_elig: Vec<f32>,
+    /// Scratch: activities, the readout's softmax, the presynaptic trace sequence.
+    activity: Vec<f32>,
+    probabilities: Vec<f32>,
+    trace: Vec<f32>,
+}
+
+impl Signals {
+    /// Computes what `reads` asks for, for weight matrix `l` of `core`'s network after a pass on
+    /// `batch`.
+    pub fn compute(&mut self, reads: Reads, l: usize, core: &Backprop, batch: &Batch) {
+        let config = core.network.config();
+        let hidden = config.hidden.len();
+        let layer = &core.network.layers()[l];
+        let (inputs, outputs) = (layer.inputs(), layer.outputs());
+        let ws = &core.workspace;
+        let (steps, rows) = (config.time_steps, batch.len());
+        self.pre.clear();
+        if reads.pre {
+            if l == 0 {
+                row_mean_into(&batch.images, inputs, &mut self.pre);
+            } else {
+                ws.activity_into(l - 1, inputs, &mut self.activity);
+                row_mean_into(&self.activity, inputs, &mut self.pre);
+            }
+        }
+        self.post.clear();
+        if reads.post {
+            if l < hidden {
+                ws.activity_into(l, outputs, &mut self.activity);
+                row_mean_into(&self.activity, outputs, &mut self.post);
+            } else {
+                self.probabilities.clear();
+                self.probabilities.resize(ws.logits().len(), 0.0);
+                accumulate_softmax(ws.logits(), outputs, &mut self.probabilities);
+                row_mean_into(&self.probabilities, outputs, &mut self.post);
+            }
+        }
+        if reads.hebb {
+            self.hebb(l, core, batch);
+        }
+        self.psi.clear();
+        if reads.psi {
+            if l == hidden {
+                self.psi.resize(outputs, 1.0);
+            } else {
+                row_mean_into(ws.surrogate(l), outputs, &mut self.psi);
+            }
+        }
+        self.v.clear();
+        if reads.v {
+            if l == hidden {
+                row_mean_into(ws.logits(), outputs, &mut self.v);
+            } else {
+                mean_membrane_into(ws, l, steps * rows, &mut self.v);
+            }
+        }
+        self.err.clear();
+        if reads.err {
+            if l == hidden {
+                // probabilities hold the softmax (computed with post); subtract the one-hot labels.
+                row_mean_into(&self.probabilities, outputs, &mut self.err);
+                for &y in &batch.labels {
+                    self.err[y as usize] -= 1.0 / rows as f32;
+                }
+            } else {
+                output_error_into(ws, l, steps, &mut self.err);
+            }
+        }
+        self.elig_per_column = false;
+        if reads.elig {
+            self.elig(l, core, batch);
+        }
+    }
+
+    /// `hebb` of matrix `l`: the mean over batch and steps of post × pre activity.
+    fn hebb(&mut self, l: usize, core: &Backprop, batch: &Batch) {
+        let config = core.network.config();
+        let hidden = config.hidden.len();
+        let layer = &core.network.layers()[l];
+        let (inputs, outputs) = (layer.inputs(), layer.outputs());
+        let ws = &core.workspace;
+        let (steps, rows) = (config.time_steps, batch.len());
+        self.hebb.resize(outputs * inputs, 0.0);
+        if l == hidden {
+            // Readout: mean over the batch of softmax probability × presynaptic firing rate.
+            ws.activity_into(l - 1, inputs, &mut self.activity);
+            matmul(
+                &mut self.hebb,
+                &self.probabilities,
+                Storage::Transposed,
+                &self.activity,
+                Storage::RowMajor,
+                (outputs, rows, inputs),
+                false,
+            );
+            self.hebb.iter_mut().for_each(|h| *h /= rows as f32);
+        } else if l == 0 && ws.input_sequence().is_empty() {
+            // Direct input is the same at every step: Σ_t s[t]ᵀx = T·(rate)ᵀx.
+            ws.activity_into(0, outputs, &mut self.activity);
+            matmul(
+                &mut self.hebb,
+                &self.activity,
+                Storage::Transposed,
+                &batch.images,
+                Storage::RowMajor,
+                (outputs, rows, inputs),
+                false,
+            );
+            self.hebb.iter_mut().for_each(|h| *h /= rows as f32);
+        } else {
+            let pre_steps = if l == 0 {
+                ws.input_sequence()
+            } else {
+                ws.spikes(l - 1)
+            };
+            matmul(
+                &mut self.hebb,
+                ws.spikes(l),
+                Storage::Transposed,
+                pre_steps,
+                Storage::RowMajor,
+                (outputs, steps * rows, inputs),
+                false,
+            );
+            let scale = 1.0 / (steps * rows) as f32;
+            self.hebb.iter_mut().for_each(|h| *h *= scale);
+        }
+    }
+
+    /// `elig` of matrix `l`.
+    fn elig(&mut self, l: usize, core: &Backprop, batch: &Batch) {
+        let config = core.network.config();
+        let hidden = config.hidden.len();
+        let layer = &core.network.layers()[l];
+        let (inputs, outputs) = (layer.inputs(), layer.outputs());
+        let ws = &core.workspace;
+        let (steps, rows) = (config.time_steps, batch.len());
+        let beta = trace_decay(core, l);
+        // The presynaptic trace at every step, T × batch × inputs.
+        let direct_first = l == 0 && ws.input_sequence().is_empty();
+        let per_step = rows * inputs;
+        self.trace.clear();
+        self.trace.resize(steps * per_step, 0.0);
+        for t in 0..steps {
+            let x: &[f32] = if direct_first {
+                &batch.images
+            } else if l == 0 {
+                &ws.input_sequence()[t * per_step..(t + 1) * per_step]
+            } else {
+                &ws.spikes(l - 1)[t * per_step..(t + 1) * per_step]
+            };
+            let (before, now) = self.trace.split_at_mut(t * per_step);
+            let now = &mut now[..per_step];
+            if t == 0 {
+                now.copy_from_slice(x);
+            } else {
+                let prev = &before[(t - 1) * per_step..];
+                for ((n, p), xi) in now.iter_mut().zip(prev).zip(x) {
+                    *n = beta * p + xi;
+                }
+            }
+        }
+        if l == hidden {
+            // ψ = 1 for the linear readout: the mean trace of each presynaptic unit.
+            row_mean_into(&self.trace, inputs, &mut self.elig);
+            self.elig_per_column = true;
+        } else {
+            self.elig.resize(outputs * inputs, 0.0);
+            matmul(
+                &mut self.elig,
+                ws.surrogate(l),
+                Storage::Transposed,
+                &self.trace,
+                Storage::RowMajor,
+                (outputs, steps * rows, inputs),
+                false,
+            );
+            let scale = 1.0 / (steps * rows) as f32;
+            self.elig.iter_mut().for_each(|e| *e *= scale);
+        }
+    }
+
+    /// `elig` of layer `l`'s biases, synapses from an input that is 1 at every step: the mean over
+    /// batch and steps of ψ_i[t]·Σ_{k≤t} β^k. Returns whether it is one value for every neuron (the
+    /// readout).
+    pub fn compute_bias_elig(&mut self, l: usize, core: &Backprop, rows: usize) -> bool {
+        let config = core.network.config();
+        let hidden = config.hidden.len();
+        let outputs = core.network.layers()[l].outputs();
+        let steps = config.time_steps;
+        let beta = trace_decay(core, l);
+        let trace: Vec<f32> = (0..steps)
+            .scan(0.0f32, |c, _| {
+                *c = beta * *c + 1.0;
+                Some(*c)
+            })
+            .collect();
+        if l == hidden {
+            self.bias_elig = vec![trace.iter().sum::<f32>() / steps as f32];
+            true
+        } else {
+            let surrogate = core.workspace.surrogate(l);
+            self.bias_elig = vec![0.0; outputs];
+            for (t, block) in surrogate.chunks_exact(rows * outputs).enumerate() {
+                for row in block.chunks_exact(outputs) {
+                    for (e, p) in self.bias_elig.iter_mut().zip(row) {
+                        *e += p * trace[t];
+                    }
+                }
+            }
+            let scale = 1.0 / (steps * rows) as f32;
+            self.bias_elig.iter_mut().for_each(|e| *e *= scale);
+            false
+        }
+    }
+}
+
+/// The decay β of the presynaptic trace of matrix `l`: its postsynaptic layer's (0 for ReLU units).
+fn trace_decay(core: &Backprop, l: usize) -> f32 {
+    let config = core.network.config();
+    let hidden = config.hidden.len();
+    match config.neuron {
+        crate::snn::Neuron::Lif(lif) if l < hidden => lif.beta,
+        _ if l == hidden => config.readout_beta,
+        _ => 0.0,
+    }
+}
+
+/// Per-neuron statistics of hidden layer `l` that the neuron section shares with the synapse section:
+/// (`psi`, `v`, `err`).
+pub fn neuron_signals(
+    workspace: &Workspace,
+    l: usize,
+    width: usize,
+    steps: usize,
+    rows: usize,
+) -> [Vec<f32>; 3] {
+    let mut out: [Vec<f32>; 3] = Default::default();
+    row_mean_into(workspace.surrogate(l), width, &mut out[0]);
+    mean_membrane_into(workspace, l, steps * rows, &mut out[1]);
+    output_error_into(workspace, l, steps, &mut out[2]);
+    out
+}
+
+/// The mean of the rows of a row-major `rows × width` matrix: a per-neuron mean over the batch (and
+/// the steps, when they are rows too).
+pub fn row_mean(values: &[f32], width: usize) -> Vec<f32> {
+    let mut mean = Vec::new();
+    row_mean_into(values, width, &mut mean);
+    mean
+}
+
+/// [`row_mean`] into a reused buffer.
+fn row_mean_into(values: &[f32], width: usize, mean: &mut Vec<f32>) {
+    mean.clear();
+    mean.resize(width, 0.0);
+    let rows = values.len() / width.max(1);
+    for row in values.chunks_exact(width) {
+        for (m, v) in mean.iter_mut().zip(row) {
+            *m += v;
+        }
+    }
+    mean.iter_mut().for_each(|m| *m /= rows.max(1) as f32);
+}
+
+/// Mean pre-reset membrane of each neuron of hidden layer `l` (the workspace sums over `samples` =
+/// steps × batch).
+fn mean_membrane_into(workspace: &Workspace, l: usize, samples: usize, out: &mut Vec<f32>) {
+    let scale = 1.0 / samples as f32;
+    out.clear();
+    out.extend(workspace.membrane_sum(l).iter().map(|m| m * scale));
+}
+
+/// The error at each output of hidden layer `l`: Σ over batch and steps of ∂L/∂s, divided by T.
+fn output_error_into(workspace: &Workspace, l: usize, steps: usize, out: &mut Vec<f32>) {
+    let scale = 1.0 / steps as f32;
+    out.clear();
+    out.extend(workspace.error_sum(l).iter().map(|e| e * scale));
+}
