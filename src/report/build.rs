@@ -72,11 +72,22 @@ pub fn build(results_dir: &Path, out_dir: Option<&Path>, command: &str) -> Resul
     files::create_dir(out_dir)?;
     let plots_dir = out_dir.join("plots");
     files::create_dir(&plots_dir)?;
-    for p in report
+    let plots: Vec<&Plot> = report
         .plots
         .iter()
         .chain(report.winner.iter().flat_map(|w| w.heat_map.iter()))
-    {
+        .collect();
+    // A plot an earlier report of this directory drew and this one does not (a density plot, say)
+    // would otherwise stay beside the new report as if it belonged to it.
+    if let Ok(entries) = std::fs::read_dir(&plots_dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".svg") && !plots.iter().any(|p| p.file == name) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    for p in plots {
         write_file(&plots_dir, &p.file, p.svg.as_bytes())?;
     }
     write_file(out_dir, "leaderboard.csv", &csv(&mut report.leaderboard.clone())?)?;
