@@ -69,7 +69,7 @@ fn bench(c: &mut Criterion) {
                 let context = UpdateContext {
                     task: step / 100,
                     step: step % 100,
-                    new_task: step % 100 == 0,
+                    new_task: step.is_multiple_of(100),
                     updates_per_task: 100,
                 };
                 step += 1;

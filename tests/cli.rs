@@ -304,3 +304,36 @@ fn every_protocol_mode_encoding_and_reset_runs() {
         );
     }
 }
+
+#[test]
+fn a_results_directory_holds_one_run() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = write_spec(dir.path(), SYNTHETIC_SPEC);
+    let run = |args: &[&str]| {
+        let out = synaptogen(dir.path())
+            .arg("run")
+            .arg(&path)
+            .args(["--out", "mix", "--no-report"])
+            .args(args)
+            .output()
+            .expect("the binary runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    run(&["--tasks", "2", "--learner", "sgd", "--learner", "l2"]);
+    let stderr = run(&["--tasks", "1", "--seed", "5", "--learner", "l2_init"]);
+    assert!(stderr.contains("held an earlier run"), "{stderr}");
+    let mix = dir.path().join("mix");
+    assert!(!mix.join("sgd").exists() && !mix.join("l2").exists());
+    assert!(mix.join("l2_init/metrics.json").is_file());
+    let comparison = std::fs::read_to_string(mix.join("comparison.csv")).expect("written");
+    assert_eq!(comparison.lines().count(), 2, "{comparison}");
+}
+
+#[test]
+fn a_name_that_is_a_path_is_refused() {
+    for name in ["../../escape", "/tmp/x", ""] {
+        let spec = SYNTHETIC_SPEC.replacen("(\n", &format!("(\n    name: {name:?},\n"), 1);
+        check_input_error(&spec, &[], "name: ");
+    }
+}

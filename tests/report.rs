@@ -144,10 +144,10 @@ fn the_command_writes_every_file() {
 /// Finds Chromium; CI installs Debian's `chromium`.
 fn chromium() -> PathBuf {
     for name in ["chromium", "chromium-browser", "google-chrome"] {
-        if let Ok(out) = std::process::Command::new("which").arg(name).output() {
-            if out.status.success() {
-                return PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-            }
+        if let Ok(out) = std::process::Command::new("which").arg(name).output()
+            && out.status.success()
+        {
+            return PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
         }
     }
     panic!("headless Chromium is needed for this test: apt-get install chromium (.ci/run does)");

@@ -280,7 +280,7 @@ fn assert_native_matches_interpreter(program: &rule::Program, seed: u64, len: us
                 seed,
                 i,
                 len,
-                matches!(name.name(), "lr" | "batch") || (seed + i as u64) % 5 == 0,
+                matches!(name.name(), "lr" | "batch") || (seed + i as u64).is_multiple_of(5),
             )
         })
         .collect();

@@ -427,6 +427,21 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     // command line get a subdirectory each (a repeated name gets a suffix).
     let labels = spec::labels(&learners);
     let labelled = learners.len() > 1 || named_on_command_line;
+    if out_dir.join("journal.jsonl").exists() {
+        return Err(InputError(format!(
+            "{}: holds a search (journal.jsonl); a run there would mix with it: choose another --out",
+            out_dir.display()
+        ))
+        .into());
+    }
+    // Held until the run ends: one process per results directory.
+    let _lock = crate::files::lock_dir(&out_dir)?;
+    if report::clear_previous_run(&out_dir)? && !args.quiet {
+        eprintln!(
+            "note: {} held an earlier run; its results are replaced by this one's",
+            out_dir.display()
+        );
+    }
     let files: Vec<RunFiles> = labels
         .iter()
         .map(|label| {
@@ -467,7 +482,10 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         labelled,
         rules: &rules,
     };
-    let threads = args.threads.map_or(0, |t| t as usize);
+    // No more threads than learners: each trains on one thread, and idle threads only cost time to start.
+    let threads = args.threads.map_or(0, |t| {
+        usize::try_from(t).unwrap_or(usize::MAX).min(learners.len())
+    });
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()

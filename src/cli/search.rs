@@ -109,7 +109,8 @@ impl Monitor for Line {
     fn note(&self, text: &str) {
         match &self.bar {
             Some(bar) => bar.println(text),
-            None if !self.quiet => eprintln!("{text}"),
+            // Warnings are not progress: --quiet keeps them.
+            None if !self.quiet || text.starts_with("warning") => eprintln!("{text}"),
             None => {}
         }
     }

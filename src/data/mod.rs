@@ -153,7 +153,7 @@ impl Dataset {
         if pool <= 1 {
             return Ok(self);
         }
-        if self.width % pool != 0 || self.height % pool != 0 {
+        if !self.width.is_multiple_of(pool) || !self.height.is_multiple_of(pool) {
             return Err(Error::Pool {
                 pool,
                 width: self.width,

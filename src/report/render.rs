@@ -131,10 +131,10 @@ pub fn leaderboard_rows(board: &DataFrame) -> (Vec<&'static str>, Vec<Vec<String
             }
             // An aborted or diverged trial's objective covers fewer tasks: flag it.
             let (n, completed) = (f64_at(board, "n", i), f64_at(board, "completed_seeds", i));
-            if let (Some(n), Some(c)) = (n, completed) {
-                if c < n {
-                    name.push_str(" †");
-                }
+            if let (Some(n), Some(c)) = (n, completed)
+                && c < n
+            {
+                name.push_str(" †");
             }
             vec![
                 (i + 1).to_string(),

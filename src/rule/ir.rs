@@ -312,10 +312,10 @@ impl Expr {
 
     /// Every vocabulary variable the expression reads.
     pub fn reads(&self, out: &mut Vec<Var>) {
-        if let Expr::Var(var) = self {
-            if !out.contains(var) {
-                out.push(*var);
-            }
+        if let Expr::Var(var) = self
+            && !out.contains(var)
+        {
+            out.push(*var);
         }
         for c in self.children() {
             c.reads(out);

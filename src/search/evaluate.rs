@@ -231,10 +231,10 @@ impl Observer for Watch<'_> {
             return;
         }
         let mine = (self.score_sum / self.done as f64) as f32;
-        if let Some(&theirs) = reference.get(self.done - 1) {
-            if mine < theirs - self.margin {
-                self.aborted = true;
-            }
+        if let Some(&theirs) = reference.get(self.done - 1)
+            && mine < theirs - self.margin
+        {
+            self.aborted = true;
         }
     }
 

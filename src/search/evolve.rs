@@ -127,11 +127,11 @@ impl Search<'_> {
             }
             let mut rng = Rng::stream(self.spec.seed, Purpose::Search, &[round as u64, slot as u64]);
             let island = (round * batch + slot) % self.spec.evolution.islands;
-            if let Some(id) = self.breed(island, &mut rng)? {
-                if self.state.candidates[id].record.same_as.is_none() {
-                    jobs.extend(self.rung_jobs(Subject::Candidate(id), 0));
-                    left -= 1;
-                }
+            if let Some(id) = self.breed(island, &mut rng)?
+                && self.state.candidates[id].record.same_as.is_none()
+            {
+                jobs.extend(self.rung_jobs(Subject::Candidate(id), 0));
+                left -= 1;
             }
         }
         Ok(jobs)
@@ -246,7 +246,7 @@ impl Search<'_> {
     fn migrate(&mut self) {
         let every = self.spec.evolution.migrate_every;
         let n = self.state.islands.len();
-        if every == 0 || n < 2 || self.state.rounds % every != 0 {
+        if every == 0 || n < 2 || !self.state.rounds.is_multiple_of(every) {
             return;
         }
         let fittest: Vec<Option<usize>> = self
@@ -256,10 +256,10 @@ impl Search<'_> {
             .map(|members| self.fittest(members.iter().copied()))
             .collect();
         for island in 0..n {
-            if let Some(migrant) = fittest[(island + 1) % n] {
-                if !self.state.islands[island].contains(&migrant) {
-                    self.join_island(migrant, island);
-                }
+            if let Some(migrant) = fittest[(island + 1) % n]
+                && !self.state.islands[island].contains(&migrant)
+            {
+                self.join_island(migrant, island);
             }
         }
     }
@@ -285,17 +285,31 @@ impl Search<'_> {
             .map(|id| Subject::Candidate(*id))
             .chain(self.baselines.iter().map(|(l, _)| Subject::Baseline(l.clone())))
             .collect();
+        // A search resumed with a larger budget checks its finalists again: who was checked before keeps
+        // that result (the same trials would give the same numbers) and is not trained twice.
+        let checked = |subject: &Subject, stage: Stage| match subject {
+            Subject::Candidate(id) => {
+                let c = &self.state.candidates[*id];
+                match stage {
+                    Stage::HeldOutSeeds => c.held_out_seeds.is_some(),
+                    _ => c.held_out_dataset.is_some(),
+                }
+            }
+            Subject::Baseline(label) => self.state.baseline_scores.contains_key(&score_key(label, stage)),
+        };
         let mut jobs = Vec::new();
         for subject in subjects {
-            for seed in self.held_out_seeds() {
-                jobs.push(Job {
-                    subject: subject.clone(),
-                    stage: Stage::HeldOutSeeds,
-                    seed,
-                    tasks,
-                });
+            if !checked(&subject, Stage::HeldOutSeeds) {
+                for seed in self.held_out_seeds() {
+                    jobs.push(Job {
+                        subject: subject.clone(),
+                        stage: Stage::HeldOutSeeds,
+                        seed,
+                        tasks,
+                    });
+                }
             }
-            if self.spec.held_out.seeds > 0 {
+            if self.spec.held_out.seeds > 0 && !checked(&subject, Stage::HeldOutDataset) {
                 jobs.push(Job {
                     subject,
                     stage: Stage::HeldOutDataset,

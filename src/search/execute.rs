@@ -54,10 +54,10 @@ impl Search<'_> {
         let mut trainees: BTreeMap<usize, CompiledRule> = BTreeMap::new();
         let mut references: Vec<Option<Vec<f32>>> = Vec::with_capacity(jobs.len());
         for job in jobs {
-            if let Subject::Candidate(id) = job.subject {
-                if let std::collections::btree_map::Entry::Vacant(slot) = trainees.entry(id) {
-                    slot.insert(self.compiled(id).clone());
-                }
+            if let Subject::Candidate(id) = job.subject
+                && let std::collections::btree_map::Entry::Vacant(slot) = trainees.entry(id)
+            {
+                slot.insert(self.compiled(id).clone());
             }
             references.push(match (&job.subject, job.stage) {
                 (Subject::Candidate(_), Stage::Rung(_)) => self.reference(job.stage, job.seed),
@@ -77,8 +77,10 @@ impl Search<'_> {
         let journal = Mutex::new(&mut self.journal);
         let failure: Mutex<Option<Error>> = Mutex::new(None);
         let round = self.state.rounds;
+        // No more threads than trials to run: 99,999 idle threads only cost time to start.
+        let threads = self.threads.min(pending.len()).max(1);
         let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(self.threads)
+            .num_threads(threads)
             .build()
             .expect("starting the worker threads");
         let baselines = &self.baselines;
@@ -91,7 +93,7 @@ impl Search<'_> {
         let top_tasks = self.spec.top_tasks();
         let elapsed_before = self.elapsed_before;
         pool.scope(|scope| {
-            for _ in 0..self.threads {
+            for _ in 0..threads {
                 scope.spawn(|_| {
                     loop {
                         if stop.load(Ordering::Relaxed) || lock(&failure).is_some() {

@@ -109,14 +109,6 @@ pub enum Error {
         /// The journal.
         journal: PathBuf,
     },
-    /// The snapshot cannot be read.
-    #[error("{path}: the search state is damaged ({message}); start afresh with --force")]
-    State {
-        /// The snapshot.
-        path: PathBuf,
-        /// Why.
-        message: String,
-    },
 }
 
 impl Error {
@@ -212,6 +204,8 @@ pub struct Search<'a> {
     overhead: f64,
     /// Nanoseconds this session's workers spent appending to the journal.
     journal_nanos: AtomicU64,
+    /// This process's hold on `out`.
+    _lock: crate::files::DirLock,
 }
 
 impl std::fmt::Debug for Search<'_> {
@@ -235,6 +229,29 @@ pub fn spec_hash(spec: &SearchSpec) -> String {
     s.name = None;
     let json = serde_json::to_string(&s).expect("specs serialise");
     format!("{:016x}", fnv1a(json.as_bytes()))
+}
+
+/// Reads the snapshot at `path` for a journal of `journal_lines` lines with spec hash `hash`: `None`
+/// when there is none (a search stopped before its first round ended), an error saying why when it
+/// cannot be used (damaged, of another spec, or newer than the journal, whose last lines were lost).
+fn load_state(path: &Path, hash: &str, journal_lines: usize) -> Result<Option<State>, String> {
+    let bytes = match std::fs::read(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot be read ({e})")),
+        Ok(bytes) => bytes,
+    };
+    let state: State = serde_json::from_slice(&bytes).map_err(|e| format!("is damaged ({e})"))?;
+    if state.spec_hash != hash || state.format != journal::FORMAT {
+        return Err("belongs to another spec or format".into());
+    }
+    if state.journal_lines > journal_lines {
+        return Err(format!(
+            "was saved when the journal had {} lines, but it has {journal_lines}: its last {} lines were lost",
+            state.journal_lines,
+            state.journal_lines - journal_lines
+        ));
+    }
+    Ok(Some(state))
 }
 
 /// Reads, compiles and checks every rule `spec` names: the seed rules (in order) and the baselines'
@@ -289,13 +306,8 @@ impl<'a> Search<'a> {
         if launch.resume && !journal_path.exists() {
             return Err(Error::NothingToResume { dir: out.clone() });
         }
-        if journal_path.exists() && !launch.resume && !launch.force {
-            return Err(Error::Exists {
-                dir: out.clone(),
-                journal: journal_path,
-            });
-        }
-        crate::files::create_dir(out)?;
+        // Held until the search is dropped: nothing below may race another process in `out`.
+        let lock = crate::files::lock_dir(out)?;
         let fresh_state = || State {
             format: journal::FORMAT,
             spec_hash: hash.clone(),
@@ -316,9 +328,33 @@ impl<'a> Search<'a> {
             idle_rounds: 0,
             elapsed: 0.0,
             finalists: Vec::new(),
+            journal_lines: 0,
         };
-        let (journal, state, replay, journaled_candidates) = if launch.resume {
-            let contents = journal::read(&journal_path)?;
+        // The journal to continue, if any. One that holds no complete line is a search that stopped
+        // before it started: nothing is lost by starting it afresh.
+        let previous = if launch.force || !journal_path.exists() {
+            None
+        } else {
+            match journal::read(&journal_path) {
+                Err(journal::Error::Empty { .. }) => {
+                    if launch.resume {
+                        monitor.note(&format!(
+                            "warning: {} is empty (the search stopped before its first line); starting it afresh",
+                            journal_path.display()
+                        ));
+                    }
+                    None
+                }
+                _ if !launch.resume => {
+                    return Err(Error::Exists {
+                        dir: out.clone(),
+                        journal: journal_path,
+                    });
+                }
+                result => Some(result?),
+            }
+        };
+        let (journal, state, replay, journaled_candidates) = if let Some(contents) = previous {
             if let Some(w) = &contents.warning {
                 monitor.note(&format!("warning: {w}"));
             }
@@ -330,24 +366,20 @@ impl<'a> Search<'a> {
                     journal: journal_path,
                 });
             }
-            let state: State = if state_path.exists() {
-                let text = std::fs::read(&state_path).map_err(|e| Error::State {
-                    path: state_path.clone(),
-                    message: e.to_string(),
-                })?;
-                serde_json::from_slice(&text).map_err(|e| Error::State {
-                    path: state_path.clone(),
-                    message: e.to_string(),
-                })?
-            } else {
-                fresh_state()
+            let journal = Journal::open(&journal_path, &contents)?;
+            let state = match load_state(&state_path, &hash, contents.entries.len()) {
+                Ok(Some(state)) => state,
+                Ok(None) => fresh_state(),
+                Err(why) => {
+                    monitor.note(&format!(
+                        "warning: {}: {why}; rebuilding the search from the journal, which replays every \
+                         trial it holds and re-runs any it lacks: the results are exactly those of the \
+                         uninterrupted search",
+                        state_path.display()
+                    ));
+                    fresh_state()
+                }
             };
-            if state.spec_hash != hash || state.format != journal::FORMAT {
-                return Err(Error::State {
-                    path: state_path,
-                    message: "it belongs to another spec or format".into(),
-                });
-            }
             let mut replay = BTreeMap::new();
             let mut candidates = 0;
             for entry in contents.entries {
@@ -359,13 +391,10 @@ impl<'a> Search<'a> {
                     _ => {}
                 }
             }
-            let journal = Journal::open(&journal_path, contents.valid_len)?;
             (journal, state, replay, candidates)
         } else {
-            if launch.force {
-                for f in ["state.json", "lineage.dot", "best.rhai"] {
-                    let _ = std::fs::remove_file(out.join(f));
-                }
+            for f in ["state.json", "lineage.dot", "best.rhai"] {
+                let _ = std::fs::remove_file(out.join(f));
             }
             let header = Entry::Header {
                 format: journal::FORMAT,
@@ -403,6 +432,7 @@ impl<'a> Search<'a> {
             options,
             overhead: 0.0,
             journal_nanos: AtomicU64::new(0),
+            _lock: lock,
         })
     }
 
@@ -490,6 +520,7 @@ impl<'a> Search<'a> {
             }
             self.state.rounds += 1;
             self.state.elapsed = self.elapsed();
+            self.state.journal_lines = self.journal.lines();
             self.snapshot()?;
             self.overhead += clock.elapsed().as_secs_f64();
             monitor.update(&self.progress((0, 0)));

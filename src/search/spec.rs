@@ -362,14 +362,12 @@ impl SearchSpec {
             plasticity,
             retention,
         } = self.objective
+            && !(plasticity >= 0.0 && retention >= 0.0 && plasticity + retention > 0.0)
         {
-            if !(plasticity >= 0.0 && retention >= 0.0 && plasticity + retention > 0.0) {
-                return invalid(
-                    "objective",
-                    "weights must be ≥ 0 and not both 0, e.g. Weighted(plasticity: 1.0, retention: 2.0)"
-                        .into(),
-                );
-            }
+            return invalid(
+                "objective",
+                "weights must be ≥ 0 and not both 0, e.g. Weighted(plasticity: 1.0, retention: 2.0)".into(),
+            );
         }
         match (self.budget.evaluations, self.budget.minutes) {
             (None, None) => {

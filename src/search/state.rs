@@ -110,6 +110,9 @@ pub struct State {
     pub elapsed: f64,
     /// Ids of the finalists checked on held-out data.
     pub finalists: Vec<usize>,
+    /// Lines in the journal when this snapshot was taken: a journal found shorter lost lines since.
+    #[serde(default)]
+    pub journal_lines: usize,
 }
 
 pub(super) fn baseline_key(label: &str, stage: Stage, seed: u64) -> String {

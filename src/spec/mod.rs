@@ -228,6 +228,21 @@ fn default_slope() -> f32 {
     25.0
 }
 
+/// Checks that a spec's `name` is a plain file name: it names the directory under `runs/` and
+/// `reports/`, so a path (`../x`, `/tmp/x`) would write outside them.
+fn plain_name(name: &str) -> Result<(), String> {
+    let fix = "use letters, digits, '-', '_' and '.', e.g. \"pmnist-sgd\"";
+    if name.trim().is_empty() {
+        return Err(format!("must not be empty; {fix}"));
+    }
+    if name == "." || name == ".." || name.contains(['/', '\\', '\0']) || name.chars().any(char::is_control) {
+        return Err(format!(
+            "{name:?} is not a plain file name (it names a directory under runs/ and reports/); {fix}"
+        ));
+    }
+    Ok(())
+}
+
 /// Parses RON text into `T` with the extensions every synaptogen file uses: optional fields written
 /// plainly (`name: "x"`, not `name: Some("x")`), and `Cbp(lr: 0.05)` rather than `Cbp((lr: 0.05))`.
 pub(crate) fn parse_ron<T: serde::de::DeserializeOwned>(text: &str, path: &Path) -> Result<T, Error> {
@@ -264,6 +279,11 @@ impl RunSpec {
                 message,
             })
         };
+        if let Some(name) = &self.name
+            && let Err(message) = plain_name(name)
+        {
+            return invalid("name", message);
+        }
         let b = &self.benchmark;
         let n = &self.network;
         let positive = [
@@ -424,6 +444,15 @@ mod tests {
 
     fn check(text: &str) -> Result<RunSpec, String> {
         RunSpec::parse(text, Path::new("x.ron")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_name_is_a_plain_file_name() {
+        assert!(plain_name("pmnist-sgd_2.v1").is_ok());
+        for bad in ["", "  ", ".", "..", "../../escape", "/tmp/x", "a\\b", "a\nb"] {
+            let err = plain_name(bad).unwrap_err();
+            assert!(err.contains("e.g."), "{bad:?}: {err}");
+        }
     }
 
     #[test]
