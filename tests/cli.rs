@@ -337,3 +337,23 @@ fn a_name_that_is_a_path_is_refused() {
         check_input_error(&spec, &[], "name: ");
     }
 }
+
+#[test]
+fn absurd_sizes_are_refused_with_the_figure_and_the_limit() {
+    for (from, to, field) in [
+        ("tasks: 3", "tasks: 4000000000", "benchmark.tasks"),
+        ("hidden: [", "hidden: [100000000, ", "network.hidden"),
+    ] {
+        assert!(SYNTHETIC_SPEC.contains(from), "{from}");
+        check_input_error(
+            &SYNTHETIC_SPEC.replacen(from, to, 1),
+            &[],
+            &format!("{field}: one learner would need about"),
+        );
+    }
+    check_input_error(
+        SYNTHETIC_SPEC,
+        &["--tasks", "4000000000"],
+        "above the limit of 16 GiB",
+    );
+}

@@ -389,6 +389,8 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(seed) = args.seed {
         spec.seed = seed;
     }
+    // The flags change sizes the spec file was checked with (--tasks): check them again.
+    spec.validate(&args.spec)?;
     let named_on_command_line = !args.learners.is_empty() || !args.rules.is_empty();
     let mut learners: Vec<LearnerSpec> = if named_on_command_line {
         args.learners

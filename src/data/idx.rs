@@ -4,7 +4,8 @@
 //! big-endian u32 per dimension, then the bytes. Images are 3-dimensional (n, rows, cols), labels
 //! 1-dimensional (n). Every check names the file, because a half-downloaded file is the usual culprit.
 
-use std::io::Read;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use super::{Error, Split};
@@ -13,24 +14,36 @@ const IMAGES_MAGIC: u32 = 0x0000_0803;
 const LABELS_MAGIC: u32 = 0x0000_0801;
 
 /// Reads a whole file, transparently gunzipping it when it starts with the gzip magic bytes.
-fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>, Error> {
+/// The largest data section an IDX file may declare: 4 GiB, far above any image dataset we read, and
+/// the bound on what a damaged or hostile header can make us allocate.
+const MAX_BYTES: usize = 1 << 32;
+
+/// Opens `path` for reading, inflating it on the fly when it starts with the gzip magic bytes.
+fn open(path: &Path) -> Result<Box<dyn Read>, Error> {
     let io = |source| Error::Io {
         path: path.to_path_buf(),
         source,
     };
-    let raw = std::fs::read(path).map_err(io)?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::with_capacity(raw.len() * 4);
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| Error::Malformed {
-                path: path.to_path_buf(),
-                problem: format!("corrupt gzip stream ({e})"),
-            })?;
-        Ok(out)
+    let mut file = BufReader::new(File::open(path).map_err(io)?);
+    let gzip = file.fill_buf().map_err(io)?.starts_with(&[0x1f, 0x8b]);
+    Ok(if gzip {
+        Box::new(flate2::read::GzDecoder::new(file))
     } else {
-        Ok(raw)
-    }
+        Box::new(file)
+    })
+}
+
+/// Reads up to `limit` bytes; an inflation error is a corrupt file.
+fn read_at_most(path: &Path, reader: &mut dyn Read, limit: usize) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::with_capacity(limit.min(64 << 20));
+    reader
+        .take(limit as u64)
+        .read_to_end(&mut out)
+        .map_err(|e| Error::Malformed {
+            path: path.to_path_buf(),
+            problem: format!("unreadable or corrupt gzip stream ({e})"),
+        })?;
+    Ok(out)
 }
 
 fn header(path: &Path, bytes: &[u8], what: &'static str, magic: u32) -> Result<Vec<usize>, Error> {
@@ -64,23 +77,48 @@ fn header(path: &Path, bytes: &[u8], what: &'static str, magic: u32) -> Result<V
         .collect()
 }
 
-/// Reads an IDX image file and its label file into a [`Split`], with pixels scaled to [0, 1].
-/// Returns the split and the image (width, height).
-pub fn read_pair(images: &Path, labels: &Path) -> Result<(Split, usize, usize), Error> {
-    let image_bytes = read_maybe_gzip(images)?;
-    let dims = header(images, &image_bytes, "image", IMAGES_MAGIC)?;
-    let (n, rows, cols) = (dims[0], dims[1], dims[2]);
-    let offset = 16;
-    let expected = offset + n * rows * cols;
-    if image_bytes.len() < expected {
-        return Err(Error::Truncated {
-            path: images.to_path_buf(),
-            expected,
-            found: image_bytes.len(),
+/// Reads one IDX file: its header first (a wrong magic number is found before anything is inflated),
+/// then exactly the bytes its dimensions declare, never more (a gzip bomb inflates no further than the
+/// declared size). Every dimension must be at least 1 and their product must fit [`MAX_BYTES`].
+fn read_idx(path: &Path, what: &'static str, magic: u32) -> Result<(Vec<usize>, Vec<u8>), Error> {
+    let mut reader = open(path)?;
+    let header_len = 4 * ((magic & 0xff) as usize + 1);
+    let head = read_at_most(path, &mut reader, header_len)?;
+    let dims = header(path, &head, what, magic)?;
+    if let Some(i) = dims.iter().position(|&d| d == 0) {
+        return Err(Error::Malformed {
+            path: path.to_path_buf(),
+            problem: format!("dimension {} of {dims:?} is 0; the file holds no {what}s", i + 1),
         });
     }
-    let label_bytes = read_maybe_gzip(labels)?;
-    let label_dims = header(labels, &label_bytes, "label", LABELS_MAGIC)?;
+    let body = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|&b| b <= MAX_BYTES)
+        .ok_or_else(|| Error::Malformed {
+            path: path.to_path_buf(),
+            problem: format!(
+                "its header declares dimensions {dims:?}, more than the {} GiB an IDX file may hold here; the header is damaged",
+                MAX_BYTES >> 30
+            ),
+        })?;
+    let data = read_at_most(path, &mut reader, body)?;
+    if data.len() < body {
+        return Err(Error::Truncated {
+            path: path.to_path_buf(),
+            expected: header_len + body,
+            found: header_len + data.len(),
+        });
+    }
+    Ok((dims, data))
+}
+
+/// Reads an image file and its label file: the images as f32 in [0, 1], row-major, then the width and
+/// height. Both files must agree on the number of examples, and every label must be a digit.
+pub fn read_pair(images: &Path, labels: &Path) -> Result<(Split, usize, usize), Error> {
+    let (dims, image_bytes) = read_idx(images, "image", IMAGES_MAGIC)?;
+    let (n, rows, cols) = (dims[0], dims[1], dims[2]);
+    let (label_dims, labels_out) = read_idx(labels, "label", LABELS_MAGIC)?;
     if label_dims[0] != n {
         return Err(Error::Malformed {
             path: labels.to_path_buf(),
@@ -91,24 +129,13 @@ pub fn read_pair(images: &Path, labels: &Path) -> Result<(Split, usize, usize), 
             ),
         });
     }
-    if label_bytes.len() < 8 + n {
-        return Err(Error::Truncated {
-            path: labels.to_path_buf(),
-            expected: 8 + n,
-            found: label_bytes.len(),
-        });
-    }
-    let labels_out = label_bytes[8..8 + n].to_vec();
     if let Some(bad) = labels_out.iter().find(|&&l| l > 9) {
         return Err(Error::Malformed {
             path: labels.to_path_buf(),
             problem: format!("label {bad} is outside 0..=9"),
         });
     }
-    let images_out = image_bytes[offset..expected]
-        .iter()
-        .map(|&b| b as f32 / 255.0)
-        .collect();
+    let images_out = image_bytes.iter().map(|&b| b as f32 / 255.0).collect();
     Ok((
         Split {
             images: images_out,
@@ -160,6 +187,54 @@ pub(crate) mod tests {
             assert_eq!(split.labels, vec![0, 1, 2]);
             assert_eq!(split.images[1], 60.0 / 255.0);
         }
+    }
+
+    fn idx_images(dims: [u32; 3], data: &[u8]) -> Vec<u8> {
+        let mut bytes = vec![0, 0, 8, 3];
+        for d in dims {
+            bytes.extend_from_slice(&d.to_be_bytes());
+        }
+        bytes.extend_from_slice(data);
+        bytes
+    }
+
+    #[test]
+    fn empty_and_overflowing_dimensions_are_named_not_panics() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (_, labels) = write_pair(dir.path(), 1, false);
+        let images = dir.path().join("bad");
+        for (dims, expected) in [
+            ([1, 0, 0], "dimension 2 of [1, 0, 0] is 0"),
+            ([0, 28, 28], "dimension 1 of [0, 28, 28] is 0"),
+            ([u32::MAX, u32::MAX, u32::MAX], "the header is damaged"),
+            ([60_000, 28, 28], "truncated"),
+        ] {
+            std::fs::write(&images, idx_images(dims, &[1, 2, 3, 4])).expect("write");
+            let err = read_pair(&images, &labels).unwrap_err().to_string();
+            assert!(err.contains(expected), "{dims:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_gzip_stream_inflates_no_further_than_its_header_declares() {
+        // One 2×2 image declared, 64 MiB of zeros behind it: only the 16 + 4 declared bytes are inflated.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (_, labels) = write_pair(dir.path(), 1, false);
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&idx_images([1, 2, 2], &[7, 7, 7, 7]))
+            .expect("in-memory");
+        enc.write_all(&vec![0u8; 64 << 20]).expect("in-memory");
+        let images = dir.path().join("bomb.gz");
+        std::fs::write(&images, enc.finish().expect("in-memory")).expect("write");
+        let (split, w, h) = read_pair(&images, &labels).expect("reads the declared image");
+        assert_eq!((w, h, split.images.len()), (2, 2, 4));
+        // A wrong magic number is found before anything past the header is inflated.
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&[0, 0, 8, 9]).expect("in-memory");
+        enc.write_all(&vec![0u8; 64 << 20]).expect("in-memory");
+        std::fs::write(&images, enc.finish().expect("in-memory")).expect("write");
+        let err = read_pair(&images, &labels).unwrap_err().to_string();
+        assert!(err.contains("not an IDX image file"), "{err}");
     }
 
     #[test]

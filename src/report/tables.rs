@@ -363,6 +363,10 @@ pub fn front_points(table: &DataFrame) -> Result<Vec<FrontPoint>, Error> {
 
 /// A string cell.
 pub fn string_at(frame: &DataFrame, column: &str, row: usize) -> Option<String> {
+    // polars' `get` panics past the end: an empty board (no baseline, no candidate) is a `None` here.
+    if row >= frame.height() {
+        return None;
+    }
     frame
         .column(column)
         .ok()?
@@ -374,6 +378,9 @@ pub fn string_at(frame: &DataFrame, column: &str, row: usize) -> Option<String> 
 
 /// A float cell (null or missing → None).
 pub fn f64_at(frame: &DataFrame, column: &str, row: usize) -> Option<f64> {
+    if row >= frame.height() {
+        return None;
+    }
     let c = frame.column(column).ok()?.cast(&DataType::Float64).ok()?;
     c.f64().ok()?.get(row).filter(|x| x.is_finite())
 }

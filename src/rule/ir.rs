@@ -605,8 +605,40 @@ impl Rule {
                 out.push('\n');
             }
             let _ = writeln!(out, "fn {}() {{", section.function());
+            // Each expression reads the values before the section ran. Printed as assignments in a
+            // row, a variable written on one line and read on a later one would be read with its new
+            // value; then every value is computed into a `let` first and assigned after.
+            let mut written: Vec<Var> = Vec::new();
+            let mut reads_a_new_value = false;
             for (name, expr) in outputs {
-                let _ = writeln!(out, "    {name} = {};", expr.to_rhai(&self.constants));
+                let mut reads = Vec::new();
+                expr.reads(&mut reads);
+                reads_a_new_value |= written.iter().any(|w| reads.contains(w));
+                written.push(*name);
+            }
+            if reads_a_new_value {
+                let local = |name: &Var| {
+                    let mut local = format!("new_{name}");
+                    while self.constants.iter().any(|(c, _)| *c == local) {
+                        local.insert(0, '_');
+                    }
+                    local
+                };
+                for (name, expr) in outputs {
+                    let _ = writeln!(
+                        out,
+                        "    let {} = {};",
+                        local(name),
+                        expr.to_rhai(&self.constants)
+                    );
+                }
+                for (name, _) in outputs {
+                    let _ = writeln!(out, "    {name} = {};", local(name));
+                }
+            } else {
+                for (name, expr) in outputs {
+                    let _ = writeln!(out, "    {name} = {};", expr.to_rhai(&self.constants));
+                }
             }
             out.push_str("}\n");
         }

@@ -74,6 +74,12 @@ pub fn parse(source: &str) -> Result<Rule, Vec<Diagnostic>> {
                 let (ident, init, _) = &**decl;
                 let name = ident.name.to_string();
                 match constant_value(init, &constants) {
+                    Some(v) if !v.is_finite() => {
+                        let (l, c) = at(init.position());
+                        diagnostics.push(Diagnostic::new(l, c, out_of_range(&name)));
+                        // Registered anyway, so its uses are not reported as unknown names too.
+                        constants.push((name, 0.0));
+                    }
                     Some(v) if vocab::lookup(&name).is_none() => constants.push((name, v)),
                     Some(_) => {
                         let (l, c) = at(*pos);
@@ -92,6 +98,9 @@ pub fn parse(source: &str) -> Result<Rule, Vec<Diagnostic>> {
                             c,
                             format!("constant '{name}' must be a number, e.g. const {name} = 0.01;"),
                         ));
+                        if vocab::lookup(&name).is_none() {
+                            constants.push((name, 0.0));
+                        }
                     }
                 }
             }
@@ -242,6 +251,14 @@ pub fn parse(source: &str) -> Result<Rule, Vec<Diagnostic>> {
         diagnostics.sort_by_key(|d| (d.line, d.column));
         Err(diagnostics)
     }
+}
+
+/// The message for a number literal outside the f32 range.
+fn out_of_range(what: &str) -> String {
+    format!(
+        "{what} is outside the range of a 32-bit float (magnitude below 3.4e38), in which rules compute; \
+         write a smaller number"
+    )
 }
 
 /// The value of a constant's initialiser: a number, possibly negated, or an earlier constant.
@@ -523,6 +540,10 @@ impl Walker<'_> {
 
     fn expr(&mut self, e: &RExpr, env: &Env) -> Option<Expr> {
         match e {
+            RExpr::FloatConstant(f, pos) if !f.is_finite() => {
+                self.error(*pos, out_of_range("this number"));
+                None
+            }
             RExpr::FloatConstant(f, _) => Some(Expr::Num(**f)),
             RExpr::IntegerConstant(i, _) => Some(Expr::Num(*i as f32)),
             RExpr::BoolConstant(b, _) => Some(Expr::Bool(*b)),

@@ -74,12 +74,42 @@ fn lets_assignments_and_ifs_are_executed_symbolically() {
 }
 
 #[test]
+fn a_number_outside_the_f32_range_is_a_located_error_and_nothing_more() {
+    for (source, at) in [
+        ("const A = 1e39;\nfn synapse() { dw = A * grad; }", "1:11"),
+        ("const A = -1e39;\nfn synapse() { dw = A * grad; }", "1:11"),
+        ("fn synapse() {\n    dw = 1e39 * grad;\n}", "2:10"),
+    ] {
+        let err = check(source).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("rule.rhai:{at}")) && err.contains("32-bit float"),
+            "{source}: {err}"
+        );
+        assert!(
+            !err.contains("unknown"),
+            "one error, not a second about its uses: {err}"
+        );
+    }
+    let err = check("const A = 0.0 / 0.0;\nfn synapse() { dw = A * grad; }")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("must be a number") && !err.contains("unknown"),
+        "{err}"
+    );
+}
+
+#[test]
 fn printing_then_reparsing_is_the_identity_on_the_canonical_ir() {
     for source in [
         "fn synapse() { dw = -lr * grad - 0.002 * (hebb - pre * post); }",
         "const A = -0.5; fn synapse() { dw = A * w ** 2.0 ** 0.5 - (grad - (pre - post)); }",
         "fn neuron() { theta = theta + 1e-7 * sign(rate - 0.05); h = clamp(h, -1.0, 1.0); score = util; }",
         "fn prune() { score = if w < 0.0 && !(pre > 0.5) || post == 1.0 { -w } else { max(w, pre_trace) }; }",
+        // A value written, then read: the printed form must not read the new value where the IR reads
+        // the old one.
+        "const DECAY = 0.99; fn neuron() { h = DECAY * h + act_dev; score = h / age; }",
+        "const new_h = 2.0; fn neuron() { theta = h; h = theta * new_h; }",
     ] {
         let first = check(source).expect("compiles").canonical;
         let printed = first.to_rhai();

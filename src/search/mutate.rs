@@ -405,6 +405,65 @@ mod tests {
         }
     }
 
+    /// Every shipped rule file and committed winner, compiled to its canonical form.
+    fn shipped_rules() -> Vec<(String, Rule)> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut paths = Vec::new();
+        for dir in [
+            "rules/baselines",
+            "rules/local",
+            "rules/pruning",
+            "reports/quickstart",
+            "reports/overproduce",
+        ] {
+            for entry in std::fs::read_dir(root.join(dir))
+                .expect("shipped directory")
+                .flatten()
+            {
+                if entry.path().extension().is_some_and(|e| e == "rhai") {
+                    paths.push(entry.path());
+                }
+            }
+        }
+        paths.sort();
+        paths
+            .into_iter()
+            .map(|p| {
+                let text = std::fs::read_to_string(&p).expect("readable");
+                (p.display().to_string(), rule(&text))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn chains_of_mutations_print_rules_that_parse_back_to_themselves() {
+        // The search stores a candidate as its printed canonical form and compiles it again on resume:
+        // whatever the mutations make must print as Rhai that parses back to the same rule.
+        let shipped = shipped_rules();
+        let mut checked = 0;
+        for (i, (name, seed)) in shipped.iter().enumerate() {
+            let sections: Vec<Section> = seed.sections.keys().copied().collect();
+            let other = &shipped[(i + 1) % shipped.len()].1;
+            for chain in 0..8u64 {
+                let mut rng = Rng::stream(7, Purpose::Learner, &[i as u64, chain]);
+                let mut current = seed.clone();
+                for _ in 0..12 {
+                    let kind = Kind::ALL[rng.below(Kind::ALL.len())];
+                    let Some((child, detail)) = mutate(&current, other, kind, &sections, &mut rng) else {
+                        continue;
+                    };
+                    let text = child.canonical().to_rhai();
+                    let again = crate::rule::compile(&text, Path::new("child.rhai"))
+                        .unwrap_or_else(|e| panic!("{name}: {kind:?} ({detail}) printed\n{text}\n{e}"));
+                    assert_eq!(again.canonical.to_rhai(), text, "{name}: {kind:?} ({detail})");
+                    current = again.canonical;
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 500, "only {checked} mutations applied");
+    }
+
     #[test]
     fn a_rule_without_constants_has_none_to_perturb() {
         let parent = rule("fn synapse() { dw = -lr * grad; }");

@@ -268,7 +268,17 @@ impl SearchSpec {
             })
         };
         // The run spec's own checks cover the benchmark and network sections.
-        self.run_spec(self.top_tasks(), self.seed).validate(path)?;
+        // (run at the top rung's task count, which a search sets in fidelity.rungs).
+        self.run_spec(self.top_tasks(), self.seed)
+            .validate(path)
+            .map_err(|e| match e {
+                Error::Invalid { path, field, message } if field == "benchmark.tasks" => Error::Invalid {
+                    path,
+                    field: "fidelity.rungs".into(),
+                    message,
+                },
+                other => other,
+            })?;
         if self.seed_rules.is_empty() {
             return invalid(
                 "seed_rules",
@@ -290,6 +300,22 @@ impl SearchSpec {
         self.learner
             .check()
             .or_else(|(field, message)| invalid(&format!("learner.{field}"), message))?;
+        if self.baselines.is_empty() {
+            return invalid(
+                "baselines",
+                "needs at least one: a candidate's advantage is its objective minus the best \
+                 baseline's on the same seeds, e.g. [Sgd(lr: 0.05)]"
+                    .into(),
+            );
+        }
+        if self.held_out.seeds == 0 && self.held_out.finalists > 0 {
+            return invalid(
+                "held_out.seeds",
+                "must be at least 1 while held_out.finalists is above 0; to skip the held-out check, \
+                 set finalists: 0"
+                    .into(),
+            );
+        }
         for (i, b) in self.baselines.iter().enumerate() {
             b.check().or_else(|(field, message)| {
                 let field = field.trim_start_matches("learner.");
@@ -306,6 +332,20 @@ impl SearchSpec {
         }
         if self.mutation.as_array().iter().sum::<f32>() <= 0.0 {
             return invalid("mutation", "at least one weight must be positive".into());
+        }
+        // Counts that size the search's own state: far above any real search, far below what would
+        // exhaust memory before the first trial.
+        for (field, value, most) in [
+            ("seeds", self.seeds, 1_000),
+            ("held_out.seeds", self.held_out.seeds, 1_000),
+            ("held_out.finalists", self.held_out.finalists, 1_000),
+            ("evolution.islands", self.evolution.islands, 10_000),
+            ("evolution.population", self.evolution.population, 1_000_000),
+            ("evolution.batch", self.evolution.batch, 1_000_000),
+        ] {
+            if value > most {
+                return invalid(field, format!("must be at most {most} (got {value})"));
+            }
         }
         let e = &self.evolution;
         for (field, value) in [
@@ -461,6 +501,19 @@ mod tests {
             ("[\"rules/baselines/sgd.rhai\"]", "[]", "seed_rules"),
             ("batch: 10", "batch: 0", "benchmark.protocol.batch"),
             ("Sgd(lr: 0.05)", "Sgd(lr: -1.0)", "baselines[0].lr"),
+            ("[Sgd(lr: 0.05)]", "[]", "baselines"),
+            ("rungs: [2, 4]", "rungs: [2, 4000000000]", "fidelity.rungs"),
+            ("budget:", "seeds: 4000000000,\n        budget:", "seeds"),
+            (
+                "budget:",
+                "evolution: (islands: 4000000000),\n        budget:",
+                "evolution.islands",
+            ),
+            (
+                "budget:",
+                "held_out: (finalists: 2, seeds: 0),\n        budget:",
+                "held_out.seeds",
+            ),
         ] {
             let err = check(&MINIMAL.replace(from, to)).unwrap_err();
             assert!(
@@ -489,6 +542,7 @@ pub(crate) mod tests_support {
                             protocol: Minibatch(batch: 10, epochs: 1)),
                 network: (hidden: [16]),
                 seed_rules: ["rules/baselines/sgd.rhai"],
+                baselines: [Sgd(lr: 0.05)],
                 fidelity: (rungs: [2, 4]),
                 budget: (evaluations: 10),
             )"#,

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{DatasetKind, StreamConfig};
 
+pub mod footprint;
 mod learner;
 
 use crate::snn::{self, Encoding, Init, Lif, NetworkConfig, Neuron};
@@ -349,6 +350,9 @@ impl RunSpec {
         self.learner
             .check()
             .or_else(|(field, message)| invalid(&field, message))?;
+        if let Some((field, message)) = footprint::Footprint::of(self).check() {
+            return invalid(field, message);
+        }
         if self.learner.needs_boundaries() && b.boundaries == Boundaries::Hidden {
             return invalid(
                 "learner",
