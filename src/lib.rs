@@ -8,6 +8,8 @@
 pub mod cli;
 pub mod data;
 pub mod files;
+#[cfg(test)]
+mod fuzz;
 pub mod learner;
 pub mod metrics;
 pub mod names;

@@ -357,3 +357,54 @@ fn absurd_sizes_are_refused_with_the_figure_and_the_limit() {
         "above the limit of 16 GiB",
     );
 }
+
+#[test]
+fn a_search_spec_given_to_run_says_which_command_takes_it() {
+    let search = std::fs::read_to_string(util::repo().join("searches/quickstart.ron")).expect("shipped");
+    check_input_error(
+        &search,
+        &[],
+        "this is a search spec (it has seed_rules): run it with `synaptogen search`",
+    );
+}
+
+#[test]
+fn a_byte_order_mark_is_not_part_of_the_spec() {
+    let (code, _, stderr, _dir) = run_spec(&format!("\u{feff}{SYNTHETIC_SPEC}"), &["--tasks", "1"]);
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn a_missing_dataset_at_the_specs_data_path_points_at_the_spec() {
+    let spec = SYNTHETIC_SPEC.replacen(
+        "dataset: Synthetic,",
+        "dataset: Mnist,\n        data_path: \"nowhere\",",
+        1,
+    );
+    check_input_error(
+        &spec,
+        &["--data-dir", "/tmp"],
+        "benchmark.data_path is the only place looked in",
+    );
+}
+
+#[test]
+fn a_run_into_a_directory_another_process_holds_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let held = synaptogen::files::lock_dir(&dir.path().join("out")).expect("locks");
+    let path = write_spec(dir.path(), SYNTHETIC_SPEC);
+    let out = synaptogen(dir.path())
+        .arg("run")
+        .arg(&path)
+        .args(["--out", "out", "-q"])
+        .output()
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("in use by another synaptogen")
+            && stderr.contains(&format!("pid {}", std::process::id())),
+        "{stderr}"
+    );
+    drop(held);
+}

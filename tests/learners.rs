@@ -57,7 +57,7 @@ fn an_unknown_learner_lists_the_known_ones_and_suggests_the_nearest() {
 #[test]
 fn out_of_range_and_missing_parameters_are_named() {
     for (learner, fragment) in [
-        ("L2(lr: -0.1)", "learner.lr: must be positive"),
+        ("L2(lr: -0.1)", "learner.lr: must be a finite number above 0"),
         (
             "Cbp(lr: 0.05, replacement_rate: 1.0)",
             "learner.replacement_rate: must be below 1",
@@ -66,7 +66,10 @@ fn out_of_range_and_missing_parameters_are_named() {
             "Cbp(lr: 0.05, replacement_rate: -0.1)",
             "learner.replacement_rate: must be zero or positive",
         ),
-        ("Mesu(sigma_prior: 0.0)", "learner.sigma_prior: must be positive"),
+        (
+            "Mesu(sigma_prior: 0.0)",
+            "learner.sigma_prior: must be a finite number above 0",
+        ),
         ("Mesu(samples: 0)", "learner.samples: must be at least 1"),
         (
             "EwcOnline(lr: 0.1, gamma: 2.0)",

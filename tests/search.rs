@@ -516,3 +516,12 @@ fn an_empty_journal_is_a_search_that_never_started() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("starting it afresh"), "{stderr}");
 }
+
+#[test]
+fn a_run_spec_given_to_search_says_which_command_takes_it() {
+    input_error(
+        util::SYNTHETIC_SPEC,
+        &[],
+        "this looks like a run spec (it has no seed_rules): train it with `synaptogen run`",
+    );
+}

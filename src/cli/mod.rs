@@ -161,10 +161,27 @@ pub fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", message(&err));
             ExitCode::from(exit_code(&err))
         }
     }
+}
+
+/// The error and its causes on one line, each said once: many of our errors already quote their
+/// cause (`…: cannot write (No space left on device)`), which `{:#}` would print again after them.
+fn message(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 /// The one place an error becomes an exit status.
@@ -599,5 +616,27 @@ impl Observer for FileObserver<'_> {
 
     fn should_stop(&mut self) -> bool {
         self.error.is_some() || self.stop.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_error_says_each_cause_once() {
+        let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        let err = anyhow::Error::from(crate::files::Error::Write {
+            path: "out/state.json".into(),
+            source: full,
+        })
+        .context("saving the search results");
+        let text = super::message(&err);
+        let said = text
+            .matches(&std::io::Error::from(std::io::ErrorKind::StorageFull).to_string())
+            .count();
+        assert_eq!(said, 1, "{text}");
+        assert!(
+            text.starts_with("saving the search results: out/state.json: cannot write"),
+            "{text}"
+        );
     }
 }

@@ -199,12 +199,9 @@ pub fn search_command(args: SearchArgs) -> anyhow::Result<ExitCode> {
     match finish {
         Finish::Interrupted => {
             eprintln!(
-                "interrupted: every finished trial is in {}; continue with\n  synaptogen search {} --resume{}",
+                "interrupted: every finished trial is in {}; continue with\n  {}",
                 out.join("journal.jsonl").display(),
-                args.spec.display(),
-                args.out
-                    .as_ref()
-                    .map_or(String::new(), |o| format!(" --out {}", o.display()))
+                resume_command(std::env::args().skip(1))
             );
             Ok(ExitCode::from(130))
         }
@@ -221,6 +218,29 @@ pub fn search_command(args: SearchArgs) -> anyhow::Result<ExitCode> {
             print_stdout(&text)
         }
     }
+}
+
+/// The command line as the user typed it (arguments after the program name), with `--force` or
+/// `--resume` replaced by one `--resume` at the end, quoted for a POSIX shell where needed.
+fn resume_command(args: impl Iterator<Item = String>) -> String {
+    let quote = |a: &str| {
+        if !a.is_empty()
+            && a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+        {
+            a.to_string()
+        } else {
+            format!("'{}'", a.replace('\'', r"'\''"))
+        }
+    };
+    std::iter::once("synaptogen".to_string())
+        .chain(
+            args.filter(|a| a != "--force" && a != "--resume")
+                .map(|a| quote(&a)),
+        )
+        .chain(std::iter::once("--resume".to_string()))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A rule's source on one line: constants and assignments, without the function braces.
@@ -348,4 +368,26 @@ fn summary(search: &Search, spec: &SearchSpec, name: &str) -> String {
         search.out().display()
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_resume_hint_keeps_every_flag_given() {
+        let args = [
+            "search",
+            "my spec.ron",
+            "--force",
+            "--data-dir",
+            "/d",
+            "--threads",
+            "1",
+            "--out",
+            "it's",
+        ];
+        assert_eq!(
+            super::resume_command(args.iter().map(|a| a.to_string())),
+            r"synaptogen search 'my spec.ron' --data-dir /d --threads 1 --out 'it'\''s' --resume"
+        );
+    }
 }

@@ -7,8 +7,8 @@
 //!
 //! Images are stored as `f32` in [0, 1], one row of `width × height` pixels per example, row-major.
 
-mod idx;
-mod npm;
+pub(crate) mod idx;
+pub(crate) mod npm;
 mod source;
 mod stream;
 mod synthetic;
@@ -25,7 +25,7 @@ pub use synthetic::synthetic;
 #[non_exhaustive]
 pub enum Error {
     /// A file could not be read.
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read: {source}; re-fetch it with scripts/fetch-data.sh")]
     Io {
         /// The file.
         path: PathBuf,
@@ -68,14 +68,23 @@ pub enum Error {
     },
     /// No dataset files were found in any of the places searched.
     #[error(
-        "dataset {dataset} not found (looked in {}); fetch it with scripts/fetch-data.sh, or point --data-dir or SYNAPTOGEN_DATA at it",
-        .searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        "dataset {dataset} not found (looked in {}); {}",
+        .searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+        if *.from_spec {
+            "the spec's benchmark.data_path is the only place looked in: correct it, or remove it to \
+             use --data-dir, SYNAPTOGEN_DATA or ./data (scripts/fetch-data.sh fetches there)"
+        } else {
+            "fetch it with scripts/fetch-data.sh, or point --data-dir or SYNAPTOGEN_DATA at it"
+        }
     )]
     Missing {
         /// The dataset's name in specs.
         dataset: &'static str,
         /// Every place that was searched, in order.
         searched: Vec<PathBuf>,
+        /// Whether the spec's `data_path` named the one place (flags and the environment are then
+        /// not consulted).
+        from_spec: bool,
     },
     /// A task asks for more examples than the dataset has.
     #[error(

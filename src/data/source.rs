@@ -145,6 +145,7 @@ pub fn load(kind: DatasetKind, locator: &Locator) -> Result<Dataset, Error> {
     Err(Error::Missing {
         dataset: kind.name(),
         searched: places,
+        from_spec: locator.explicit.is_some(),
     })
 }
 

@@ -40,6 +40,8 @@ fn at(pos: Position) -> (usize, usize) {
 
 /// Parses a rule script.
 pub fn parse(source: &str) -> Result<Rule, Vec<Diagnostic>> {
+    // A byte-order mark some editors write is not part of the script.
+    let source = source.strip_prefix('\u{feff}').unwrap_or(source);
     let error = |line, column, message: String| {
         vec![Diagnostic {
             line,

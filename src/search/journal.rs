@@ -322,7 +322,7 @@ pub fn read(path: &Path) -> Result<Contents, Error> {
             return Err(Error::Incompatible {
                 path: path.to_path_buf(),
                 message: format!(
-                    "written in journal format {format}; this synaptogen reads formats {UNNUMBERED_FORMAT} and {FORMAT}. Use the synaptogen version that wrote it, or rerun the search with --force"
+                    "written in journal format {format}; this synaptogen reads formats {UNNUMBERED_FORMAT} and {FORMAT}. Use the synaptogen version that wrote it, or start the search afresh (`synaptogen search SPEC --force`)"
                 ),
             });
         }
@@ -357,6 +357,14 @@ impl Verifier {
             Entry::Header { .. } => Err("a second header".into()),
             _ if first => Err("the first line is not the journal header".into()),
             Entry::Candidate(c) if c.id == self.candidates => {
+                if let Origin::Mutation { parent, donor, .. } = &c.origin
+                    && let Some(elder) = std::iter::once(parent).chain(donor).find(|p| **p >= c.id)
+                {
+                    return Err(format!(
+                        "candidate #{} descends from #{elder}, born after it",
+                        c.id
+                    ));
+                }
                 self.candidates += 1;
                 Ok(())
             }

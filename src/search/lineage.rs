@@ -44,9 +44,14 @@ impl Lineage {
                     detail: detail.clone(),
                     donor: is_donor,
                 };
-                graph.add_edge(NodeIndex::new(*parent), NodeIndex::new(c.id), step(false));
-                if let Some(d) = donor {
-                    graph.add_edge(NodeIndex::new(*d), NodeIndex::new(c.id), step(true));
+                // `journal::read` checks parents are born first; a record that names an unknown one
+                // (built by hand) loses that edge rather than panicking.
+                let known = |id: usize| id < candidates.len() && c.id < candidates.len();
+                if known(*parent) {
+                    graph.add_edge(NodeIndex::new(*parent), NodeIndex::new(c.id), step(false));
+                }
+                if let Some(d) = donor.filter(|d| known(*d)) {
+                    graph.add_edge(NodeIndex::new(d), NodeIndex::new(c.id), step(true));
                 }
             }
         }

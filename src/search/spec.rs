@@ -253,7 +253,12 @@ fn default_abort_margin() -> f32 {
 impl SearchSpec {
     /// Parses and validates a search spec; `path` is used in messages only.
     pub fn parse(text: &str, path: &Path) -> Result<SearchSpec, Error> {
-        let spec: SearchSpec = crate::spec::parse_ron(text, path)?;
+        let spec: SearchSpec = crate::spec::parse_ron(text, path).map_err(|e| {
+            e.with_hint(
+                !text.contains("seed_rules"),
+                "this looks like a run spec (it has no seed_rules): train it with `synaptogen run`",
+            )
+        })?;
         spec.validate(path)?;
         Ok(spec)
     }
@@ -418,7 +423,10 @@ impl SearchSpec {
             }
             (Some(0), _) => return invalid("budget.evaluations", "must be at least 1 (got 0)".into()),
             (_, Some(m)) if !(m > 0.0 && m.is_finite()) => {
-                return invalid("budget.minutes", format!("must be positive (got {m})"));
+                return invalid(
+                    "budget.minutes",
+                    format!("must be a finite number above 0 (got {m})"),
+                );
             }
             _ => {}
         }

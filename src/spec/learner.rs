@@ -267,7 +267,7 @@ impl StochasticSpec {
         if !(self.sigma_init > 0.0 && self.sigma_init.is_finite()) {
             return Err((
                 "sigma_init".into(),
-                format!("must be positive (got {})", self.sigma_init),
+                format!("must be a finite number above 0 (got {})", self.sigma_init),
             ));
         }
         if !(self.sigma_min >= 0.0 && self.sigma_min.is_finite()) {
@@ -487,7 +487,10 @@ impl RuleSpec {
     /// relative to the rule learner (`structure.window`).
     pub fn check(&self) -> Result<(), (String, String)> {
         if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return Err(("lr".into(), format!("must be positive (got {})", self.lr)));
+            return Err((
+                "lr".into(),
+                format!("must be a finite number above 0 (got {})", self.lr),
+            ));
         }
         let within = |section: &str, result: Result<(), (String, String)>| {
             result.map_err(|(field, message)| (format!("{section}.{field}"), message))
@@ -634,7 +637,7 @@ impl LearnerSpec {
         if let Some(lr) = self.lr()
             && !(lr > 0.0 && lr.is_finite())
         {
-            return fail("lr", format!("must be positive (got {lr})"));
+            return fail("lr", format!("must be a finite number above 0 (got {lr})"));
         }
         let non_negative: Vec<(&str, f64)> = match self {
             LearnerSpec::L2 { weight_decay, .. } => vec![("weight_decay", *weight_decay as f64)],
@@ -694,7 +697,10 @@ impl LearnerSpec {
             }
             LearnerSpec::Mesu(p) => {
                 if !(p.sigma_prior > 0.0 && p.sigma_prior.is_finite()) {
-                    return fail("sigma_prior", format!("must be positive (got {})", p.sigma_prior));
+                    return fail(
+                        "sigma_prior",
+                        format!("must be a finite number above 0 (got {})", p.sigma_prior),
+                    );
                 }
                 if p.memory.is_nan() || p.memory <= 0.0 {
                     return fail("memory", format!("must be positive, or inf (got {})", p.memory));
@@ -704,16 +710,19 @@ impl LearnerSpec {
                     return fail(field, "must be at least 1 (got 0)".into());
                 }
                 if !(p.sigma_init > 0.0 && p.sigma_init.is_finite()) {
-                    return fail("sigma_init", format!("must be positive (got {})", p.sigma_init));
+                    return fail(
+                        "sigma_init",
+                        format!("must be a finite number above 0 (got {})", p.sigma_init),
+                    );
                 }
                 for (field, v) in [("lr_mu", p.lr_mu), ("lr_sigma", p.lr_sigma)] {
                     if !(v > 0.0 && v.is_finite()) {
-                        return fail(field, format!("must be positive (got {v})"));
+                        return fail(field, format!("must be a finite number above 0 (got {v})"));
                     }
                 }
                 match p.ratio_max {
                     Some(r) if r.is_nan() || r <= 0.0 => {
-                        fail("ratio_max", format!("must be positive (got {r})"))
+                        fail("ratio_max", format!("must be a finite number above 0 (got {r})"))
                     }
                     _ => Ok(()),
                 }

@@ -49,6 +49,27 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// Appends `hint` to a parse error's message when `applies`: a file of the other kind of spec
+    /// fails on its first field that kind lacks, and the hint says which command takes it.
+    pub(crate) fn with_hint(self, applies: bool, hint: &str) -> Error {
+        match self {
+            Error::Parse {
+                path,
+                line,
+                column,
+                message,
+            } if applies => Error::Parse {
+                path,
+                line,
+                column,
+                message: format!("{message}; {hint}"),
+            },
+            other => other,
+        }
+    }
+}
+
 /// A whole run spec.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -250,6 +271,8 @@ pub(crate) fn parse_ron<T: serde::de::DeserializeOwned>(text: &str, path: &Path)
     let options = ron::Options::default().with_default_extension(
         ron::extensions::Extensions::IMPLICIT_SOME | ron::extensions::Extensions::UNWRAP_VARIANT_NEWTYPES,
     );
+    // Editors on some systems start UTF-8 files with a byte-order mark; it is not part of the text.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     options.from_str(text).map_err(|e| Error::Parse {
         path: path.to_path_buf(),
         line: e.span.start.line,
@@ -266,7 +289,12 @@ pub fn parse_learner(text: &str, source: &Path) -> Result<LearnerSpec, Error> {
 impl RunSpec {
     /// Parses and validates a spec; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<RunSpec, Error> {
-        let spec: RunSpec = parse_ron(text, path)?;
+        let spec: RunSpec = parse_ron(text, path).map_err(|e| {
+            e.with_hint(
+                text.contains("seed_rules"),
+                "this is a search spec (it has seed_rules): run it with `synaptogen search`",
+            )
+        })?;
         spec.validate(path)?;
         Ok(spec)
     }
@@ -344,7 +372,7 @@ impl RunSpec {
         ];
         for (field, value) in strictly_positive {
             if !(value > 0.0 && value.is_finite()) {
-                return invalid(field, format!("must be positive (got {value})"));
+                return invalid(field, format!("must be a finite number above 0 (got {value})"));
             }
         }
         self.learner
