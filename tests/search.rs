@@ -477,7 +477,11 @@ fn report_and_resume_name_a_missing_or_repeated_journal_line() {
         assert_eq!(report.status.code(), Some(2), "{stderr}");
         assert!(stderr.contains(&expected), "expected {expected:?} in {stderr}");
         assert!(stderr.contains("head -n"), "{stderr}");
-        assert_eq!(stderr.matches("journal.jsonl").count(), 1, "said once: {stderr}");
+        assert_eq!(
+            stderr.matches("out/journal.jsonl").count(),
+            1,
+            "said once: {stderr}"
+        );
         let (code, _, stderr) = search(copy.path(), &spec(12), &["--resume"]);
         assert_eq!(code, 2, "{stderr}");
         assert!(stderr.contains(&expected), "{stderr}");

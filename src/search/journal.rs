@@ -150,7 +150,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A complete line that is not a journal entry.
-    #[error("{path}:{line}: not a journal entry ({message}); {RECOVER}")]
+    #[error("{path}:{line}: not a journal entry ({message}); {}", recover(*line))]
     Corrupt {
         /// The journal.
         path: PathBuf,
@@ -160,7 +160,7 @@ pub enum Error {
         message: String,
     },
     /// Lines that parse but do not add up: missing, repeated, changed or contradicting each other.
-    #[error("{path}:{line}: {message}; {RECOVER}")]
+    #[error("{path}:{line}: {message}; {}", recover(*line))]
     Damaged {
         /// The journal.
         path: PathBuf,
@@ -188,10 +188,15 @@ pub enum Error {
     },
 }
 
-/// What to do about a damaged journal, said once after every such error.
-const RECOVER: &str = "the journal was edited or damaged. Restore it from a copy; or, to recover \
-    exactly, keep only the lines before this one (`head -n LINE-1`) and continue with --resume, which \
-    re-runs the trials after it to the same results";
+/// What to do about a journal damaged at `line`, said once after every such error.
+fn recover(line: usize) -> String {
+    let keep = line.saturating_sub(1);
+    format!(
+        "the journal was edited or damaged. Restore it from a copy; or, to recover exactly, keep its \
+         first {keep} lines (`head -n {keep} journal.jsonl > kept && mv kept journal.jsonl`) and \
+         continue with --resume, which re-runs the trials after them to the same results"
+    )
+}
 
 /// Every entry of a journal, and a warning when its last line was cut short (and dropped).
 #[derive(Debug)]
@@ -618,7 +623,7 @@ mod tests {
         });
         assert!(gap.contains("journal.jsonl:4: line 4 is missing"), "{gap}");
         assert!(
-            gap.contains("head -n LINE-1") && gap.contains("--resume"),
+            gap.contains("head -n 3 journal.jsonl") && gap.contains("--resume"),
             "{gap}"
         );
         let twice = damage(&lines, |l| {
