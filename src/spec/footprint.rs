@@ -6,7 +6,9 @@
 //! with the spec's sizes. Per synapse, the weight and up to eleven more arrays of the same shape a
 //! learner may keep (gradient, eligibility, traces, slots, uncertainty, masks); per unit, per time step
 //! and per example of a batch, the states backpropagation through time keeps; per task, its input
-//! permutation and a row of the accuracy matrix, which has as many columns as there are tasks.
+//! permutation and a row of the accuracy matrix, which has as many columns as there are tasks; per
+//! layer, a few KiB of bookkeeping. The work a spec implies is not bounded: a long run is a legitimate
+//! overnight job, and its progress line gives its ETA.
 
 use super::{Protocol, RunSpec};
 
@@ -24,6 +26,9 @@ const ARRAYS_PER_SYNAPSE: f64 = 12.0;
 const STATES_PER_UNIT: f64 = 8.0;
 /// Bytes per task besides its permutation and matrix row (its records and metrics).
 const BYTES_PER_TASK: f64 = 1024.0;
+/// Bytes per layer besides its arrays: the layer's and its learner's bookkeeping (array headers,
+/// statistics, buffers of the per-layer signals), which ten million one-unit layers multiply.
+const BYTES_PER_LAYER: f64 = 4096.0;
 
 /// The estimate, part by part.
 #[derive(Debug)]
@@ -54,9 +59,9 @@ impl Footprint {
         Footprint {
             parts: vec![
                 (
-                    "synapses and their state",
+                    "layers, synapses and their state",
                     "network.hidden",
-                    synapses * 4.0 * ARRAYS_PER_SYNAPSE,
+                    synapses * 4.0 * ARRAYS_PER_SYNAPSE + (widths.len() - 1) as f64 * BYTES_PER_LAYER,
                 ),
                 (
                     "states kept for the backward pass",
@@ -135,6 +140,40 @@ pub fn bytes(b: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shipped_sizes_pass_and_absurd_ones_do_not() {
+        let spec = |hidden: Vec<usize>, tasks: usize, online: bool| {
+            let mut s: RunSpec = crate::spec::parse_ron(
+                "(benchmark: (dataset: Synthetic, tasks: 1, train_per_task: 100, test_per_task: 50, \
+                  protocol: Minibatch(batch: 32, epochs: 1)), network: (hidden: [16]), learner: Sgd(lr: 0.05))",
+                std::path::Path::new("s.ron"),
+            )
+            .expect("valid");
+            s.network.hidden = hidden;
+            s.benchmark.tasks = tasks;
+            if online {
+                // One example, one time step: only the per-layer bookkeeping grows with depth.
+                s.benchmark.protocol = Protocol::Online;
+                s.network.time_steps = 1;
+            }
+            Footprint::of(&s).check()
+        };
+        assert!(spec(vec![256], 200, false).is_none());
+        assert!(spec(vec![100, 100, 100], 2000, true).is_none());
+        assert_eq!(
+            spec(vec![100_000_000], 1, false).map(|c| c.0),
+            Some("network.hidden")
+        );
+        assert_eq!(
+            spec(vec![1; 10_000_000], 1, true).map(|c| c.0),
+            Some("network.hidden")
+        );
+        assert_eq!(
+            spec(vec![256], 4_000_000_000, false).map(|c| c.0),
+            Some("benchmark.tasks")
+        );
+    }
 
     #[test]
     fn units_are_binary_and_short() {
