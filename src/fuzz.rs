@@ -1,5 +1,5 @@
 //! Every reader of user-supplied input, fed random and damaged inputs: whatever it is given, it
-//! answers with a value or an error, never a panic (issue 13). The damaged inputs start from valid
+//! answers with a value or an error, never a panic, as README's crash-safety section promises. The damaged inputs start from valid
 //! ones (a shipped spec, rule, journal, IDX pair and npm digit file) and cut, repeat, flip or insert
 //! bytes, which reaches far deeper into each parser than random bytes alone.
 

@@ -7,14 +7,14 @@ use std::path::Path;
 
 use util::{SYNTHETIC_SPEC, synaptogen, write_spec};
 
-/// Runs `synaptogen run` on a spec text in a fresh directory; returns (status, stdout, stderr, dir).
-fn run_spec(spec: &str, extra: &[&str]) -> (i32, String, String, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = write_spec(dir.path(), spec);
-    let out = synaptogen(dir.path())
+/// Runs `synaptogen run -q` on a spec text in `dir` into `--out out_dir`; returns (status, stdout,
+/// stderr).
+fn run_in(dir: &Path, spec: &str, out_dir: &str, extra: &[&str]) -> (i32, String, String) {
+    let path = write_spec(dir, spec);
+    let out = synaptogen(dir)
         .arg("run")
         .arg(&path)
-        .args(["--out", "out", "-q"])
+        .args(["--out", out_dir, "-q"])
         .args(extra)
         .output()
         .expect("the binary runs");
@@ -22,8 +22,14 @@ fn run_spec(spec: &str, extra: &[&str]) -> (i32, String, String, tempfile::TempD
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
-        dir,
     )
+}
+
+/// Runs `synaptogen run` on a spec text in a fresh directory; returns (status, stdout, stderr, dir).
+fn run_spec(spec: &str, extra: &[&str]) -> (i32, String, String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (code, stdout, stderr) = run_in(dir.path(), spec, "out", extra);
+    (code, stdout, stderr, dir)
 }
 
 /// Asserts a usage/input error: status 2, exactly one line on stderr, containing `fragment`.
@@ -142,16 +148,9 @@ fn asking_for_more_examples_than_the_dataset_has_is_rejected() {
 #[test]
 fn an_unwritable_output_directory_is_rejected_before_training() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let path = write_spec(dir.path(), SYNTHETIC_SPEC);
     std::fs::write(dir.path().join("blocker"), "a file, not a directory").expect("temp dir is writable");
-    let out = synaptogen(dir.path())
-        .arg("run")
-        .arg(&path)
-        .args(["--out", "blocker/out", "-q"])
-        .output()
-        .expect("the binary runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let (code, _, stderr) = run_in(dir.path(), SYNTHETIC_SPEC, "blocker/out", &[]);
+    assert_eq!(code, 2, "{stderr}");
     assert!(
         stderr.contains("blocker/out: cannot write the output directory"),
         "{stderr}"
@@ -392,15 +391,8 @@ fn a_missing_dataset_at_the_specs_data_path_points_at_the_spec() {
 fn a_run_into_a_directory_another_process_holds_is_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
     let held = synaptogen::files::lock_dir(&dir.path().join("out")).expect("locks");
-    let path = write_spec(dir.path(), SYNTHETIC_SPEC);
-    let out = synaptogen(dir.path())
-        .arg("run")
-        .arg(&path)
-        .args(["--out", "out", "-q"])
-        .output()
-        .expect("the binary runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let (code, _, stderr) = run_in(dir.path(), SYNTHETIC_SPEC, "out", &[]);
+    assert_eq!(code, 2, "{stderr}");
     assert!(
         stderr.contains("in use by another synaptogen")
             && stderr.contains(&format!("pid {}", std::process::id())),

@@ -184,6 +184,36 @@ fn trials_in_journal(dir: &Path) -> usize {
         .unwrap_or(0)
 }
 
+/// Starts a search in `dir` on `threads` threads and returns once it has journaled `trials` trials.
+fn search_in_background(dir: &Path, spec_text: &str, threads: &str, trials: usize) -> std::process::Child {
+    let path = util::write_spec(dir, spec_text);
+    let child = synaptogen(dir)
+        .arg("search")
+        .arg(&path)
+        .args(["--out", "out", "--quiet", "--threads", threads])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("binary starts");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while trials_in_journal(dir) < trials {
+        assert!(
+            Instant::now() < deadline,
+            "the search never journaled {trials} trials"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child
+}
+
+/// `synaptogen report out --out r` in `dir`.
+fn report(dir: &Path) -> std::process::Output {
+    synaptogen(dir)
+        .args(["report", "out", "--out", "r"])
+        .output()
+        .expect("runs")
+}
+
 /// Starts a search, stops it with `signal` once `after` trials are journaled, resumes it, and checks the
 /// outcome is exactly that of an uninterrupted search.
 fn interrupt_and_resume(signal: &str) {
@@ -193,20 +223,7 @@ fn interrupt_and_resume(signal: &str) {
     assert_eq!(code, 0, "{stderr}");
 
     let dir = tempfile::tempdir().expect("dir");
-    let path = util::write_spec(dir.path(), &spec_text);
-    let mut child = synaptogen(dir.path())
-        .arg("search")
-        .arg(&path)
-        .args(["--out", "out", "--quiet", "--threads", "2"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("binary starts");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while trials_in_journal(dir.path()) < 20 {
-        assert!(Instant::now() < deadline, "the search never journaled 20 trials");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let mut child = search_in_background(dir.path(), &spec_text, "2", 20);
     assert!(
         child.try_wait().expect("wait").is_none(),
         "the search finished before it could be interrupted; make it longer"
@@ -375,20 +392,7 @@ fn copy_search(from: &Path) -> tempfile::TempDir {
 #[test]
 fn a_second_process_is_refused_while_a_search_holds_its_directory() {
     let dir = tempfile::tempdir().expect("dir");
-    let path = util::write_spec(dir.path(), &spec(40));
-    let mut first = synaptogen(dir.path())
-        .arg("search")
-        .arg(&path)
-        .args(["--out", "out", "--quiet", "--threads", "1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("binary starts");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while trials_in_journal(dir.path()) < 1 {
-        assert!(Instant::now() < deadline, "the search never journaled a trial");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let mut first = search_in_background(dir.path(), &spec(40), "1", 1);
     for flags in [&["--resume"][..], &["--force"], &[]] {
         let (code, _, stderr) = search(dir.path(), &spec(40), flags);
         assert_eq!(code, 2, "{flags:?}: {stderr}");
@@ -469,12 +473,9 @@ fn report_and_resume_name_a_missing_or_repeated_journal_line() {
     ] {
         let copy = copy_search(whole.path());
         std::fs::write(copy.path().join("out/journal.jsonl"), edited.join("\n") + "\n").expect("write");
-        let report = synaptogen(copy.path())
-            .args(["report", "out", "--out", "r"])
-            .output()
-            .expect("runs");
-        let stderr = String::from_utf8_lossy(&report.stderr);
-        assert_eq!(report.status.code(), Some(2), "{stderr}");
+        let reported = report(copy.path());
+        let stderr = String::from_utf8_lossy(&reported.stderr);
+        assert_eq!(reported.status.code(), Some(2), "{stderr}");
         assert!(stderr.contains(&expected), "expected {expected:?} in {stderr}");
         assert!(stderr.contains("head -n"), "{stderr}");
         assert_eq!(
@@ -497,14 +498,11 @@ fn a_larger_budget_continues_a_finished_search_without_checking_anyone_twice() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("16 evaluations"), "{stdout}");
     // Reading the journal verifies that no trial is recorded twice.
-    let report = synaptogen(dir.path())
-        .args(["report", "out", "--out", "r"])
-        .output()
-        .expect("runs");
+    let reported = report(dir.path());
     assert!(
-        report.status.success(),
+        reported.status.success(),
         "{}",
-        String::from_utf8_lossy(&report.stderr)
+        String::from_utf8_lossy(&reported.stderr)
     );
 }
 

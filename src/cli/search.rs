@@ -109,9 +109,17 @@ impl Monitor for Line {
     fn note(&self, text: &str) {
         match &self.bar {
             Some(bar) => bar.println(text),
-            // Warnings are not progress: --quiet keeps them.
-            None if !self.quiet || text.starts_with("warning") => eprintln!("{text}"),
+            None if !self.quiet => eprintln!("{text}"),
             None => {}
+        }
+    }
+
+    fn warn(&self, text: &str) {
+        // Not progress: --quiet keeps it.
+        let line = format!("warning: {text}");
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
         }
     }
 }

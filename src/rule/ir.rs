@@ -531,8 +531,13 @@ pub fn number(x: f32) -> String {
 /// FNV-1a, 64 bits: a hash that is the same on every run, machine and Rust version (std's hashers
 /// promise none of that), for keys that are saved and compared across sessions.
 pub fn fnv1a(bytes: &[u8]) -> u64 {
+    fnv1a_parts(&[bytes])
+}
+
+/// [`fnv1a`] of the concatenation of `parts`, without concatenating them.
+pub fn fnv1a_parts(parts: &[&[u8]]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in bytes {
+    for byte in parts.iter().flat_map(|p| p.iter()) {
         hash ^= *byte as u64;
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }

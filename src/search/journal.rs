@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::evaluate::TrialResult;
 use super::mutate::Kind;
 use super::spec::SearchSpec;
-use crate::rule::ir::fnv1a;
+use crate::rule::ir::fnv1a_parts;
 
 /// Version of the journal and snapshot layout written now (numbered, checksummed lines).
 pub const FORMAT: u32 = 2;
@@ -211,19 +211,15 @@ pub struct Contents {
     pub format: u32,
 }
 
-/// The checksum of line `number` holding `json` (an entry serialised).
-fn line_sum(number: usize, json: &[u8]) -> u64 {
-    let mut bytes = Vec::with_capacity(json.len() + 8);
-    bytes.extend_from_slice(number.to_string().as_bytes());
-    bytes.push(b':');
-    bytes.extend_from_slice(json);
-    fnv1a(&bytes)
+/// The checksum of line `number` holding an entry whose JSON is `{` followed by `body`.
+fn line_sum(number: usize, body: &[u8]) -> u64 {
+    fnv1a_parts(&[number.to_string().as_bytes(), b":{", body])
 }
 
 /// Line `number` of a journal: its number and checksum, then the entry's own fields.
 fn numbered_line(number: usize, entry: &Entry) -> String {
     let json = serde_json::to_string(entry).expect("journal entries are plain data");
-    let sum = line_sum(number, json.as_bytes());
+    let sum = line_sum(number, &json.as_bytes()[1..]);
     // `json` is an object, `{"kind":…}`: the two fields go in front of its own.
     format!("{{\"line\":{number},\"sum\":\"{sum:016x}\",{}\n", &json[1..])
 }
@@ -239,14 +235,6 @@ fn split_numbered(line: &[u8]) -> Option<(usize, u64, &[u8])> {
     let sum = u64::from_str_radix(hex, 16).ok()?;
     let body = rest[16..].strip_prefix(b"\",")?;
     Some((number, sum, body))
-}
-
-/// Checks line `number`'s checksum over `{` + `body`.
-fn sum_matches(number: usize, sum: u64, body: &[u8]) -> bool {
-    let mut json = Vec::with_capacity(body.len() + 1);
-    json.push(b'{');
-    json.extend_from_slice(body);
-    line_sum(number, &json) == sum
 }
 
 /// Reads and verifies a journal (see the module documentation). A missing file is an IO error.
@@ -300,7 +288,7 @@ pub fn read(path: &Path) -> Result<Contents, Error> {
                 };
                 return Err(damaged(at, format!("{missing} (this is line number {number})")));
             }
-            if !sum_matches(number, sum, body) {
+            if line_sum(number, body) != sum {
                 return Err(damaged(
                     at,
                     "changed after it was written (its checksum does not match)".into(),

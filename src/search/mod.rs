@@ -151,8 +151,10 @@ pub struct Progress {
 pub trait Monitor: Sync {
     /// Something changed.
     fn update(&self, progress: &Progress);
-    /// A one-line message (a warning, a phase change).
+    /// A one-line message (a phase change).
     fn note(&self, text: &str);
+    /// Something the user should know even when they asked for quiet (a damaged file set aside).
+    fn warn(&self, text: &str);
 }
 
 /// Where a search writes, and whether it starts afresh.
@@ -338,8 +340,8 @@ impl<'a> Search<'a> {
             match journal::read(&journal_path) {
                 Err(journal::Error::Empty { .. }) => {
                     if launch.resume {
-                        monitor.note(&format!(
-                            "warning: {} is empty (the search stopped before its first line); starting it afresh",
+                        monitor.warn(&format!(
+                            "{} is empty (the search stopped before its first line); starting it afresh",
                             journal_path.display()
                         ));
                     }
@@ -356,7 +358,7 @@ impl<'a> Search<'a> {
         };
         let (journal, state, replay, journaled_candidates) = if let Some(contents) = previous {
             if let Some(w) = &contents.warning {
-                monitor.note(&format!("warning: {w}"));
+                monitor.warn(w);
             }
             let Some(Entry::Header { spec_hash: h, .. }) = contents.entries.first() else {
                 unreachable!("read checks the header")
@@ -371,8 +373,8 @@ impl<'a> Search<'a> {
                 Ok(Some(state)) => state,
                 Ok(None) => fresh_state(),
                 Err(why) => {
-                    monitor.note(&format!(
-                        "warning: {}: {why}; rebuilding the search from the journal, which replays every \
+                    monitor.warn(&format!(
+                        "{}: {why}; rebuilding the search from the journal, which replays every \
                          trial it holds and re-runs any it lacks: the results are exactly those of the \
                          uninterrupted search",
                         state_path.display()
