@@ -1,6 +1,7 @@
 //! One update of every built-in learner on the reference network (196-256-10 LIF, T = 8, batch 32),
 //! single thread, so their costs can be compared with plain SGD (the target: CBP, EWC, SI, L2-Init ≤ 1.3×
-//! SGD; MESU ≤ 1.5× per Monte-Carlo sample). Synthetic inputs shaped like the reference (196 pixels): the
+//! SGD; MESU ≤ 1.5× per Monte-Carlo sample), and training with every shipped rule and committed search
+//! winner (`rule:…`: ≥ 0.70× native SGD's samples/s). Synthetic inputs shaped like the reference (196 pixels): the
 //! dense products cost the same whatever the pixels are.
 
 use std::hint::black_box;
@@ -44,22 +45,30 @@ fn bench(c: &mut Criterion) {
             LearnerSpec::Mesu(synaptogen::spec::MesuParams { samples: 1, ..p }),
         ));
     }
-    // The sgd rule script, for the cost of running a compiled rule instead of the native loop.
-    let rule_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/baselines/sgd.rhai");
-    let source = std::fs::read_to_string(&rule_path).expect("rules/baselines/sgd.rhai ships");
+    // Every shipped rule and every committed search winner, for the cost of training with a compiled
+    // rule against the native loops (the target: every rule ≥ 0.70× native SGD's samples/s).
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut rules = learner::Rules::new();
-    rules.insert(
-        rule_path.clone(),
-        synaptogen::rule::compile(&source, &rule_path).expect("the shipped rule compiles"),
-    );
-    specs.push((
-        "sgd_rule".into(),
-        LearnerSpec::Rule(synaptogen::spec::RuleSpec {
-            path: Some(rule_path),
-            lr: 0.05,
-            ..Default::default()
-        }),
-    ));
+    for path in rule_files(root) {
+        let source = std::fs::read_to_string(&path).expect("a shipped rule is readable");
+        let compiled = synaptogen::rule::compile(&source, &path).expect("the shipped rule compiles");
+        let label = path
+            .strip_prefix(root)
+            .expect("under the crate")
+            .with_extension("")
+            .display()
+            .to_string()
+            .replace('/', ":");
+        rules.insert(path.clone(), compiled);
+        specs.push((
+            label,
+            LearnerSpec::Rule(synaptogen::spec::RuleSpec {
+                path: Some(path),
+                lr: 0.05,
+                ..Default::default()
+            }),
+        ));
+    }
     for (label, spec) in specs {
         let mut learner = learner::build(&spec, reference_network(), 0, &rules);
         let mut step = 0usize;
@@ -78,6 +87,32 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+/// `rules/*/*.rhai` and `reports/*/best.rhai`, sorted.
+fn rule_files(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for dir in ["rules", "reports"] {
+        for entry in std::fs::read_dir(root.join(dir)).expect("ships with the crate") {
+            let dir = entry.expect("readable").path();
+            if !dir.is_dir() {
+                continue;
+            }
+            for file in std::fs::read_dir(&dir).expect("readable") {
+                let path = file.expect("readable").path();
+                let wanted = if dir.starts_with(root.join("reports")) {
+                    path.file_name().is_some_and(|n| n == "best.rhai")
+                } else {
+                    path.extension().is_some_and(|e| e == "rhai")
+                };
+                if wanted {
+                    files.push(path);
+                }
+            }
+        }
+    }
+    files.sort();
+    files
 }
 
 criterion_group!(benches, bench);

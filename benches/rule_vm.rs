@@ -63,7 +63,7 @@ fn bench_rule(
     let input_names: Vec<&'static str> = program.inputs.iter().map(|v| v.name()).collect();
     let data = inputs(&input_names);
     let mut outputs: Vec<Vec<f32>> = program.outputs.iter().map(|_| vec![0.0; N]).collect();
-    let mut registers = Vec::new();
+    let mut scratch = rule::program::Scratch::default();
     let mut group = c.benchmark_group(format!("rule_vm/{label}"));
     group.throughput(Throughput::Elements(N as u64));
     // `compiled` is Program::run (the native kernel); `interpreted` the reference it is checked against.
@@ -74,9 +74,9 @@ fn bench_rule(
                 let mut outs: Vec<&mut [f32]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
                 let mut randn = |chunk: &mut [f32]| chunk.fill(0.0);
                 if native {
-                    program.run(N, &slices, &mut outs, &mut randn, &mut registers);
+                    program.run(N, &slices, &mut outs, &mut randn, &mut scratch);
                 } else {
-                    program.interpret(N, &slices, &mut outs, &mut randn, &mut registers);
+                    program.interpret(N, &slices, &mut outs, &mut randn, &mut scratch);
                 }
                 black_box(&outs);
             })

@@ -235,7 +235,7 @@ fn every_shipped_rule_agrees_with_rhai() {
                     &slices,
                     &mut outs,
                     &mut |chunk| chunk.fill(0.0),
-                    &mut Vec::new(),
+                    &mut Default::default(),
                 );
                 for ((name, _), got) in program.outputs.iter().zip(&out) {
                     let want: f32 = scope.get_value(name.name()).expect("the section assigned it");
@@ -291,9 +291,9 @@ fn assert_native_matches_interpreter(program: &rule::Program, seed: u64, len: us
         let mut noise = synaptogen::rng::Rng::stream(seed, synaptogen::rng::Purpose::Synthetic, &[99]);
         let mut randn = |chunk: &mut [f32]| chunk.iter_mut().for_each(|x| *x = noise.normal());
         if native {
-            program.run(len, &slices, &mut outs, &mut randn, &mut Vec::new());
+            program.run(len, &slices, &mut outs, &mut randn, &mut Default::default());
         } else {
-            program.interpret(len, &slices, &mut outs, &mut randn, &mut Vec::new());
+            program.interpret(len, &slices, &mut outs, &mut randn, &mut Default::default());
         }
         out
     };
@@ -343,6 +343,141 @@ fn every_shipped_rule_runs_natively_as_interpreted() {
                     let what = format!("{}: {}()", path.display(), section.function());
                     assert_native_matches_interpreter(program, seed, len, &what);
                 }
+            }
+        }
+    }
+}
+
+/// Runs `program` over a `rows × cols` matrix whose inputs vary as `layout` says (0 per synapse, 1 per
+/// row, 2 per column, 3 shared), natively and interpreted with hoisting, and asserts both equal the
+/// flat reference interpreter over the inputs expanded to every synapse, bit for bit, with the same
+/// `randn()` stream.
+fn assert_hoisting_changes_no_bit(
+    program: &rule::Program,
+    seed: u64,
+    rows: usize,
+    cols: usize,
+    layout: &[u8],
+) {
+    use synaptogen::rule::program::Input;
+    let len = rows * cols;
+    let values: Vec<Vec<f32>> = program
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(i, _)| {
+            let n = match layout[i % layout.len()] {
+                0 => len,
+                1 => rows,
+                2 => cols,
+                _ => 1,
+            };
+            column(seed, i, n, n == 1)
+        })
+        .collect();
+    let inputs: Vec<Input> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| match layout[i % layout.len()] {
+            0 => Input::PerSynapse(v),
+            1 => Input::PerRow(v),
+            2 => Input::PerColumn(v),
+            _ => Input::Scalar(v[0]),
+        })
+        .collect();
+    let expanded: Vec<Vec<f32>> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| match layout[i % layout.len()] {
+            0 | 3 => v.clone(),
+            1 => (0..len).map(|e| v[e / cols]).collect(),
+            _ => (0..len).map(|e| v[e % cols]).collect(),
+        })
+        .collect();
+    let run = |how: u8| {
+        let mut out = vec![vec![0.0f32; len]; program.outputs.len()];
+        let mut outs: Vec<&mut [f32]> = out.iter_mut().map(Vec::as_mut_slice).collect();
+        let mut noise = synaptogen::rng::Rng::stream(seed, synaptogen::rng::Purpose::Synthetic, &[99]);
+        let mut randn = |chunk: &mut [f32]| chunk.iter_mut().for_each(|x| *x = noise.normal());
+        let mut scratch = Default::default();
+        match how {
+            0 => program.run_matrix(rows, cols, &inputs, &mut outs, &mut randn, &mut scratch),
+            1 => program.interpret_matrix(rows, cols, &inputs, &mut outs, &mut randn, &mut scratch),
+            _ => {
+                let slices: Vec<&[f32]> = expanded.iter().map(Vec::as_slice).collect();
+                program.interpret(len, &slices, &mut outs, &mut randn, &mut scratch)
+            }
+        }
+        out
+    };
+    let reference = run(2);
+    let native = run(0);
+    if cfg!(target_arch = "x86_64") && len >= 256 {
+        assert!(program.ran_natively(), "no native kernel was built\n{program}");
+    }
+    for (how, name) in [(0, "native"), (1, "interpreted")] {
+        let got = if how == 0 { native.clone() } else { run(how) };
+        for ((var, _), (got, want)) in program.outputs.iter().zip(got.iter().zip(&reference)) {
+            for (e, (g, w)) in got.iter().zip(want).enumerate() {
+                assert!(
+                    g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
+                    "{rows}×{cols}, layout {layout:?}: {var}[{e}]: {name} {g}, flat {w}\n{program}"
+                );
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 150, ..ProptestConfig::default() })]
+
+    /// Hoisting by granularity (src/rule/program.rs) computes what the flat program computes, over
+    /// matrices of every shape (one row, one column, widths that are not a multiple of the vector
+    /// width, several chunks) and inputs of every layout, with `randn()` draws in the same order.
+    #[test]
+    fn hoisted_matrix_runs_match_the_flat_interpreter(
+        a in number(),
+        b in number(),
+        seed in 0u64..1_000_000,
+        rows in prop_oneof![Just(1usize), 2usize..40, Just(300)],
+        cols in prop_oneof![Just(1usize), 2usize..300],
+        layout in prop::collection::vec(0u8..4, 1..8),
+    ) {
+        let source = format!("fn synapse() {{ dw = {a}; m = ({b}) * randn() + w; }}");
+        let compiled = rule::compile(&source, Path::new("generated.rhai"))
+            .map_err(|e| TestCaseError::fail(format!("{e}\n{source}")))?;
+        assert_hoisting_changes_no_bit(&compiled.programs[0].1, seed, rows, cols, &layout);
+    }
+}
+
+#[test]
+fn every_shipped_rule_hoists_without_changing_a_bit() {
+    let mut files: Vec<std::path::PathBuf> = Vec::new();
+    for dir in ["rules/baselines", "rules/local", "rules/pruning"] {
+        for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir)).expect("rules/ ships")
+        {
+            files.push(entry.expect("readable").path());
+        }
+    }
+    for entry in
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("reports")).expect("reports/ ships")
+    {
+        let best = entry.expect("readable").path().join("best.rhai");
+        if best.exists() {
+            files.push(best);
+        }
+    }
+    for path in files {
+        let source = std::fs::read_to_string(&path).expect("readable rule");
+        let compiled = rule::compile(&source, &path).unwrap_or_else(|e| panic!("{e}"));
+        for (_, program) in &compiled.programs {
+            for (seed, rows, cols, layout) in [
+                (0, 256, 196, &[0u8, 1, 2, 3][..]),
+                (1, 10, 257, &[2, 0, 1][..]),
+                (2, 33, 1, &[1, 0][..]),
+                (3, 1, 5000, &[0, 3, 2][..]),
+            ] {
+                assert_hoisting_changes_no_bit(program, seed, rows, cols, layout);
             }
         }
     }

@@ -3,7 +3,8 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use crate::rule::vocab::{Access, Section, VOCABULARY, Var};
+use crate::rule::program::{self, Granularity, Program};
+use crate::rule::vocab::{Access, Scope, Section, VOCABULARY, Var};
 use crate::rule::{CompiledRule, ir::Func};
 
 /// The report of `synaptogen check`.
@@ -39,6 +40,7 @@ pub fn check_report(path: &Path, compiled: &CompiledRule) -> String {
             program.instructions.len(),
             program.registers
         );
+        let _ = writeln!(out, "  {}", work(*section, program));
         for line in program.to_string().lines() {
             let _ = writeln!(out, "    {line}");
         }
@@ -60,6 +62,38 @@ pub fn check_report(path: &Path, compiled: &CompiledRule) -> String {
         );
     }
     out
+}
+
+/// Where a section's operations run: how many per synapse, per neuron and once per update (each is
+/// computed once at the finest granularity of what it reads), and whether on native code.
+fn work(section: Section, program: &Program) -> String {
+    let inputs: Vec<Granularity> = program
+        .inputs
+        .iter()
+        .map(|v| match v.scope_in(section) {
+            Scope::Synapse => Granularity::PerSynapse,
+            Scope::Postsynaptic | Scope::Neuron => Granularity::PerRow,
+            Scope::Presynaptic => Granularity::PerColumn,
+            Scope::Global => Granularity::Once,
+        })
+        .collect();
+    let [once, per_row, per_column, per_synapse] = program.split(&inputs);
+    let split = if section == Section::Neuron {
+        format!("{per_row} per neuron, {once} once per update")
+    } else {
+        format!(
+            "{per_synapse} per synapse, {per_row} per postsynaptic neuron, {per_column} per presynaptic neuron, {once} once per update"
+        )
+    };
+    let path = if !program::native_enabled() {
+        "interpreted (SYNAPTOGEN_JIT=off)".to_string()
+    } else {
+        match program.prepare_native(&inputs) {
+            Ok(()) => "native code (Cranelift, 4 lanes)".to_string(),
+            Err(why) => format!("interpreted: no native kernel ({why})"),
+        }
+    };
+    format!("runs: {split}; {path}")
 }
 
 fn list(vars: &[Var]) -> String {

@@ -11,10 +11,14 @@
 //! interpreter's bit for bit (property-tested in `tests/rule_oracle.rs`), and the interpreter stays
 //! the reference and the fallback wherever no kernel can be built.
 //!
-//! Invariants: the generated code reads `n` floats from every per-element input and one from every
-//! scalar input, and writes `n` floats to every output, through raw pointers, with `n` a multiple of
-//! four. [`Kernel::run`] is its only caller and checks every length before the call; the remainder
-//! of `n` runs through zero-padded four-element copies.
+//! A kernel runs one part of a program's split by granularity (`program.rs`): the per-synapse part is
+//! called once per row of the weight matrix, with the row's values as scalars and the columns' values
+//! as slices.
+//!
+//! Invariants: the generated code reads `n` floats from every per-element slot and one from every
+//! scalar slot, and writes `n` floats to every output, through raw pointers, with `n` a multiple of
+//! four. [`Kernel::run_rows`] is its only caller and checks every length before the calls; the
+//! remainder of a row runs through zero-padded four-element copies.
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::types::{F32, F32X4};
@@ -28,20 +32,19 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use std::sync::OnceLock;
 
 use super::ir::{BinOp, Func};
-use super::program::{Op, Operand, Program};
+use super::program::{Code, Input, Op, Operand};
 
 /// Floats per vector.
 const LANES: usize = 4;
 
 type Entry = unsafe extern "C" fn(*const *const f32, *const *mut f32, usize);
 
-/// A program compiled to machine code for one arrangement of scalar and per-element inputs.
+/// Code compiled to machine code for one arrangement of scalar and per-element slots.
 pub struct Kernel {
     /// Keeps the code mapped; unmapped when the kernel is dropped.
     _code: memmap2::Mmap,
     entry: Entry,
-    /// Per input slot (the program's inputs, then one per `randn()` instruction): read as one value
-    /// broadcast to every element.
+    /// Per input slot: read as one value broadcast to every element of a row.
     scalar: Vec<bool>,
     outputs: usize,
 }
@@ -77,12 +80,12 @@ fn host() -> Option<&'static OwnedTargetIsa> {
 }
 
 impl Kernel {
-    /// Compiles `program` for inputs laid out as `scalar` says (one flag per input slot: the
-    /// program's inputs, then its `randn()` instructions in order). Errors name what stopped it; the
-    /// caller then interprets.
-    pub fn compile(program: &Program, scalar: &[bool]) -> Result<Kernel, String> {
+    /// Compiles `code` for slots laid out as `scalar` says (one flag per slot: one value for a whole
+    /// row, or one per element). Errors name what stopped it; the caller then interprets.
+    pub fn compile(code: &Code, scalar: &[bool]) -> Result<Kernel, String> {
+        assert_eq!(scalar.len(), code.slots, "one flag per slot");
         let isa = host().ok_or("no native code generator for this CPU")?;
-        let function = generate(program, scalar, &**isa);
+        let function = generate(code, scalar, &**isa);
         let mut context = Context::for_function(function);
         let compiled = context
             .compile(&**isa, &mut ControlPlane::default())
@@ -93,69 +96,87 @@ impl Kernel {
         let bytes = compiled.code_buffer();
         let mut map = memmap2::MmapMut::map_anon(bytes.len()).map_err(|e| e.to_string())?;
         map.copy_from_slice(bytes);
-        let code = map.make_exec().map_err(|e| e.to_string())?;
+        let mapped = map.make_exec().map_err(|e| e.to_string())?;
         // SAFETY: the mapping holds a complete function of signature `Entry` (the one `generate`
         // declares), compiled for this host, with no relocations left to apply, and it lives as long
-        // as `code`, which `self` owns.
-        let entry = unsafe { std::mem::transmute::<*const u8, Entry>(code.as_ptr()) };
+        // as `mapped`, which `self` owns.
+        let entry = unsafe { std::mem::transmute::<*const u8, Entry>(mapped.as_ptr()) };
         Ok(Kernel {
-            _code: code,
+            _code: mapped,
             entry,
             scalar: scalar.to_vec(),
-            outputs: program.outputs.len(),
+            outputs: code.outputs.len(),
         })
     }
 
-    /// Runs over `n` elements: `inputs[k]` has one value when the kernel was compiled with slot `k`
-    /// scalar and at least `n` otherwise; each output receives `n` values.
-    pub fn run(&self, n: usize, inputs: &[&[f32]], outputs: &mut [&mut [f32]]) {
-        assert_eq!(inputs.len(), self.scalar.len(), "one slice per input slot");
+    /// Runs over a `rows × cols` matrix, one call of the generated loop per row: `slots[k]` is
+    /// `Scalar` or `PerRow` where the kernel was compiled with slot `k` scalar, `PerColumn` or
+    /// `PerSynapse` otherwise; each output receives `rows × cols` values, row-major.
+    pub fn run_rows(&self, rows: usize, cols: usize, slots: &[Input], outputs: &mut [&mut [f32]]) {
+        assert_eq!(slots.len(), self.scalar.len(), "one input per slot");
         assert_eq!(outputs.len(), self.outputs, "one slice per output");
-        for (slice, &scalar) in inputs.iter().zip(&self.scalar) {
-            assert!(
-                if scalar {
-                    slice.len() == 1
-                } else {
-                    slice.len() >= n
-                },
-                "input shorter than the kernel reads"
-            );
+        for (slot, &scalar) in slots.iter().zip(&self.scalar) {
+            let fits = match slot {
+                Input::Scalar(_) => scalar,
+                Input::PerRow(v) => scalar && v.len() >= rows,
+                Input::PerColumn(v) => !scalar && v.len() >= cols,
+                Input::PerSynapse(v) => !scalar && v.len() >= rows * cols,
+            };
+            assert!(fits, "a slot laid out otherwise than the kernel reads it");
         }
         assert!(
-            outputs.iter().all(|o| o.len() >= n),
+            outputs.iter().all(|o| o.len() >= rows * cols),
             "output shorter than the kernel writes"
         );
-        let body = n - n % LANES;
-        if body > 0 {
-            let ins: Vec<*const f32> = inputs.iter().map(|s| s.as_ptr()).collect();
-            let outs: Vec<*mut f32> = outputs.iter_mut().map(|s| s.as_mut_ptr()).collect();
-            // SAFETY: every per-element input and every output holds at least `body` floats and every
-            // scalar input one (asserted above); `body` is a multiple of `LANES`; the pointer arrays
-            // have one entry per slot and per output, as the code was generated for.
-            unsafe { (self.entry)(ins.as_ptr(), outs.as_ptr(), body) };
-        }
-        let rest = n - body;
-        if rest > 0 {
-            let padded: Vec<[f32; LANES]> = inputs
-                .iter()
-                .zip(&self.scalar)
-                .map(|(s, &scalar)| {
-                    let mut lanes = [0.0; LANES];
-                    if scalar {
-                        lanes[0] = s[0];
-                    } else {
-                        lanes[..rest].copy_from_slice(&s[body..n]);
+        let body = cols - cols % LANES;
+        let rest = cols - body;
+        let mut ins: Vec<*const f32> = vec![std::ptr::null(); slots.len()];
+        let mut outs: Vec<*mut f32> = vec![std::ptr::null_mut(); outputs.len()];
+        let mut padded = vec![[0.0f32; LANES]; if rest > 0 { slots.len() } else { 0 }];
+        let mut results = vec![[0.0f32; LANES]; if rest > 0 { outputs.len() } else { 0 }];
+        for r in 0..rows {
+            let start = r * cols;
+            if body > 0 {
+                for (p, slot) in ins.iter_mut().zip(slots) {
+                    *p = match slot {
+                        Input::Scalar(x) => x as *const f32,
+                        Input::PerRow(v) => v[r..].as_ptr(),
+                        Input::PerColumn(v) => v.as_ptr(),
+                        Input::PerSynapse(v) => v[start..].as_ptr(),
+                    };
+                }
+                for (p, out) in outs.iter_mut().zip(outputs.iter_mut()) {
+                    *p = out[start..].as_mut_ptr();
+                }
+                // SAFETY: every per-element slot holds at least `body` floats from its pointer and every
+                // scalar slot one (asserted above: `r < rows`, `body ≤ cols`); every output `body` floats
+                // from `start`; `body` is a multiple of `LANES`; the pointer arrays have one entry per
+                // slot and per output, as the code was generated for.
+                unsafe { (self.entry)(ins.as_ptr(), outs.as_ptr(), body) };
+            }
+            if rest > 0 {
+                // The row's last `rest` elements, through zero-padded copies of one vector.
+                for ((lanes, slot), &scalar) in padded.iter_mut().zip(slots).zip(&self.scalar) {
+                    *lanes = [0.0; LANES];
+                    match slot {
+                        Input::Scalar(x) => lanes[0] = *x,
+                        Input::PerRow(v) => lanes[0] = v[r],
+                        Input::PerColumn(v) => lanes[..rest].copy_from_slice(&v[body..cols]),
+                        Input::PerSynapse(v) => lanes[..rest].copy_from_slice(&v[start + body..start + cols]),
                     }
-                    lanes
-                })
-                .collect();
-            let mut results = vec![[0.0f32; LANES]; outputs.len()];
-            let ins: Vec<*const f32> = padded.iter().map(|s| s.as_ptr()).collect();
-            let outs: Vec<*mut f32> = results.iter_mut().map(|s| s.as_mut_ptr()).collect();
-            // SAFETY: as above, over `LANES` elements of the padded copies.
-            unsafe { (self.entry)(ins.as_ptr(), outs.as_ptr(), LANES) };
-            for (out, lanes) in outputs.iter_mut().zip(&results) {
-                out[body..n].copy_from_slice(&lanes[..rest]);
+                    debug_assert_eq!(scalar, matches!(slot, Input::Scalar(_) | Input::PerRow(_)));
+                }
+                for (p, lanes) in ins.iter_mut().zip(&padded) {
+                    *p = lanes.as_ptr();
+                }
+                for (p, lanes) in outs.iter_mut().zip(results.iter_mut()) {
+                    *p = lanes.as_mut_ptr();
+                }
+                // SAFETY: as above, over `LANES` elements of the padded copies.
+                unsafe { (self.entry)(ins.as_ptr(), outs.as_ptr(), LANES) };
+                for (out, lanes) in outputs.iter_mut().zip(&results) {
+                    out[start + body..start + cols].copy_from_slice(&lanes[..rest]);
+                }
             }
         }
     }
@@ -179,7 +200,7 @@ extern "C" fn call_pow(x: f32, y: f32) -> f32 {
 }
 
 /// Writes the kernel's IR: `fn(inputs, outputs, n)` looping over byte offsets 0, 16, … < 4n.
-fn generate(program: &Program, scalar: &[bool], isa: &dyn TargetIsa) -> Function {
+fn generate(code: &Code, scalar: &[bool], isa: &dyn TargetIsa) -> Function {
     let pointer = isa.pointer_type();
     let mut signature = Signature::new(isa.default_call_conv());
     signature.params = vec![AbiParam::new(pointer); 3];
@@ -200,7 +221,7 @@ fn generate(program: &Program, scalar: &[bool], isa: &dyn TargetIsa) -> Function
     let input_base: Vec<Value> = (0..scalar.len())
         .map(|k| b.ins().load(pointer, memory, inputs, k as i32 * width))
         .collect();
-    let output_base: Vec<Value> = (0..program.outputs.len())
+    let output_base: Vec<Value> = (0..code.outputs.len())
         .map(|k| b.ins().load(pointer, memory, outputs, k as i32 * width))
         .collect();
     let broadcast: Vec<Option<Value>> = scalar
@@ -234,20 +255,14 @@ fn generate(program: &Program, scalar: &[bool], isa: &dyn TargetIsa) -> Function
         input_base: &input_base,
         broadcast: &broadcast,
         loaded: vec![None; scalar.len()],
-        registers: vec![None; program.registers],
+        registers: vec![None; code.registers],
     };
-    let mut randn_slot = program.inputs.len();
-    for instruction in &program.instructions {
-        let value = if instruction.op == Op::Call(Func::Randn) {
-            randn_slot += 1;
-            emit.input(randn_slot - 1)
-        } else {
-            let args = instruction.args.map(|a| emit.operand(a));
-            emit.operation(instruction.op, args)
-        };
+    for instruction in &code.instructions {
+        let args = instruction.args.map(|a| emit.operand(a));
+        let value = emit.operation(instruction.op, args);
         emit.registers[instruction.dst as usize] = Some(value);
     }
-    for (k, (_, operand)) in program.outputs.iter().enumerate() {
+    for (k, operand) in code.outputs.iter().enumerate() {
         let value = emit.operand(*operand);
         let address = emit.b.ins().iadd(output_base[k], offset);
         emit.b.ins().store(memory, value, address, 0);
@@ -426,7 +441,7 @@ impl Emitter<'_, '_> {
                 Func::Ln => self.per_lane(call_ln as *const (), &[a]),
                 Func::Tanh => self.per_lane(call_tanh as *const (), &[a]),
                 Func::Sigmoid => self.per_lane(call_sigmoid as *const (), &[a]),
-                Func::Randn => unreachable!("randn() is read from its input slot"),
+                Func::Randn => unreachable!("randn() draws arrive in slots"),
             },
         }
     }

@@ -1,21 +1,30 @@
 //! Vectorised rule programs: register bytecode run array-at-a-time over whole f32 slices.
 //!
 //! A program is a list of instructions in SSA form, each writing one register from up to three
-//! operands (a register, an input slice, or a constant). [`Program::run`] walks the elements in chunks
-//! of [`CHUNK`] and runs every instruction over the whole chunk, so the cost of interpreting an
-//! instruction is paid once per chunk, not once per synapse (`benches/rule_vm.rs`: ~1 ns per element for
-//! such an interpreter against ~500 ns for Rhai). The dispatch on operand kinds happens once per
-//! instruction and chunk; the inner loops are monomorphised closures the compiler vectorises.
+//! operands (a register, an input slice, or a constant). The interpreter ([`Code::interpret`]) walks the
+//! elements in chunks of [`CHUNK`] and runs every instruction over the whole chunk, so the cost of
+//! interpreting an instruction is paid once per chunk, not once per synapse (`benches/rule_vm.rs`: ~1 ns
+//! per element for such an interpreter against ~500 ns for Rhai). The dispatch on operand kinds happens
+//! once per instruction and chunk; the inner loops are monomorphised closures the compiler vectorises.
 //! Booleans are 1.0 / 0.0. Identical subexpressions are computed once.
 //!
-//! [`Program::run`] prefers the program's native kernel (`jit.rs`: the same instructions fused into one
-//! machine-code loop, about 3× faster); this interpreter is what it is checked against, bit for bit,
-//! and what runs wherever no kernel can be built.
+//! **Hoisting by index.** Over a weight matrix a value varies per synapse, per row (a property of the
+//! postsynaptic neuron), per column (of the presynaptic neuron) or not at all ([`Granularity`]); an
+//! instruction varies as the finest of its operands. [`Program::run_matrix`] splits the program into
+//! one part per granularity ([`Plan`]) and computes every instruction once at its own: `tanh(post)` 256
+//! times for a 256 × 196 matrix, not 50,176. The per-synapse part runs row by row, reading a row's
+//! values as scalars and the columns' values as slices, so nothing is expanded to every synapse.
+//! Hoisting changes no bit: each value is the same operation on the same operands.
+//!
+//! Every part prefers its native kernel (`jit.rs`: the same instructions fused into one machine-code
+//! loop, about 3× faster); the interpreter is what kernels are checked against, bit for bit, and what
+//! runs wherever no kernel can be built. [`Program::interpret`] runs the whole program flat, without
+//! hoisting: the reference for both.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use super::ir::{BinOp, Expr, Func, maximum, minimum};
 use super::jit::Kernel;
@@ -29,7 +38,7 @@ pub const CHUNK: usize = 4096;
 pub enum Operand {
     /// A register written by an earlier instruction.
     Reg(u16),
-    /// An input variable (index into [`Program::inputs`]).
+    /// An input variable (index into [`Program::inputs`]), or in a [`Code`] an input slot.
     Input(u16),
     /// A constant.
     Const(f32),
@@ -72,38 +81,150 @@ pub struct Program {
     pub instructions: Vec<Instruction>,
     /// Registers used.
     pub registers: usize,
-    /// Native kernels built so far, one per arrangement of scalar inputs (`jit.rs`).
-    kernels: Kernels,
+    /// The whole program as code over its inputs and then its `randn()` draws: what
+    /// [`Program::interpret`] runs.
+    whole: Code,
+    /// The split into parts by granularity, one per arrangement of inputs, built on first use with
+    /// their native kernels.
+    plans: Plans,
 }
 
-/// Native kernels by input arrangement (which input slots are scalars), built on first use.
-/// An error records that building failed (and why), so it is not retried.
-#[derive(Default)]
-struct Kernels(Mutex<Vec<(Vec<bool>, BuiltKernel)>>);
+/// Straight-line code over input slots: what the interpreter and a native kernel run, a whole program
+/// or one part of one. `randn()` is never an instruction here; its draws arrive in slots.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Code {
+    /// Input slots (`Operand::Input(k)` reads slot `k`).
+    pub slots: usize,
+    /// The instructions, in order (registers local to this code).
+    pub instructions: Vec<Instruction>,
+    /// Registers used.
+    pub registers: usize,
+    /// Where each output's value is.
+    pub outputs: Vec<Operand>,
+}
 
-/// A kernel, or why none could be built.
-type BuiltKernel = Result<Arc<Kernel>, String>;
+/// How a value varies over a `rows × cols` weight matrix (row = postsynaptic neuron, column =
+/// presynaptic neuron), from the coarsest to the finest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Granularity {
+    /// One value for every synapse.
+    Once,
+    /// One value per row.
+    PerRow,
+    /// One value per column.
+    PerColumn,
+    /// One value per synapse.
+    PerSynapse,
+}
 
-impl Clone for Kernels {
-    fn clone(&self) -> Self {
-        Kernels(Mutex::new(self.0.lock().expect("not poisoned").clone()))
+impl Granularity {
+    /// How a value computed from values of `self` and `other` varies.
+    fn join(self, other: Granularity) -> Granularity {
+        match (self, other) {
+            (a, b) if a == b => a,
+            (Granularity::Once, x) | (x, Granularity::Once) => x,
+            _ => Granularity::PerSynapse,
+        }
+    }
+
+    /// Whether values of `self` can be read where values vary as `finer` (no row value in a column).
+    fn within(self, finer: Granularity) -> bool {
+        self.join(finer) == finer
+    }
+
+    /// How many values of this granularity a `rows × cols` matrix has.
+    fn extent(self, rows: usize, cols: usize) -> usize {
+        match self {
+            Granularity::Once => 1,
+            Granularity::PerRow => rows,
+            Granularity::PerColumn => cols,
+            Granularity::PerSynapse => rows * cols,
+        }
+    }
+
+    /// Values of this granularity as a matrix input.
+    fn input(self, values: &[f32]) -> Input<'_> {
+        match self {
+            Granularity::Once => Input::Scalar(values[0]),
+            Granularity::PerRow => Input::PerRow(values),
+            Granularity::PerColumn => Input::PerColumn(values),
+            Granularity::PerSynapse => Input::PerSynapse(values),
+        }
     }
 }
 
-impl fmt::Debug for Kernels {
+/// Plans by arrangement: the granularity of every input and of a single element.
+#[derive(Default)]
+struct Plans(Mutex<Vec<(PlanKey, Arc<Plan>)>>);
+
+type PlanKey = (Vec<Granularity>, Granularity);
+
+impl Clone for Plans {
+    fn clone(&self) -> Self {
+        Plans(Mutex::new(self.0.lock().expect("not poisoned").clone()))
+    }
+}
+
+impl fmt::Debug for Plans {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} kernel(s)", self.0.lock().expect("not poisoned").len())
+        write!(f, "{} plan(s)", self.0.lock().expect("not poisoned").len())
     }
 }
 
 /// A cache, not part of what the program computes.
-impl PartialEq for Kernels {
+impl PartialEq for Plans {
     fn eq(&self, _: &Self) -> bool {
         true
     }
 }
 
-/// Below this many elements the interpreter is used: building a kernel costs about a millisecond.
+/// A program split by granularity for one arrangement of inputs: one [`Part`] per granularity that
+/// has work, coarsest first, each reading only coarser parts' values; the last, at the granularity of
+/// a single element, writes the outputs.
+#[derive(Debug)]
+struct Plan {
+    parts: Vec<Part>,
+    /// `randn()` instructions: each draws one value per element.
+    draws: usize,
+}
+
+/// The instructions of one granularity, as code over slots.
+#[derive(Debug)]
+struct Part {
+    granularity: Granularity,
+    code: Code,
+    /// Where each slot's values come from, and how they vary.
+    sources: Vec<(Source, Granularity)>,
+    /// The program registers this part computes for later parts (`code.outputs` in the same order);
+    /// empty for the last part, whose outputs are the program's.
+    exports: Vec<u16>,
+    /// Built on first native run.
+    kernel: OnceLock<Result<Kernel, String>>,
+}
+
+/// Where a part's slot reads from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Source {
+    /// A program input.
+    Input(u16),
+    /// A program register computed by a coarser part.
+    Value(u16),
+    /// The draws of the program's `k`-th `randn()`.
+    Draw(u16),
+}
+
+/// Reusable buffers for running programs.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    /// The interpreter's registers, [`CHUNK`] floats each.
+    registers: Vec<Vec<f32>>,
+    /// Hoisted values, by program register.
+    values: Vec<Vec<f32>>,
+    /// `randn()` draws, by instruction.
+    draws: Vec<Vec<f32>>,
+}
+
+/// Below this many elements a part is interpreted: building a kernel costs about a millisecond.
 const NATIVE_FROM: usize = 256;
 
 /// Whether native kernels are used (the default), process-wide.
@@ -116,7 +237,8 @@ pub fn set_native(enabled: bool) {
     NATIVE.store(enabled, Ordering::Relaxed);
 }
 
-fn native_enabled() -> bool {
+/// Whether native kernels are on ([`set_native`]).
+pub fn native_enabled() -> bool {
     NATIVE.load(Ordering::Relaxed)
 }
 
@@ -167,7 +289,7 @@ impl Compiler<'_> {
                 _ => Src::Scalar(0.0),
             };
             let mut out = [0.0f32];
-            execute(op, &mut out, scalar(0), scalar(1), scalar(2), &mut |_| {});
+            execute(op, &mut out, scalar(0), scalar(1), scalar(2));
             let folded = Operand::Const(out[0]);
             self.memo.insert(key, folded);
             return folded;
@@ -197,6 +319,51 @@ pub enum Input<'a> {
     PerColumn(&'a [f32]),
     /// One value for every synapse.
     Scalar(f32),
+}
+
+impl<'a> Input<'a> {
+    /// How the input varies.
+    fn granularity(&self) -> Granularity {
+        match self {
+            Input::Scalar(_) => Granularity::Once,
+            Input::PerRow(_) => Granularity::PerRow,
+            Input::PerColumn(_) => Granularity::PerColumn,
+            Input::PerSynapse(_) => Granularity::PerSynapse,
+        }
+    }
+
+    /// The same values over a matrix of one row or one column, where a row's or a column's values are
+    /// the synapses' own, and the other kind is one value.
+    fn seen_over(self, rows: usize, cols: usize) -> Input<'a> {
+        match self {
+            Input::PerRow(v) if rows == 1 => Input::Scalar(v[0]),
+            Input::PerColumn(v) if cols == 1 => Input::Scalar(v[0]),
+            Input::PerSynapse(v) if rows == 1 && cols == 1 => Input::Scalar(v[0]),
+            Input::PerSynapse(v) if cols == 1 => Input::PerRow(v),
+            Input::PerSynapse(v) if rows == 1 => Input::PerColumn(v),
+            other => other,
+        }
+    }
+
+    /// Whether it holds enough values for a `rows × cols` matrix.
+    fn covers(&self, rows: usize, cols: usize) -> bool {
+        match self {
+            Input::Scalar(_) => true,
+            Input::PerRow(v) => v.len() >= rows,
+            Input::PerColumn(v) => v.len() >= cols,
+            Input::PerSynapse(v) => v.len() >= rows * cols,
+        }
+    }
+
+    /// Row `r`'s values of a `· × cols` matrix, as an interpreter slot: one value or `cols`.
+    fn row(&self, r: usize, cols: usize) -> &[f32] {
+        match self {
+            Input::Scalar(x) => std::slice::from_ref(x),
+            Input::PerRow(v) => &v[r..r + 1],
+            Input::PerColumn(v) => &v[..cols],
+            Input::PerSynapse(v) => &v[r * cols..(r + 1) * cols],
+        }
+    }
 }
 
 /// A source of values for one chunk: a slice, or a scalar broadcast over it.
@@ -267,6 +434,28 @@ fn flag(b: bool) -> f32 {
     if b { 1.0 } else { 0.0 }
 }
 
+/// Fills `draws[k][..len]` for each of `count` `randn()` instructions, chunk by chunk and, within a
+/// chunk, in instruction order: the order every way of running a program draws in, so the values do
+/// not depend on how it runs.
+fn draw(count: usize, len: usize, randn: &mut dyn FnMut(&mut [f32]), draws: &mut Vec<Vec<f32>>) {
+    draws.resize_with(count.max(draws.len()), Vec::new);
+    for d in &mut draws[..count] {
+        d.clear();
+        d.resize(len, 0.0);
+    }
+    if count == 0 {
+        return;
+    }
+    let mut start = 0;
+    while start < len {
+        let n = CHUNK.min(len - start);
+        for d in &mut draws[..count] {
+            randn(&mut d[start..start + n]);
+        }
+        start += n;
+    }
+}
+
 impl Program {
     /// Compiles a section's outputs (canonical IR) with the rule's constants baked in.
     pub fn compile(outputs: &[(Var, Expr)], constants: &[(String, f32)]) -> Program {
@@ -277,7 +466,8 @@ impl Program {
                 outputs: Vec::new(),
                 instructions: Vec::new(),
                 registers: 0,
-                kernels: Kernels::default(),
+                whole: Code::default(),
+                plans: Plans::default(),
             },
             memo: HashMap::new(),
         };
@@ -285,53 +475,42 @@ impl Program {
             let operand = compiler.operand(e);
             compiler.program.outputs.push((*name, operand));
         }
-        compiler.program
+        let mut program = compiler.program;
+        program.whole = program.whole_code();
+        program
     }
 
-    /// Runs the program over `len` elements. `inputs[i]` is the slice of [`Program::inputs`]`[i]`
-    /// (length `len`, or 1 for a value shared by every element); `outputs[k]` receives
-    /// [`Program::outputs`]`[k]`. `randn` fills a chunk with standard normal draws when the program
-    /// calls `randn()`. `registers` is reusable scratch.
-    ///
-    /// Runs the program's native kernel where one can be built (`jit.rs`), else interprets; both
-    /// give the same bits, and draw the same `randn()` values in the same order.
-    pub fn run(
-        &self,
-        len: usize,
-        inputs: &[&[f32]],
-        outputs: &mut [&mut [f32]],
-        randn: &mut dyn FnMut(&mut [f32]),
-        registers: &mut Vec<Vec<f32>>,
-    ) {
-        match self.native_kernel(len, inputs.iter().map(|s| s.len() == 1)) {
-            Some(kernel) => self.run_native(&kernel, len, inputs, outputs, randn, registers),
-            None => self.interpret(len, inputs, outputs, randn, registers),
+    /// The program as one [`Code`]: its inputs, then one slot per `randn()` instruction.
+    fn whole_code(&self) -> Code {
+        let mut slot = vec![None; self.registers];
+        let mut next = self.inputs.len();
+        for ins in &self.instructions {
+            if ins.op == Op::Call(Func::Randn) {
+                slot[ins.dst as usize] = Some(next as u16);
+                next += 1;
+            }
+        }
+        let operand = |o: Operand| match o {
+            Operand::Reg(r) => slot[r as usize].map_or(o, Operand::Input),
+            o => o,
+        };
+        Code {
+            slots: next,
+            instructions: self
+                .instructions
+                .iter()
+                .filter(|ins| ins.op != Op::Call(Func::Randn))
+                .map(|ins| Instruction {
+                    args: ins.args.map(operand),
+                    ..ins.clone()
+                })
+                .collect(),
+            registers: self.registers,
+            outputs: self.outputs.iter().map(|(_, o)| operand(*o)).collect(),
         }
     }
 
-    /// The kernel to run over `len` elements whose inputs are scalar as `scalar` says, or `None`
-    /// where the interpreter runs instead (short slices, [`set_native`] off, no kernel).
-    fn native_kernel(&self, len: usize, scalar: impl Iterator<Item = bool>) -> Option<Arc<Kernel>> {
-        if len < NATIVE_FROM || !native_enabled() {
-            return None;
-        }
-        self.kernel(scalar)
-    }
-
-    /// Whether a run so far used a native kernel (for tests: a kernel that failed to build would
-    /// otherwise pass every comparison with the interpreter silently).
-    pub fn ran_natively(&self) -> bool {
-        let kernels = self.kernels.0.lock().expect("not poisoned");
-        kernels.iter().any(|(_, kernel)| kernel.is_ok())
-    }
-
-    /// Why a native kernel could not be built for some arrangement of inputs, if one could not.
-    pub fn native_error(&self) -> Option<String> {
-        let kernels = self.kernels.0.lock().expect("not poisoned");
-        kernels.iter().find_map(|(_, kernel)| kernel.clone().err())
-    }
-
-    /// How many `randn()` instructions the program has: each is one more input slot of a kernel.
+    /// How many `randn()` instructions the program has.
     fn randn_count(&self) -> usize {
         self.instructions
             .iter()
@@ -339,69 +518,452 @@ impl Program {
             .count()
     }
 
-    /// The kernel for this arrangement of scalar inputs, built on first use.
-    fn kernel(&self, scalar: impl Iterator<Item = bool>) -> Option<Arc<Kernel>> {
-        let mut scalar: Vec<bool> = scalar.collect();
-        scalar.resize(self.inputs.len() + self.randn_count(), false);
-        let mut kernels = self.kernels.0.lock().expect("not poisoned");
-        if let Some((_, kernel)) = kernels.iter().find(|(s, _)| *s == scalar) {
-            return kernel.clone().ok();
-        }
-        // A kernel that cannot be built leaves the interpreter to run the program (same bits, slower);
-        // the reason stays for `native_error`.
-        let kernel = Kernel::compile(self, &scalar).map(Arc::new);
-        kernels.push((scalar, kernel.clone()));
-        kernel.ok()
-    }
-
-    /// Runs `kernel` over `len` elements. `randn()` values are drawn chunk by chunk, in instruction
-    /// order, exactly as [`Program::interpret`] draws them.
-    fn run_native(
+    /// Runs the program over `len` elements. `inputs[i]` is the slice of [`Program::inputs`]`[i]`
+    /// (length `len`, or 1 for a value shared by every element); `outputs[k]` receives
+    /// [`Program::outputs`]`[k]`. `randn` fills a chunk with standard normal draws when the program
+    /// calls `randn()`.
+    ///
+    /// Runs native kernels where they can be built (`jit.rs`), else interprets; both give the same
+    /// bits, and draw the same `randn()` values in the same order.
+    pub fn run(
         &self,
-        kernel: &Kernel,
         len: usize,
         inputs: &[&[f32]],
         outputs: &mut [&mut [f32]],
         randn: &mut dyn FnMut(&mut [f32]),
-        registers: &mut Vec<Vec<f32>>,
+        scratch: &mut Scratch,
     ) {
-        let draws = self.randn_count();
-        if draws == 0 {
-            kernel.run(len, inputs, outputs);
+        let inputs: Vec<Input> = inputs
+            .iter()
+            .map(|s| {
+                if s.len() == 1 {
+                    Input::Scalar(s[0])
+                } else {
+                    Input::PerSynapse(s)
+                }
+            })
+            .collect();
+        self.run_matrix(1, len, &inputs, outputs, randn, scratch);
+    }
+
+    /// Runs the program over a `rows × cols` weight matrix whose inputs may be per synapse, per row,
+    /// per column or scalar; `outputs[k]` receives `rows × cols` values, row-major. Each instruction is
+    /// computed once per value of its granularity (the module doc), on native kernels where they can
+    /// be built: the same bits as [`Program::interpret`] on the inputs expanded to every synapse.
+    pub fn run_matrix(
+        &self,
+        rows: usize,
+        cols: usize,
+        inputs: &[Input],
+        outputs: &mut [&mut [f32]],
+        randn: &mut dyn FnMut(&mut [f32]),
+        scratch: &mut Scratch,
+    ) {
+        self.run_planned(rows, cols, inputs, outputs, randn, scratch, native_enabled());
+    }
+
+    /// [`Program::run_matrix`] with every part interpreted (for tests: the kernels' comparison).
+    pub fn interpret_matrix(
+        &self,
+        rows: usize,
+        cols: usize,
+        inputs: &[Input],
+        outputs: &mut [&mut [f32]],
+        randn: &mut dyn FnMut(&mut [f32]),
+        scratch: &mut Scratch,
+    ) {
+        self.run_planned(rows, cols, inputs, outputs, randn, scratch, false);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_planned(
+        &self,
+        rows: usize,
+        cols: usize,
+        inputs: &[Input],
+        outputs: &mut [&mut [f32]],
+        randn: &mut dyn FnMut(&mut [f32]),
+        scratch: &mut Scratch,
+        native: bool,
+    ) {
+        assert_eq!(inputs.len(), self.inputs.len(), "one input per program input");
+        assert_eq!(outputs.len(), self.outputs.len(), "one slice per output");
+        let len = rows * cols;
+        assert!(
+            inputs.iter().all(|i| i.covers(rows, cols)),
+            "an input shorter than the matrix"
+        );
+        assert!(
+            outputs.iter().all(|o| o.len() >= len),
+            "an output shorter than the matrix"
+        );
+        if len == 0 {
             return;
         }
-        registers.resize_with(draws.max(registers.len()), Vec::new);
-        let mut start = 0;
-        while start < len {
-            let n = CHUNK.min(len - start);
-            for buffer in &mut registers[..draws] {
-                buffer.resize(CHUNK, 0.0);
-                randn(&mut buffer[..n]);
-            }
-            let mut slots: Vec<&[f32]> = inputs
+        let inputs: Vec<Input> = inputs.iter().map(|i| i.seen_over(rows, cols)).collect();
+        let element = match (rows == 1, cols == 1) {
+            (true, true) => Granularity::Once,
+            (false, true) => Granularity::PerRow,
+            (true, false) => Granularity::PerColumn,
+            (false, false) => Granularity::PerSynapse,
+        };
+        let plan = self.plan(inputs.iter().map(Input::granularity).collect(), element);
+        let Scratch {
+            registers,
+            values,
+            draws,
+        } = scratch;
+        draw(plan.draws, len, randn, draws);
+        values.resize_with(self.registers, Vec::new);
+        for part in &plan.parts {
+            let extent = part.granularity.extent(rows, cols);
+            let mut exported: Vec<Vec<f32>> = part
+                .exports
                 .iter()
-                .map(|s| if s.len() == 1 { *s } else { &s[start..start + n] })
+                .map(|&r| {
+                    let mut v = std::mem::take(&mut values[r as usize]);
+                    v.resize(extent, 0.0);
+                    v
+                })
                 .collect();
-            slots.extend(registers[..draws].iter().map(|b| &b[..n]));
-            let mut chunk: Vec<&mut [f32]> = outputs.iter_mut().map(|o| &mut o[start..start + n]).collect();
-            kernel.run(n, &slots, &mut chunk);
-            start += n;
+            {
+                let sources: Vec<Input> = part
+                    .sources
+                    .iter()
+                    .map(|&(source, granularity)| match source {
+                        Source::Input(i) => inputs[i as usize],
+                        Source::Value(r) => granularity.input(&values[r as usize]),
+                        Source::Draw(k) => granularity.input(&draws[k as usize]),
+                    })
+                    .collect();
+                if part.exports.is_empty() {
+                    part.run(rows, cols, &sources, outputs, registers, native);
+                } else {
+                    let mut exports: Vec<&mut [f32]> = exported.iter_mut().map(Vec::as_mut_slice).collect();
+                    part.run(rows, cols, &sources, &mut exports, registers, native);
+                }
+            }
+            for (&r, v) in part.exports.iter().zip(exported) {
+                values[r as usize] = v;
+            }
         }
     }
 
-    /// [`Program::run`] without native code: every instruction in turn over each chunk. The reference
-    /// the kernels are tested against.
+    /// The plan for inputs varying as `inputs` says, over elements varying as `element` (per synapse
+    /// for a matrix, per row or per column for a matrix of one column or one row, once for a single
+    /// element), built on first use.
+    fn plan(&self, inputs: Vec<Granularity>, element: Granularity) -> Arc<Plan> {
+        let key = (inputs, element);
+        let mut plans = self.plans.0.lock().expect("not poisoned");
+        if let Some((_, plan)) = plans.iter().find(|(k, _)| *k == key) {
+            return plan.clone();
+        }
+        let plan = Arc::new(Plan::new(self, &key.0, element));
+        plans.push((key, plan.clone()));
+        plan
+    }
+
+    /// The flat reference: the whole program over `len` elements, interpreted, with nothing hoisted.
+    /// Arguments as for [`Program::run`].
     pub fn interpret(
         &self,
         len: usize,
         inputs: &[&[f32]],
         outputs: &mut [&mut [f32]],
         randn: &mut dyn FnMut(&mut [f32]),
-        registers: &mut Vec<Vec<f32>>,
+        scratch: &mut Scratch,
     ) {
         assert_eq!(inputs.len(), self.inputs.len(), "one slice per input");
         assert_eq!(outputs.len(), self.outputs.len(), "one slice per output");
-        registers.resize_with(self.registers, Vec::new);
+        let count = self.randn_count();
+        draw(count, len, randn, &mut scratch.draws);
+        let slots: Vec<&[f32]> = inputs
+            .iter()
+            .copied()
+            .chain(scratch.draws[..count].iter().map(|d| &d[..len]))
+            .collect();
+        self.whole.interpret(len, &slots, outputs, &mut scratch.registers);
+    }
+
+    /// Whether a run so far used a native kernel (for tests: a kernel that failed to build would
+    /// otherwise pass every comparison with the interpreter silently).
+    pub fn ran_natively(&self) -> bool {
+        self.kernels().any(|k| k.is_ok())
+    }
+
+    /// Why a native kernel could not be built for some part, if one could not.
+    pub fn native_error(&self) -> Option<String> {
+        self.kernels().find_map(|k| k.err())
+    }
+
+    /// Every kernel built or attempted so far.
+    fn kernels(&self) -> impl Iterator<Item = Result<(), String>> {
+        let plans = self.plans.0.lock().expect("not poisoned");
+        let built: Vec<Result<(), String>> = plans
+            .iter()
+            .flat_map(|(_, plan)| &plan.parts)
+            .filter_map(|part| part.kernel.get())
+            .map(|k| k.as_ref().map(|_| ()).map_err(Clone::clone))
+            .collect();
+        built.into_iter()
+    }
+
+    /// Builds the native kernels for a matrix whose inputs vary as `inputs` says, as a run would, and
+    /// says why they cannot be built, if they cannot (what `synaptogen check` reports). `Ok` when
+    /// native kernels are off: nothing failed.
+    pub fn prepare_native(&self, inputs: &[Granularity]) -> Result<(), String> {
+        let plan = self.plan(inputs.to_vec(), Granularity::PerSynapse);
+        for part in &plan.parts {
+            if let Err(e) = part.kernel() {
+                return Err(e.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// How many instructions run per synapse, per row, per column and once, for inputs varying as
+    /// `inputs` says over a matrix (what `synaptogen check` prints).
+    pub fn split(&self, inputs: &[Granularity]) -> [usize; 4] {
+        let mut counts = [0; 4];
+        for (_, g) in self.granularities(inputs, Granularity::PerSynapse) {
+            counts[g as usize] += 1;
+        }
+        counts
+    }
+
+    /// Each instruction's index with its granularity, for inputs varying as `inputs` says and
+    /// elements as `element`: the finest of its operands'; a `randn()` draw varies per element.
+    fn granularities(&self, inputs: &[Granularity], element: Granularity) -> Vec<(usize, Granularity)> {
+        let mut of = vec![Granularity::Once; self.registers];
+        for ins in &self.instructions {
+            of[ins.dst as usize] = if ins.op == Op::Call(Func::Randn) {
+                element
+            } else {
+                ins.args.iter().fold(Granularity::Once, |g, a| {
+                    g.join(match *a {
+                        Operand::Reg(r) => of[r as usize],
+                        Operand::Input(i) => inputs[i as usize],
+                        Operand::Const(_) => Granularity::Once,
+                    })
+                })
+            };
+        }
+        self.instructions
+            .iter()
+            .enumerate()
+            .map(|(i, ins)| (i, of[ins.dst as usize]))
+            .collect()
+    }
+
+    /// Evaluates the program on one element with every input a scalar (for tests and probes).
+    pub fn eval_scalar(&self, inputs: &[f32]) -> Vec<f32> {
+        let slices: Vec<&[f32]> = inputs.iter().map(std::slice::from_ref).collect();
+        let mut out = vec![0.0f32; self.outputs.len()];
+        {
+            let mut outs: Vec<&mut [f32]> = out.iter_mut().map(std::slice::from_mut).collect();
+            self.run(1, &slices, &mut outs, &mut |_| {}, &mut Scratch::default());
+        }
+        out
+    }
+}
+
+impl Plan {
+    /// Splits `program` for inputs varying as `inputs` says and elements as `element`.
+    fn new(program: &Program, inputs: &[Granularity], element: Granularity) -> Plan {
+        let granularity = program.granularities(inputs, element);
+        let mut of = vec![Granularity::Once; program.registers];
+        let mut draw = vec![None; program.registers];
+        let mut draws = 0u16;
+        for &(i, g) in &granularity {
+            let ins = &program.instructions[i];
+            of[ins.dst as usize] = g;
+            if ins.op == Op::Call(Func::Randn) {
+                draw[ins.dst as usize] = Some(draws);
+                draws += 1;
+            }
+        }
+        // A register is exported when an instruction of another granularity, or an output (written by
+        // the last part), reads it.
+        let mut exported = vec![false; program.registers];
+        for ins in &program.instructions {
+            for a in ins.args {
+                if let Operand::Reg(r) = a
+                    && of[r as usize] != of[ins.dst as usize]
+                {
+                    exported[r as usize] = true;
+                }
+            }
+        }
+        for (_, o) in &program.outputs {
+            if let Operand::Reg(r) = *o
+                && of[r as usize] != element
+            {
+                exported[r as usize] = true;
+            }
+        }
+        let source_granularity = |s: Source| match s {
+            Source::Input(i) => inputs[i as usize],
+            Source::Value(r) => of[r as usize],
+            Source::Draw(_) => element,
+        };
+        let mut parts = Vec::new();
+        for level in [
+            Granularity::Once,
+            Granularity::PerRow,
+            Granularity::PerColumn,
+            Granularity::PerSynapse,
+        ] {
+            if !level.within(element) {
+                continue;
+            }
+            let last = level == element;
+            let mut code = Code::default();
+            let mut sources: Vec<(Source, Granularity)> = Vec::new();
+            let mut local = vec![None; program.registers];
+            let mut operand = |o: Operand, local: &[Option<u16>]| -> Operand {
+                let source = match o {
+                    Operand::Const(_) => return o,
+                    Operand::Input(i) => Source::Input(i),
+                    Operand::Reg(r) => match (draw[r as usize], local[r as usize]) {
+                        (Some(k), _) => Source::Draw(k),
+                        (None, Some(l)) => return Operand::Reg(l),
+                        (None, None) => Source::Value(r),
+                    },
+                };
+                let slot = match sources.iter().position(|(s, _)| *s == source) {
+                    Some(k) => k,
+                    None => {
+                        sources.push((source, source_granularity(source)));
+                        sources.len() - 1
+                    }
+                };
+                Operand::Input(slot as u16)
+            };
+            for &(i, g) in &granularity {
+                let ins = &program.instructions[i];
+                if g != level || draw[ins.dst as usize].is_some() {
+                    continue;
+                }
+                let args = ins.args.map(|a| operand(a, &local));
+                local[ins.dst as usize] = Some(code.registers as u16);
+                code.instructions.push(Instruction {
+                    op: ins.op,
+                    dst: code.registers as u16,
+                    args,
+                });
+                code.registers += 1;
+            }
+            let exports: Vec<u16> = if last {
+                code.outputs = program.outputs.iter().map(|(_, o)| operand(*o, &local)).collect();
+                Vec::new()
+            } else {
+                let exports: Vec<u16> = (0..program.registers as u16)
+                    .filter(|&r| exported[r as usize] && local[r as usize].is_some())
+                    .collect();
+                code.outputs = exports
+                    .iter()
+                    .map(|&r| Operand::Reg(local[r as usize].expect("computed here")))
+                    .collect();
+                exports
+            };
+            if !last && exports.is_empty() {
+                continue;
+            }
+            code.slots = sources.len();
+            parts.push(Part {
+                granularity: level,
+                code,
+                sources,
+                exports,
+                kernel: OnceLock::new(),
+            });
+        }
+        Plan {
+            parts,
+            draws: draws as usize,
+        }
+    }
+}
+
+impl Part {
+    /// The part's kernel, built on first use. A slot is one value for a whole run of the kernel over
+    /// a row: a value computed once, or, in the per-synapse part, the row's value.
+    fn kernel(&self) -> &Result<Kernel, String> {
+        self.kernel.get_or_init(|| {
+            let scalar: Vec<bool> = self
+                .sources
+                .iter()
+                .map(|&(_, g)| {
+                    g == Granularity::Once
+                        || (g == Granularity::PerRow && self.granularity == Granularity::PerSynapse)
+                })
+                .collect();
+            Kernel::compile(&self.code, &scalar)
+        })
+    }
+
+    /// Runs the part: over every value of its granularity, reading `sources` (one per slot) and
+    /// writing `outputs` (its exports, or the program's outputs for the last part). The per-synapse
+    /// part runs row by row.
+    fn run(
+        &self,
+        rows: usize,
+        cols: usize,
+        sources: &[Input],
+        outputs: &mut [&mut [f32]],
+        registers: &mut Vec<Vec<f32>>,
+        native: bool,
+    ) {
+        // Parts coarser than a synapse are one row of their values.
+        let along: Vec<Input>;
+        let (rows, cols, sources) = if self.granularity == Granularity::PerSynapse {
+            (rows, cols, sources)
+        } else {
+            let extent = self.granularity.extent(rows, cols);
+            along = sources
+                .iter()
+                .map(|s| match *s {
+                    Input::Scalar(x) => Input::Scalar(x),
+                    Input::PerRow(v) | Input::PerColumn(v) | Input::PerSynapse(v) => {
+                        Input::PerColumn(&v[..extent])
+                    }
+                })
+                .collect();
+            (1, extent, &along[..])
+        };
+        if native && rows * cols >= NATIVE_FROM {
+            // A kernel that cannot be built leaves the interpreter to run the part (same bits,
+            // slower); the reason stays for `Program::native_error`.
+            if let Ok(kernel) = self.kernel() {
+                kernel.run_rows(rows, cols, sources, outputs);
+                return;
+            }
+        }
+        for r in 0..rows {
+            let slots: Vec<&[f32]> = sources.iter().map(|s| s.row(r, cols)).collect();
+            let mut row: Vec<&mut [f32]> = outputs
+                .iter_mut()
+                .map(|o| &mut o[r * cols..(r + 1) * cols])
+                .collect();
+            self.code.interpret(cols, &slots, &mut row, registers);
+        }
+    }
+}
+
+impl Code {
+    /// Runs the code over `len` elements, every instruction in turn over each chunk. `slots[k]` has
+    /// `len` values, or 1 shared by every element; `outputs[k]` receives `len` values. `registers` is
+    /// reusable scratch.
+    pub fn interpret(
+        &self,
+        len: usize,
+        slots: &[&[f32]],
+        outputs: &mut [&mut [f32]],
+        registers: &mut Vec<Vec<f32>>,
+    ) {
+        assert_eq!(slots.len(), self.slots, "one slice per slot");
+        assert_eq!(outputs.len(), self.outputs.len(), "one slice per output");
+        registers.resize_with(self.registers.max(registers.len()), Vec::new);
         for r in registers.iter_mut() {
             r.resize(CHUNK, 0.0);
         }
@@ -425,7 +987,7 @@ impl Program {
                                 None => Src::Slice(&registers[r as usize][..n]),
                             },
                             Operand::Input(i) => {
-                                let s = inputs[i as usize];
+                                let s = slots[i as usize];
                                 if s.len() == 1 {
                                     Src::Scalar(s[0])
                                 } else {
@@ -436,18 +998,17 @@ impl Program {
                         }
                     };
                     let [a, b, c] = instruction.args.map(src);
-                    let all_scalar = [a, b, c].iter().all(|s| matches!(s, Src::Scalar(_)));
-                    if all_scalar && instruction.op != Op::Call(Func::Randn) {
+                    if [a, b, c].iter().all(|s| matches!(s, Src::Scalar(_))) {
                         let mut one = [0.0f32];
-                        execute(instruction.op, &mut one, a, b, c, randn);
+                        execute(instruction.op, &mut one, a, b, c);
                         uniform[dst_index] = Some(one[0]);
                     } else {
-                        execute(instruction.op, &mut dst[..n], a, b, c, randn);
+                        execute(instruction.op, &mut dst[..n], a, b, c);
                     }
                 }
                 registers[dst_index] = dst;
             }
-            for ((_, operand), out) in self.outputs.iter().zip(outputs.iter_mut()) {
+            for (operand, out) in self.outputs.iter().zip(outputs.iter_mut()) {
                 let out = &mut out[start..start + n];
                 match *operand {
                     Operand::Reg(r) => match uniform[r as usize] {
@@ -455,7 +1016,7 @@ impl Program {
                         None => out.copy_from_slice(&registers[r as usize][..n]),
                     },
                     Operand::Input(i) => {
-                        let s = inputs[i as usize];
+                        let s = slots[i as usize];
                         if s.len() == 1 {
                             out.fill(s[0])
                         } else {
@@ -468,73 +1029,9 @@ impl Program {
             start += n;
         }
     }
-
-    /// Runs the program over a `rows × cols` weight matrix whose inputs may be per synapse, per row,
-    /// per column or scalar. Per-row and per-column inputs are expanded one chunk at a time into
-    /// `broadcast` scratch, so no full-size copy is ever made.
-    #[allow(clippy::too_many_arguments)]
-    pub fn run_matrix(
-        &self,
-        rows: usize,
-        cols: usize,
-        inputs: &[Input],
-        outputs: &mut [&mut [f32]],
-        randn: &mut dyn FnMut(&mut [f32]),
-        registers: &mut Vec<Vec<f32>>,
-        broadcast: &mut Vec<Vec<f32>>,
-    ) {
-        let len = rows * cols;
-        // Chosen once for the whole matrix, not per chunk: the lookup locks and allocates.
-        let kernel = self.native_kernel(len, inputs.iter().map(|i| matches!(i, Input::Scalar(_))));
-        broadcast.resize_with(inputs.len(), Vec::new);
-        let mut start = 0;
-        while start < len {
-            let n = CHUNK.min(len - start);
-            for (input, buffer) in inputs.iter().zip(broadcast.iter_mut()) {
-                match *input {
-                    Input::PerRow(values) => {
-                        buffer.clear();
-                        buffer.extend((start..start + n).map(|e| values[e / cols]));
-                    }
-                    Input::PerColumn(values) => {
-                        buffer.clear();
-                        buffer.extend((start..start + n).map(|e| values[e % cols]));
-                    }
-                    Input::PerSynapse(_) | Input::Scalar(_) => {}
-                }
-            }
-            let slices: Vec<&[f32]> = inputs
-                .iter()
-                .zip(broadcast.iter())
-                .map(|(input, buffer)| match input {
-                    Input::PerSynapse(values) => &values[start..start + n],
-                    Input::PerRow(_) | Input::PerColumn(_) => &buffer[..n],
-                    Input::Scalar(x) => std::slice::from_ref(x),
-                })
-                .collect();
-            let mut chunk_outputs: Vec<&mut [f32]> =
-                outputs.iter_mut().map(|o| &mut o[start..start + n]).collect();
-            match &kernel {
-                Some(kernel) => self.run_native(kernel, n, &slices, &mut chunk_outputs, randn, registers),
-                None => self.interpret(n, &slices, &mut chunk_outputs, randn, registers),
-            }
-            start += n;
-        }
-    }
-
-    /// Evaluates the program on one element with every input a scalar (for tests and probes).
-    pub fn eval_scalar(&self, inputs: &[f32]) -> Vec<f32> {
-        let slices: Vec<&[f32]> = inputs.iter().map(std::slice::from_ref).collect();
-        let mut out = vec![0.0f32; self.outputs.len()];
-        {
-            let mut outs: Vec<&mut [f32]> = out.iter_mut().map(std::slice::from_mut).collect();
-            self.run(1, &slices, &mut outs, &mut |_| {}, &mut Vec::new());
-        }
-        out
-    }
 }
 
-fn execute(op: Op, dst: &mut [f32], a: Src, b: Src, c: Src, randn: &mut dyn FnMut(&mut [f32])) {
+fn execute(op: Op, dst: &mut [f32], a: Src, b: Src, c: Src) {
     match op {
         Op::Neg => unary(dst, a, |x| -x),
         Op::Not => unary(dst, a, |x| flag(!truth(x))),
@@ -566,7 +1063,7 @@ fn execute(op: Op, dst: &mut [f32], a: Src, b: Src, c: Src, randn: &mut dyn FnMu
             Func::Min => binary(dst, a, b, minimum),
             Func::Max => binary(dst, a, b, maximum),
             Func::Clamp => ternary(dst, a, b, c, |x, lo, hi| minimum(maximum(x, lo), hi)),
-            Func::Randn => randn(dst),
+            Func::Randn => unreachable!("randn() draws arrive in slots"),
         },
         Op::Select => ternary(dst, a, b, c, |c, x, y| if truth(c) { x } else { y }),
     }
@@ -633,8 +1130,7 @@ mod tests {
             &inputs,
             &mut [&mut dw],
             &mut |_| {},
-            &mut Vec::new(),
-            &mut Vec::new(),
+            &mut Scratch::default(),
         );
         for e in [0, 1, 4999, 5000, 9999, 14_999] {
             let want = w[e] + 10.0 * post[e / cols] + 100.0 * pre[e % cols] + 0.5;

@@ -32,7 +32,7 @@ pub fn behaviour_hash(rule: &CompiledRule) -> u64 {
             let mut outs: Vec<&mut [f32]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
             let mut noise = Rng::stream(1, Purpose::Behaviour, &[]);
             let mut randn = |chunk: &mut [f32]| chunk.iter_mut().for_each(|x| *x = noise.normal());
-            program.run(PROBE, &slices, &mut outs, &mut randn, &mut Vec::new());
+            program.run(PROBE, &slices, &mut outs, &mut randn, &mut Default::default());
         }
         bytes.extend_from_slice(section.function().as_bytes());
         for ((name, _), values) in program.outputs.iter().zip(&outputs) {

@@ -33,7 +33,7 @@ use super::structure::{self, Connectivity, Schedule};
 use super::{Backprop, Learner, NoiseTable, UpdateContext, UpdateStats};
 use crate::data::Batch;
 use crate::rng::{Purpose, Rng};
-use crate::rule::program::Input;
+use crate::rule::program::{Input, Scratch};
 use crate::rule::vocab::Var;
 use crate::rule::{CompiledRule, Program, Section};
 use crate::snn::{Network, Workspace};
@@ -69,8 +69,7 @@ pub struct RuleLearner {
     updates: u64,
     /// The current matrix's signals, and the programs' scratch.
     signals: Signals,
-    registers: Vec<Vec<f32>>,
-    broadcast: Vec<Vec<f32>>,
+    program_scratch: Scratch,
     /// The `prune()` scores of the current pruning event.
     scores: Vec<f32>,
     /// What the synapse program reads, so the learner computes only that.
@@ -196,8 +195,7 @@ impl RuleLearner {
             seed,
             updates: 0,
             signals: Signals::default(),
-            registers: Vec::new(),
-            broadcast: Vec::new(),
+            program_scratch: Scratch::default(),
             scores: Vec::new(),
             reads,
             prune_reads,
@@ -301,8 +299,7 @@ impl RuleLearner {
                 &program_inputs,
                 &mut out_slices,
                 &mut |chunk| noise.fill(chunk, noise_rng),
-                &mut self.registers,
-                &mut self.broadcast,
+                &mut self.program_scratch,
             );
             if let Some(prune) = pruning.and(self.prune.as_ref()) {
                 self.scores.resize(outputs * inputs, 0.0);
@@ -313,8 +310,7 @@ impl RuleLearner {
                     &prune_inputs,
                     &mut [self.scores.as_mut_slice()],
                     &mut |chunk| noise.fill(chunk, noise_rng),
-                    &mut self.registers,
-                    &mut self.broadcast,
+                    &mut self.program_scratch,
                 );
             }
             if let (Some(bias), Some(bias_outs)) = (&state.bias, &mut bias_outs) {
@@ -338,8 +334,7 @@ impl RuleLearner {
                     &bias_inputs,
                     &mut out_slices,
                     &mut |chunk| noise.fill(chunk, noise_rng),
-                    &mut self.registers,
-                    &mut self.broadcast,
+                    &mut self.program_scratch,
                 );
             }
         }

@@ -27,7 +27,7 @@ use super::signals::{Globals, TRACE_DECAY, row_mean};
 use crate::learner::cbp::{bias_correction, incoming_magnitude, outgoing_magnitude};
 use crate::rng::{Purpose, Rng};
 use crate::rule::Program;
-use crate::rule::program::Input;
+use crate::rule::program::{Input, Scratch};
 use crate::rule::vocab::Var;
 use crate::snn::{Network, Workspace};
 
@@ -64,8 +64,7 @@ pub struct NeuronPass {
     seed: u64,
     reads: Vec<Var>,
     activity: Vec<f32>,
-    registers: Vec<Vec<f32>>,
-    broadcast: Vec<Vec<f32>>,
+    scratch: Scratch,
     /// Every replacement so far: (update, layer, unit).
     replaced: Vec<(u64, usize, usize)>,
 }
@@ -94,8 +93,7 @@ impl NeuronPass {
             seed,
             reads,
             activity: Vec::new(),
-            registers: Vec::new(),
-            broadcast: Vec::new(),
+            scratch: Scratch::default(),
             replaced: Vec::new(),
         }
     }
@@ -234,15 +232,8 @@ impl NeuronPass {
                 })
                 .collect();
             let mut outs: Vec<&mut [f32]> = state.outputs.iter_mut().map(Vec::as_mut_slice).collect();
-            self.program.run_matrix(
-                width,
-                1,
-                &inputs,
-                &mut outs,
-                noise,
-                &mut self.registers,
-                &mut self.broadcast,
-            );
+            self.program
+                .run_matrix(width, 1, &inputs, &mut outs, noise, &mut self.scratch);
         }
         let mut replaced = Vec::new();
         for (l, state) in self.layers.iter_mut().enumerate() {
