@@ -211,6 +211,11 @@ impl Workspace {
         self.record_error = error;
     }
 
+    /// Whether passes record (the membrane sums, the error sums), as [`Workspace::record`] set.
+    pub fn recording(&self) -> (bool, bool) {
+        (self.record_membrane, self.record_error)
+    }
+
     /// Σ over batch and steps of hidden layer `layer`'s pre-reset membrane (ReLU: its input current),
     /// per unit, from the last forward pass with membrane recording on.
     pub fn membrane_sum(&self, layer: usize) -> &[f32] {

@@ -24,7 +24,7 @@ mod synapses;
 #[cfg(test)]
 mod tests;
 
-pub use neurons::Replacement;
+pub use neurons::{NeuronWork, Replacement};
 pub use settings::{Settings, Unfit, structure_without_score};
 pub use signals::TRACE_DECAY;
 
@@ -38,7 +38,8 @@ use crate::rule::vocab::Var;
 use crate::rule::{CompiledRule, Program, Section};
 use crate::snn::{Network, Workspace};
 use neurons::NeuronPass;
-use signals::{Globals, Reads, Signals, reads_gradient};
+pub use signals::Reads;
+use signals::{Globals, Signals, reads_gradient};
 use synapses::{BiasValues, MatrixState, SynapseView};
 
 /// A learner driven by a compiled rule.
@@ -78,6 +79,24 @@ pub struct RuleLearner {
     /// activities its traces average).
     prune_reads: Reads,
     prune_traces: Reads,
+    /// What the last update computed.
+    work: Work,
+}
+
+/// What one update computed beyond the forward pass. Each part is paid only when some section reads
+/// what needs it; `tests.rs` checks it for every vocabulary entry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Work {
+    /// The backward pass (BPTT).
+    pub backward: bool,
+    /// The weight samples of stochastic weights (`sigma`).
+    pub sampled_weights: bool,
+    /// The per-layer signals computed for the synapse and prune sections, and the age counted.
+    pub signals: Reads,
+    /// Whether the passes recorded the membrane sums (`v`) and the error sums (`err`).
+    pub recorded: (bool, bool),
+    /// The neuron pass's statistics, when the rule has a `neuron()` section.
+    pub neuron: Option<NeuronWork>,
 }
 
 /// What every weight matrix of one update shares.
@@ -200,6 +219,7 @@ impl RuleLearner {
             reads,
             prune_reads,
             prune_traces,
+            work: Work::default(),
         }
     }
 
@@ -219,6 +239,11 @@ impl RuleLearner {
                 connectivity.open_window();
             }
         }
+    }
+
+    /// What the last update computed beyond the forward pass.
+    pub fn work(&self) -> Work {
+        self.work
     }
 
     /// Every unit the neuron pass replaced so far: (update, hidden layer, unit).
@@ -365,6 +390,7 @@ impl RuleLearner {
         }
         if reads.age {
             state.age.iter_mut().for_each(|a| *a += 1.0);
+            self.signals.computed.age = true;
         }
     }
 
@@ -376,7 +402,9 @@ impl RuleLearner {
         let workspace = &self.core.workspace;
         let config = self.core.network.config().clone();
         let (steps, rows) = (config.time_steps, batch.len());
-        let row_stats = |l: usize| signals::neuron_signals(workspace, l, config.hidden[l], steps, rows);
+        let row_stats = |l: usize, wanted: [bool; 3]| {
+            signals::neuron_signals(workspace, l, [config.hidden[l], steps, rows], wanted)
+        };
         let noise = &self.noise;
         let replaced = neurons.run(
             &mut self.core.network,
@@ -420,6 +448,7 @@ impl Learner for RuleLearner {
             self.prune_traces
         });
         let mut noise_rng = Rng::stream(self.seed, Purpose::Learner, &[self.updates]);
+        self.signals.computed = Reads::default();
         let stats = self.pass(batch, &mut noise_rng, rng);
         let loss_trace = match self.loss_trace {
             Some(t) => TRACE_DECAY * t + (1.0 - TRACE_DECAY) * stats.loss,
@@ -479,6 +508,13 @@ impl Learner for RuleLearner {
         if let Some(st) = &mut self.stochastic {
             st.take_mean(&self.core.network);
         }
+        self.work = Work {
+            backward: self.stochastic.is_some() || self.backward,
+            sampled_weights: self.stochastic.is_some(),
+            signals: self.signals.computed,
+            recorded: self.core.workspace.recording(),
+            neuron: self.neurons.as_ref().map(NeuronPass::computed),
+        };
         self.updates += 1;
         stats
     }

@@ -51,9 +51,29 @@ struct LayerState {
     outputs: Vec<Vec<f32>>,
 }
 
-/// Per-neuron signals the synapse pass also uses, for hidden layer `l`: `psi`, `v`, `err`
-/// (`signals::neuron_signals`).
-pub type RowStats<'a> = &'a dyn Fn(usize) -> [Vec<f32>; 3];
+/// Per-neuron signals the synapse pass also uses, for hidden layer `l`: `psi`, `v`, `err`, each
+/// computed only where the flags say (`signals::neuron_signals`).
+pub type RowStats<'a> = &'a dyn Fn(usize, [bool; 3]) -> [Vec<f32>; 3];
+
+/// The statistics the last neuron pass computed beyond the rate, its trace and the age, each only
+/// when the program reads what needs it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NeuronWork {
+    /// `act_dev` (also for `util`).
+    pub act_dev: bool,
+    /// `in_w`, the mean |incoming w| (also for `util`).
+    pub in_w: bool,
+    /// `out_w`, the mean |outgoing w| (also for `util`).
+    pub out_w: bool,
+    /// `util`.
+    pub util: bool,
+    /// `psi`: the mean surrogate derivative.
+    pub psi: bool,
+    /// `v`: the mean pre-reset membrane.
+    pub v: bool,
+    /// `err`: the error at the output.
+    pub err: bool,
+}
 
 /// The neuron pass of one rule learner.
 #[derive(Debug)]
@@ -67,6 +87,8 @@ pub struct NeuronPass {
     scratch: Scratch,
     /// Every replacement so far: (update, layer, unit).
     replaced: Vec<(u64, usize, usize)>,
+    /// What the last pass computed.
+    computed: NeuronWork,
 }
 
 impl NeuronPass {
@@ -95,12 +117,18 @@ impl NeuronPass {
             activity: Vec::new(),
             scratch: Scratch::default(),
             replaced: Vec::new(),
+            computed: NeuronWork::default(),
         }
     }
 
     /// Whether the program reads `v` or `err` (the workspace must record them).
     pub fn reads_v_err(&self) -> (bool, bool) {
         (self.reads.contains(&Var::V), self.reads.contains(&Var::Err))
+    }
+
+    /// What the last pass computed.
+    pub fn computed(&self) -> NeuronWork {
+        self.computed
     }
 
     /// Every replacement so far: (update, hidden layer, unit).
@@ -127,7 +155,16 @@ impl NeuronPass {
             reads(Var::OutW) || reads(Var::Util),
             reads(Var::Util),
         );
-        let needs_rows = reads(Var::Psi) || reads(Var::V) || reads(Var::Err);
+        let wanted_rows = [reads(Var::Psi), reads(Var::V), reads(Var::Err)];
+        self.computed = NeuronWork {
+            act_dev: needs_dev,
+            in_w: needs_in,
+            out_w: needs_out,
+            util: needs_util,
+            psi: wanted_rows[0],
+            v: wanted_rows[1],
+            err: wanted_rows[2],
+        };
         let config = network.config().clone();
         for (l, state) in self.layers.iter_mut().enumerate() {
             let width = config.hidden[l];
@@ -183,11 +220,7 @@ impl NeuronPass {
                     .map(|(u, c)| u / c)
                     .collect();
             }
-            let [psi, v, err] = if needs_rows {
-                row_stats(l)
-            } else {
-                Default::default()
-            };
+            let [psi, v, err] = row_stats(l, wanted_rows);
             let inputs: Vec<Input> = self
                 .program
                 .inputs

@@ -178,6 +178,9 @@ pub struct Signals {
     pub elig_per_column: bool,
     /// `elig` of the biases (synapses from an always-on input): per neuron, or one value on the readout.
     pub bias_elig: Vec<f32>,
+    /// What [`Signals::compute`] has computed since the learner last cleared it (for tests that a rule
+    /// pays only for what it reads).
+    pub computed: Reads,
     /// Scratch: activities, the readout's softmax, the presynaptic trace sequence.
     activity: Vec<f32>,
     probabilities: Vec<f32>,
@@ -196,6 +199,7 @@ impl Signals {
         let (steps, rows) = (config.time_steps, batch.len());
         self.pre.clear();
         if reads.pre {
+            self.computed.pre = true;
             if l == 0 {
                 row_mean_into(&batch.images, inputs, &mut self.pre);
             } else {
@@ -205,6 +209,7 @@ impl Signals {
         }
         self.post.clear();
         if reads.post {
+            self.computed.post = true;
             if l < hidden {
                 ws.activity_into(l, outputs, &mut self.activity);
                 row_mean_into(&self.activity, outputs, &mut self.post);
@@ -216,10 +221,12 @@ impl Signals {
             }
         }
         if reads.hebb {
+            self.computed.hebb = true;
             self.hebb(l, core, batch);
         }
         self.psi.clear();
         if reads.psi {
+            self.computed.psi = true;
             if l == hidden {
                 self.psi.resize(outputs, 1.0);
             } else {
@@ -228,6 +235,7 @@ impl Signals {
         }
         self.v.clear();
         if reads.v {
+            self.computed.v = true;
             if l == hidden {
                 row_mean_into(ws.logits(), outputs, &mut self.v);
             } else {
@@ -236,6 +244,7 @@ impl Signals {
         }
         self.err.clear();
         if reads.err {
+            self.computed.err = true;
             if l == hidden {
                 // probabilities hold the softmax (computed with post); subtract the one-hot labels.
                 row_mean_into(&self.probabilities, outputs, &mut self.err);
@@ -248,6 +257,7 @@ impl Signals {
         }
         self.elig_per_column = false;
         if reads.elig {
+            self.computed.elig = true;
             self.elig(l, core, batch);
         }
     }
@@ -407,18 +417,23 @@ fn trace_decay(core: &Backprop, l: usize) -> f32 {
 }
 
 /// Per-neuron statistics of hidden layer `l` that the neuron section shares with the synapse section:
-/// (`psi`, `v`, `err`).
+/// (`psi`, `v`, `err`), each computed only where `wanted` says (left empty otherwise).
 pub fn neuron_signals(
     workspace: &Workspace,
     l: usize,
-    width: usize,
-    steps: usize,
-    rows: usize,
+    [width, steps, rows]: [usize; 3],
+    wanted: [bool; 3],
 ) -> [Vec<f32>; 3] {
     let mut out: [Vec<f32>; 3] = Default::default();
-    row_mean_into(workspace.surrogate(l), width, &mut out[0]);
-    mean_membrane_into(workspace, l, steps * rows, &mut out[1]);
-    output_error_into(workspace, l, steps, &mut out[2]);
+    if wanted[0] {
+        row_mean_into(workspace.surrogate(l), width, &mut out[0]);
+    }
+    if wanted[1] {
+        mean_membrane_into(workspace, l, steps * rows, &mut out[1]);
+    }
+    if wanted[2] {
+        output_error_into(workspace, l, steps, &mut out[2]);
+    }
     out
 }
 

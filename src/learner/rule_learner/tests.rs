@@ -640,3 +640,154 @@ fn every_visible_variable_trains_in_every_section() {
     trains("fn neuron() { h = rate; theta = theta + 0.01; score = util; }");
     trains("fn prune() { score = abs(w); }");
 }
+
+/// What reading `var` in `section` costs beyond the forward pass, stated here from the vocabulary's
+/// meaning rather than taken from the code that decides it. The rule's other sections read only `w`.
+fn cost(var: Var, section: Section) -> Work {
+    let signals = |reads: Reads| Work {
+        signals: reads,
+        ..Work::default()
+    };
+    let none = Reads::default();
+    if section == Section::Neuron {
+        let neuron = |n: NeuronWork| Work {
+            neuron: Some(n),
+            ..Work::default()
+        };
+        let plain = NeuronWork::default();
+        return match var {
+            Var::ActDev => neuron(NeuronWork {
+                act_dev: true,
+                ..plain
+            }),
+            Var::InW => neuron(NeuronWork { in_w: true, ..plain }),
+            Var::OutW => neuron(NeuronWork { out_w: true, ..plain }),
+            Var::Util => neuron(NeuronWork {
+                act_dev: true,
+                in_w: true,
+                out_w: true,
+                util: true,
+                ..plain
+            }),
+            Var::Psi => neuron(NeuronWork { psi: true, ..plain }),
+            Var::V => Work {
+                recorded: (true, false),
+                ..neuron(NeuronWork { v: true, ..plain })
+            },
+            Var::Err => Work {
+                backward: true,
+                recorded: (false, true),
+                ..neuron(NeuronWork { err: true, ..plain })
+            },
+            _ => neuron(plain),
+        };
+    }
+    match var {
+        Var::Grad => Work {
+            backward: true,
+            ..Work::default()
+        },
+        Var::Sigma | Var::GradSigma => Work {
+            backward: true,
+            sampled_weights: true,
+            ..Work::default()
+        },
+        Var::Pre | Var::PreTrace => signals(Reads { pre: true, ..none }),
+        Var::Post | Var::PostTrace => signals(Reads { post: true, ..none }),
+        // On the readout, hebb and err use the softmax that post computes.
+        Var::Hebb => signals(Reads {
+            hebb: true,
+            post: true,
+            ..none
+        }),
+        Var::Err => Work {
+            backward: true,
+            recorded: (false, true),
+            ..signals(Reads {
+                err: true,
+                post: true,
+                ..none
+            })
+        },
+        Var::V => Work {
+            recorded: (true, false),
+            ..signals(Reads { v: true, ..none })
+        },
+        Var::Psi => signals(Reads { psi: true, ..none }),
+        Var::Elig => signals(Reads { elig: true, ..none }),
+        Var::Age => signals(Reads { age: true, ..none }),
+        Var::W
+        | Var::W0
+        | Var::M
+        | Var::U
+        | Var::Theta
+        | Var::Lr
+        | Var::Step
+        | Var::NewTask
+        | Var::Batch
+        | Var::Loss
+        | Var::LossTrace
+        | Var::FanIn
+        | Var::FanOut
+        | Var::Layer => Work::default(),
+        Var::Dw
+        | Var::Score
+        | Var::Rate
+        | Var::RateTrace
+        | Var::InW
+        | Var::OutW
+        | Var::ActDev
+        | Var::Util
+        | Var::H => {
+            unreachable!("'{var}' is not readable in synapse() or prune()")
+        }
+    }
+}
+
+/// Only what a rule reads is computed: for every vocabulary entry and every section that can read
+/// it, a rule reading just that entry pays for exactly what the entry needs (the backward pass, the
+/// `hebb` GEMM, eligibility traces, recorded membranes and errors, weight samples, neuron
+/// statistics) and nothing else.
+#[test]
+fn a_rule_pays_only_for_what_it_reads() {
+    let structure = StructureSpec {
+        target_density: 0.5,
+        window: 1.0,
+        prune_steps: 1,
+        ..StructureSpec::default()
+    };
+    for v in VOCABULARY {
+        let name = v.name();
+        for section in Section::ALL {
+            if !matches!(
+                vocab::access(section, name),
+                Some(Access::Read | Access::ReadWrite)
+            ) {
+                continue;
+            }
+            let source = match section {
+                Section::Synapse => format!("fn synapse() {{ dw = 1.0e-4 * {name}; }}"),
+                Section::Neuron => format!("fn synapse() {{ dw = 0.0 * w; }}\nfn neuron() {{ h = {name}; }}"),
+                Section::Prune => {
+                    format!("fn synapse() {{ dw = 0.0 * w; }}\nfn prune() {{ score = {name}; }}")
+                }
+            };
+            let compiled = crate::rule::compile(&source, std::path::Path::new("c.rhai"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let settings = Settings::new(&RuleSpec {
+                lr: 0.01,
+                biases: Biases::Rule,
+                structure: (section == Section::Prune).then(|| structure.clone()),
+                ..RuleSpec::default()
+            });
+            let mut learner =
+                RuleLearner::new(lif_network(vec![5, 4], 3), "c".into(), &compiled, settings, 1);
+            let mut rng = Rng::stream(0, Purpose::Encoding, &[]);
+            // The pruning event, where prune() runs, falls on the last of these updates.
+            for step in 0..4 {
+                learner.update(&batch(), context(0, step), &mut rng);
+            }
+            assert_eq!(learner.work(), cost(v.var, section), "{source}");
+        }
+    }
+}
