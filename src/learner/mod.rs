@@ -85,7 +85,7 @@ pub fn predict_once(
     predictions: &mut Vec<u8>,
 ) {
     let classes = network.config().classes;
-    network.forward(&batch.images, batch.len(), workspace, Pass::Eval, rng);
+    network.forward(&batch.images, batch.len(), workspace, Pass::Predict, rng);
     predictions.clear();
     predictions.extend(
         workspace

@@ -144,7 +144,7 @@ pub fn predict(
     for _ in 0..samples {
         noise.fill(eps, rng);
         write_sample(network, mean, sigma, eps);
-        network.forward(&batch.images, batch.len(), workspace, Pass::Eval, rng);
+        network.forward(&batch.images, batch.len(), workspace, Pass::Predict, rng);
         accumulate_softmax(workspace.logits(), classes, probabilities);
     }
     predictions.clear();

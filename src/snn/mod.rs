@@ -164,6 +164,10 @@ pub enum Pass {
     Train,
     /// Logits and activity only.
     Eval,
+    /// Logits only: the last hidden layer's spikes go straight into the readout's sum as they are
+    /// produced and are not kept (that layer's [`Workspace::spikes`] is stale afterwards). The same
+    /// logits as [`Pass::Eval`], bit for bit, without writing and rereading T steps of spikes.
+    Predict,
 }
 
 /// Per-layer buffers of a forward/backward pass.
@@ -556,6 +560,8 @@ impl Network {
             }
         }
         let hidden_count = self.config.hidden.len();
+        // Whether the last hidden layer's spikes were summed for the readout as they came.
+        let mut summed = false;
         for l in 0..hidden_count {
             let layer = &self.layers[l];
             let width = layer.outputs;
@@ -582,6 +588,28 @@ impl Network {
             );
             buffers.membrane.fill(0.0);
             let per_step_current = buffers.current.len() > per_step;
+            if let (Pass::Predict, Neuron::Lif(lif), true, false) = (
+                pass,
+                self.config.neuron,
+                l + 1 == hidden_count,
+                ws.record_membrane,
+            ) {
+                ws.weighted_spikes.fill(0.0);
+                let steps = if per_step_current { t_steps } else { 1 };
+                lif.summed(
+                    &mut buffers.membrane,
+                    &buffers.current[..steps * per_step],
+                    (t_steps, per_step_current),
+                    &self.step_weights,
+                    &self.thresholds[l],
+                    &mut ws.weighted_spikes,
+                    &mut ws.zeros[..width],
+                );
+                // The scratch was the zeros every other pass reads as the spikes before step 0.
+                ws.zeros[..width].fill(0.0);
+                summed = true;
+                continue;
+            }
             for t in 0..t_steps {
                 let current = if per_step_current {
                     &buffers.current[t * per_step..(t + 1) * per_step]
@@ -597,7 +625,7 @@ impl Network {
                 let spikes = &mut now[..per_step];
                 let psi = match pass {
                     Pass::Train => Some(&mut buffers.psi[t * per_step..(t + 1) * per_step]),
-                    Pass::Eval => None,
+                    Pass::Eval | Pass::Predict => None,
                 };
                 let theta = &self.thresholds[l];
                 match self.config.neuron {
@@ -641,19 +669,19 @@ impl Network {
         let readout = &self.layers[hidden_count];
         let last_width = readout.inputs;
         let per_step = batch * last_width;
-        ws.weighted_spikes.fill(0.0);
         let last_spikes: &[f32] = match hidden_count {
             0 => &input[..per_step],
             _ => &ws.layers[hidden_count - 1].spikes,
         };
-        for (t, &c) in self.step_weights.iter().enumerate() {
-            let src = if hidden_count == 0 {
-                last_spikes
-            } else {
-                &last_spikes[t * per_step..(t + 1) * per_step]
-            };
-            for (w, &s) in ws.weighted_spikes.iter_mut().zip(src) {
-                *w += c * s;
+        if !summed {
+            ws.weighted_spikes.fill(0.0);
+            for (t, &c) in self.step_weights.iter().enumerate() {
+                let src = if hidden_count == 0 {
+                    last_spikes
+                } else {
+                    &last_spikes[t * per_step..(t + 1) * per_step]
+                };
+                neuron::accumulate_scaled(&mut ws.weighted_spikes, src, c);
             }
         }
         for row in ws.logits.chunks_exact_mut(readout.outputs) {

@@ -279,3 +279,37 @@ fn bernoulli_encoding_of_binary_pixels_equals_direct_current() {
         }
     }
 }
+
+/// `Pass::Predict` sums the last hidden layer's spikes into the readout as they come instead of
+/// storing them: the logits are `Pass::Eval`'s bit for bit, in both reset timings, with one or two
+/// hidden layers and either encoding, and a later pass still starts from zero spikes.
+#[test]
+fn predict_gives_the_logits_of_eval_bit_for_bit() {
+    for reset in [Reset::SameStep, Reset::NextStep] {
+        for hidden in [vec![5], vec![4, 7]] {
+            for encoding in [Encoding::Direct, Encoding::Bernoulli] {
+                let net = Network::new(
+                    NetworkConfig {
+                        encoding,
+                        ..config(lif(reset), hidden.clone(), 5)
+                    },
+                    3,
+                );
+                let (x, _) = inputs(9);
+                let run = |pass: Pass, ws: &mut Workspace| {
+                    let mut rng = Rng::stream(0, crate::rng::Purpose::Encoding, &[]);
+                    net.forward(&x, 9, ws, pass, &mut rng);
+                    ws.logits().iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+                };
+                let mut ws = Workspace::default();
+                let eval = run(Pass::Eval, &mut ws);
+                assert_eq!(
+                    run(Pass::Predict, &mut ws),
+                    eval,
+                    "{reset:?} {hidden:?} {encoding:?}"
+                );
+                assert_eq!(run(Pass::Eval, &mut ws), eval, "after a prediction");
+            }
+        }
+    }
+}
