@@ -202,6 +202,8 @@ pub struct Workspace {
     record_error: bool,
     input_sequence: Vec<f32>,
     zeros: Vec<f32>,
+    /// One row's previous-step spikes, scratch of a `Pass::Predict` layer.
+    row_spikes: Vec<f32>,
     layers: Vec<LayerBuffers>,
     weighted_spikes: Vec<f32>,
     logits: Vec<f32>,
@@ -509,6 +511,7 @@ impl Network {
         ws.layers.resize_with(hidden.len(), LayerBuffers::default);
         let widest = hidden.iter().copied().max().unwrap_or(0);
         ws.zeros.resize(batch * widest, 0.0);
+        ws.row_spikes.resize(widest, 0.0);
         if self.config.encoding == Encoding::Bernoulli {
             ws.input_sequence.resize(t * batch * self.config.inputs, 0.0);
         }
@@ -603,10 +606,8 @@ impl Network {
                     &self.step_weights,
                     &self.thresholds[l],
                     &mut ws.weighted_spikes,
-                    &mut ws.zeros[..width],
+                    &mut ws.row_spikes[..width],
                 );
-                // The scratch was the zeros every other pass reads as the spikes before step 0.
-                ws.zeros[..width].fill(0.0);
                 summed = true;
                 continue;
             }

@@ -582,17 +582,11 @@ fn neuron_thresholds_adapt_and_the_simulator_uses_them() {
 fn trains(source: &str) {
     let compiled =
         crate::rule::compile(source, std::path::Path::new("v.rhai")).unwrap_or_else(|e| panic!("{e}"));
-    let structure = StructureSpec {
-        target_density: 0.5,
-        window: 1.0,
-        prune_steps: 1,
-        ..StructureSpec::default()
-    };
     let has_prune = compiled.programs.iter().any(|(s, _)| *s == Section::Prune);
     let settings = Settings::new(&RuleSpec {
         lr: 0.01,
         biases: Biases::Rule,
-        structure: has_prune.then(|| structure.clone()),
+        structure: has_prune.then(one_event_schedule),
         ..RuleSpec::default()
     });
     let network = lif_network(vec![5, 4], 3);
@@ -615,25 +609,42 @@ fn trains(source: &str) {
     }
 }
 
+/// Every vocabulary variable with every section that can read it.
+fn readable() -> impl Iterator<Item = (Var, Section)> {
+    VOCABULARY.iter().flat_map(|v| {
+        Section::ALL
+            .into_iter()
+            .filter(|&section| {
+                matches!(
+                    vocab::access(section, v.name()),
+                    Some(Access::Read | Access::ReadWrite)
+                )
+            })
+            .map(|section| (v.var, section))
+    })
+}
+
+/// A structure schedule whose one pruning event a few updates reach.
+fn one_event_schedule() -> StructureSpec {
+    StructureSpec {
+        target_density: 0.5,
+        window: 1.0,
+        prune_steps: 1,
+        ..StructureSpec::default()
+    }
+}
+
 #[test]
 fn every_visible_variable_trains_in_every_section() {
-    for v in VOCABULARY {
+    for (v, section) in readable() {
         let name = v.name();
-        for section in Section::ALL {
-            if !matches!(
-                vocab::access(section, name),
-                Some(Access::Read | Access::ReadWrite)
-            ) {
-                continue;
-            }
-            // Scaled down so that reading `step` or `fan_in` does not blow the weights up.
-            let source = match section {
-                Section::Synapse => format!("fn synapse() {{ dw = 1.0e-4 * {name}; }}"),
-                Section::Neuron => format!("fn neuron() {{ h = {name}; score = {name}; }}"),
-                Section::Prune => format!("fn prune() {{ score = {name} + 1.0e-3 * abs(w); }}"),
-            };
-            trains(&source);
-        }
+        // Scaled down so that reading `step` or `fan_in` does not blow the weights up.
+        let source = match section {
+            Section::Synapse => format!("fn synapse() {{ dw = 1.0e-4 * {name}; }}"),
+            Section::Neuron => format!("fn neuron() {{ h = {name}; score = {name}; }}"),
+            Section::Prune => format!("fn prune() {{ score = {name} + 1.0e-3 * abs(w); }}"),
+        };
+        trains(&source);
     }
     // Every output of every section.
     trains("fn synapse() { dw = -lr * grad; m = w; u = grad; sigma = 0.01; }");
@@ -750,44 +761,29 @@ fn cost(var: Var, section: Section) -> Work {
 /// statistics) and nothing else.
 #[test]
 fn a_rule_pays_only_for_what_it_reads() {
-    let structure = StructureSpec {
-        target_density: 0.5,
-        window: 1.0,
-        prune_steps: 1,
-        ..StructureSpec::default()
-    };
-    for v in VOCABULARY {
-        let name = v.name();
-        for section in Section::ALL {
-            if !matches!(
-                vocab::access(section, name),
-                Some(Access::Read | Access::ReadWrite)
-            ) {
-                continue;
+    for (var, section) in readable() {
+        let name = var.name();
+        let source = match section {
+            Section::Synapse => format!("fn synapse() {{ dw = 1.0e-4 * {name}; }}"),
+            Section::Neuron => format!("fn synapse() {{ dw = 0.0 * w; }}\nfn neuron() {{ h = {name}; }}"),
+            Section::Prune => {
+                format!("fn synapse() {{ dw = 0.0 * w; }}\nfn prune() {{ score = {name}; }}")
             }
-            let source = match section {
-                Section::Synapse => format!("fn synapse() {{ dw = 1.0e-4 * {name}; }}"),
-                Section::Neuron => format!("fn synapse() {{ dw = 0.0 * w; }}\nfn neuron() {{ h = {name}; }}"),
-                Section::Prune => {
-                    format!("fn synapse() {{ dw = 0.0 * w; }}\nfn prune() {{ score = {name}; }}")
-                }
-            };
-            let compiled = crate::rule::compile(&source, std::path::Path::new("c.rhai"))
-                .unwrap_or_else(|e| panic!("{e}"));
-            let settings = Settings::new(&RuleSpec {
-                lr: 0.01,
-                biases: Biases::Rule,
-                structure: (section == Section::Prune).then(|| structure.clone()),
-                ..RuleSpec::default()
-            });
-            let mut learner =
-                RuleLearner::new(lif_network(vec![5, 4], 3), "c".into(), &compiled, settings, 1);
-            let mut rng = Rng::stream(0, Purpose::Encoding, &[]);
-            // The pruning event, where prune() runs, falls on the last of these updates.
-            for step in 0..4 {
-                learner.update(&batch(), context(0, step), &mut rng);
-            }
-            assert_eq!(learner.work(), cost(v.var, section), "{source}");
+        };
+        let compiled =
+            crate::rule::compile(&source, std::path::Path::new("c.rhai")).unwrap_or_else(|e| panic!("{e}"));
+        let settings = Settings::new(&RuleSpec {
+            lr: 0.01,
+            biases: Biases::Rule,
+            structure: (section == Section::Prune).then(one_event_schedule),
+            ..RuleSpec::default()
+        });
+        let mut learner = RuleLearner::new(lif_network(vec![5, 4], 3), "c".into(), &compiled, settings, 1);
+        let mut rng = Rng::stream(0, Purpose::Encoding, &[]);
+        // The pruning event, where prune() runs, falls on the last of these updates.
+        for step in 0..4 {
+            learner.update(&batch(), context(0, step), &mut rng);
         }
+        assert_eq!(learner.work(), cost(var, section), "{source}");
     }
 }
