@@ -4,12 +4,14 @@
 //! 16-instruction rule writes and rereads 16 registers per synapse, while a hand-written loop keeps
 //! every intermediate in a CPU register; that costs the interpreter about 4× (`benches/rule_vm.rs`).
 //! A kernel is that hand-written loop, written for the rule at run time: four synapses per iteration
-//! (f32x4), one vector instruction per program instruction. Functions with no vector instruction
-//! (`exp`, `ln`, `tanh`, `sigmoid`, `**`) are called lane by lane on the same Rust functions the
-//! interpreter uses, as a hand-written loop would. Every other operation is exact in IEEE arithmetic
-//! or spelled exactly as in `ir.rs` (`maximum`, `minimum`, `sign`), so a kernel's output is the
-//! interpreter's bit for bit (property-tested in `tests/rule_oracle.rs`), and the interpreter stays
-//! the reference and the fallback wherever no kernel can be built.
+//! (f32x4), one vector instruction per program instruction. `exp`, `ln`, `tanh`, `sigmoid` and `**`
+//! are `math.rs`'s functions written out in vector instructions over two f64x2 halves, the same
+//! operations in the same order (`**` goes lane by lane, through `math::pow` itself, only in vectors
+//! holding a zero, infinite or NaN operand, a base of 1 or a negative base to a fractional power).
+//! Every other operation is exact in IEEE arithmetic or spelled exactly as in `ir.rs` (`maximum`,
+//! `minimum`, `sign`), so a kernel's output is the interpreter's bit for bit (property-tested in
+//! `tests/rule_oracle.rs`, which also runs every 4,099th f32 through each function), and the
+//! interpreter stays the reference and the fallback wherever no kernel can be built.
 //!
 //! A kernel runs one part of a program's split by granularity (`program.rs`): the per-synapse part is
 //! called once per row of the weight matrix, with the row's values as scalars and the columns' values
@@ -21,9 +23,10 @@
 //! remainder of a row runs through zero-padded four-element copies.
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::types::{F32, F32X4};
+use cranelift_codegen::ir::types::{F32, F32X4, F64X2, I8X16, I64, I64X2};
 use cranelift_codegen::ir::{
-    AbiParam, BlockArg, Endianness, Function, InstBuilder, MemFlagsData, Signature, UserFuncName, Value,
+    AbiParam, BlockArg, ConstantData, Endianness, Function, InstBuilder, MemFlagsData, Signature, Type,
+    UserFuncName, Value,
 };
 use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
@@ -32,6 +35,7 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use std::sync::OnceLock;
 
 use super::ir::{BinOp, Func};
+use super::math;
 use super::program::{Code, Input, Op, Operand};
 
 /// Floats per vector.
@@ -182,21 +186,10 @@ impl Kernel {
     }
 }
 
-/// The functions a kernel calls lane by lane: the interpreter's own, so results match bit for bit.
-extern "C" fn call_exp(x: f32) -> f32 {
-    Func::Exp.apply(&[x])
-}
-extern "C" fn call_ln(x: f32) -> f32 {
-    Func::Ln.apply(&[x])
-}
-extern "C" fn call_tanh(x: f32) -> f32 {
-    Func::Tanh.apply(&[x])
-}
-extern "C" fn call_sigmoid(x: f32) -> f32 {
-    Func::Sigmoid.apply(&[x])
-}
+/// `**` for the lanes outside its vector path (zeros, infinities, NaN, `x = 1`, `y = 0`, a negative
+/// base to a fractional power): the interpreter's own function.
 extern "C" fn call_pow(x: f32, y: f32) -> f32 {
-    x.powf(y)
+    math::pow(x, y)
 }
 
 /// Writes the kernel's IR: `fn(inputs, outputs, n)` looping over byte offsets 0, 16, … < 4n.
@@ -395,7 +388,7 @@ impl Emitter<'_, '_> {
                 BinOp::Sub => self.b.ins().fsub(a, b),
                 BinOp::Mul => self.b.ins().fmul(a, b),
                 BinOp::Div => self.b.ins().fdiv(a, b),
-                BinOp::Pow => self.per_lane(call_pow as *const (), &[a, b]),
+                BinOp::Pow => self.pow(a, b),
                 BinOp::Lt => self.compare(FloatCC::LessThan, a, b),
                 BinOp::Le => self.compare(FloatCC::LessThanOrEqual, a, b),
                 BinOp::Gt => self.compare(FloatCC::GreaterThan, a, b),
@@ -437,12 +430,269 @@ impl Emitter<'_, '_> {
                     let low = self.maximum(a, b);
                     self.minimum(low, c)
                 }
-                Func::Exp => self.per_lane(call_exp as *const (), &[a]),
-                Func::Ln => self.per_lane(call_ln as *const (), &[a]),
-                Func::Tanh => self.per_lane(call_tanh as *const (), &[a]),
-                Func::Sigmoid => self.per_lane(call_sigmoid as *const (), &[a]),
+                Func::Exp => self.exp(a),
+                Func::Ln => self.ln(a),
+                Func::Tanh => self.tanh(a),
+                Func::Sigmoid => self.sigmoid(a),
                 Func::Randn => unreachable!("randn() draws arrive in slots"),
             },
         }
+    }
+}
+
+/// `math.rs`'s functions in vector registers: each f32x4 is widened to two f64x2, computed with the
+/// same operations in the same order as `math.rs`, and rounded back, so every lane equals the scalar
+/// function's result bit for bit (property-tested in `tests/rule_oracle.rs`, checked on every f32 in
+/// `tests`).
+impl Emitter<'_, '_> {
+    fn f64s(&mut self, x: f64) -> Value {
+        let c = self.b.ins().f64const(x);
+        self.b.ins().splat(F64X2, c)
+    }
+
+    fn i64s(&mut self, x: u64) -> Value {
+        let c = self.b.ins().iconst(I64, x as i64);
+        self.b.ins().splat(I64X2, c)
+    }
+
+    fn cast(&mut self, to: Type, x: Value) -> Value {
+        let lanes = MemFlagsData::new().with_endianness(Endianness::Little);
+        self.b.ins().bitcast(to, lanes, x)
+    }
+
+    fn shuffle(&mut self, a: Value, b: Value, bytes: [u8; 16]) -> Value {
+        let (a, b) = (self.cast(I8X16, a), self.cast(I8X16, b));
+        let mask = self.b.func.dfg.immediates.push(ConstantData::from(&bytes[..]));
+        let shuffled = self.b.ins().shuffle(a, b, mask);
+        self.cast(F32X4, shuffled)
+    }
+
+    /// Lanes 0–1 and lanes 2–3 of an f32x4, each widened (exactly) to f64x2.
+    fn widen(&mut self, x: Value) -> [Value; 2] {
+        let low = self.b.ins().fvpromote_low(x);
+        let high_first = self.shuffle(x, x, [8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15]);
+        let high = self.b.ins().fvpromote_low(high_first);
+        [low, high]
+    }
+
+    /// Two f64x2, each rounded to f32, as one f32x4 (the inverse of [`Emitter::widen`]).
+    fn narrow(&mut self, [low, high]: [Value; 2]) -> Value {
+        let (low, high) = (self.b.ins().fvdemote(low), self.b.ins().fvdemote(high));
+        self.shuffle(low, high, [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23])
+    }
+
+    /// Applies `f` to both f64x2 halves of `x` and rounds back.
+    fn halves(&mut self, x: Value, f: impl Fn(&mut Self, Value) -> Value) -> Value {
+        let [low, high] = self.widen(x);
+        let (low, high) = (f(self, low), f(self, high));
+        self.narrow([low, high])
+    }
+
+    fn select64(&mut self, mask: Value, yes: Value, no: Value) -> Value {
+        let mask = self.cast(F64X2, mask);
+        self.b.ins().bitselect(mask, yes, no)
+    }
+
+    /// `math::clamp`: compare-and-select, so NaN passes through.
+    fn clamp64(&mut self, z: Value, limit: f64) -> Value {
+        let (high, low) = (self.f64s(limit), self.f64s(-limit));
+        let above = self.b.ins().fcmp(FloatCC::GreaterThan, z, high);
+        let z = self.select64(above, high, z);
+        let below = self.b.ins().fcmp(FloatCC::LessThan, z, low);
+        self.select64(below, low, z)
+    }
+
+    /// `math::exp_parts`.
+    fn exp_parts64(&mut self, z: Value) -> (Value, Value) {
+        let (log2e, shift) = (self.f64s(math::LOG2_E), self.f64s(math::ROUND_SHIFT));
+        let scaled = self.b.ins().fmul(z, log2e);
+        let shifted = self.b.ins().fadd(scaled, shift);
+        let k = self.b.ins().fsub(shifted, shift);
+        let (hi, lo) = (self.f64s(math::LN2_HI), self.f64s(math::LN2_LO));
+        let k_hi = self.b.ins().fmul(k, hi);
+        let r = self.b.ins().fsub(z, k_hi);
+        let k_lo = self.b.ins().fmul(k, lo);
+        let r = self.b.ins().fsub(r, k_lo);
+        let mut p = self.f64s(math::EXP_SERIES[0]);
+        for &c in &math::EXP_SERIES[1..] {
+            let c = self.f64s(c);
+            let pr = self.b.ins().fmul(p, r);
+            p = self.b.ins().fadd(pr, c);
+        }
+        let pr = self.b.ins().fmul(p, r);
+        let prr = self.b.ins().fmul(pr, r);
+        let q = self.b.ins().fadd(prr, r);
+        let bits = self.cast(I64X2, shifted);
+        let shift_bits = self.i64s(math::ROUND_SHIFT.to_bits());
+        let k_bits = self.b.ins().isub(bits, shift_bits);
+        let bias = self.i64s(1023);
+        let biased = self.b.ins().iadd(k_bits, bias);
+        let exponent = self.b.ins().ishl_imm_u(biased, 52);
+        (self.cast(F64X2, exponent), q)
+    }
+
+    /// `math::exp_f64`.
+    fn exp64(&mut self, z: Value) -> Value {
+        let (s, q) = self.exp_parts64(z);
+        let sq = self.b.ins().fmul(s, q);
+        self.b.ins().fadd(sq, s)
+    }
+
+    /// `math::ln_f64`.
+    fn ln64(&mut self, x: Value) -> Value {
+        let bits = self.cast(I64X2, x);
+        let fraction_mask = self.i64s(0x000f_ffff_ffff_ffff);
+        let fraction = self.b.ins().band(bits, fraction_mask);
+        let one = self.i64s(1f64.to_bits());
+        let mantissa = self.b.ins().bor(fraction, one);
+        let mantissa = self.cast(F64X2, mantissa);
+        let sqrt2 = self.f64s(std::f64::consts::SQRT_2);
+        let above = self.b.ins().fcmp(FloatCC::GreaterThan, mantissa, sqrt2);
+        let half = self.f64s(0.5);
+        let halved = self.b.ins().fmul(mantissa, half);
+        let m = self.select64(above, halved, mantissa);
+        let exponent = self.b.ins().ushr_imm_u(bits, 52);
+        // `above` is all ones (−1) where set: subtracting it adds one.
+        let biased = self.b.ins().isub(exponent, above);
+        let two52 = self.i64s(math::TWO_52.to_bits());
+        let e = self.b.ins().bor(two52, biased);
+        let e = self.cast(F64X2, e);
+        let offset = self.f64s(math::TWO_52 + 1023.0);
+        let e = self.b.ins().fsub(e, offset);
+        let one = self.f64s(1.0);
+        let numerator = self.b.ins().fsub(m, one);
+        let denominator = self.b.ins().fadd(m, one);
+        let s = self.b.ins().fdiv(numerator, denominator);
+        let w = self.b.ins().fmul(s, s);
+        let mut p = self.f64s(math::LN_SERIES[0]);
+        for &c in &math::LN_SERIES[1..] {
+            let c = self.f64s(c);
+            let pw = self.b.ins().fmul(p, w);
+            p = self.b.ins().fadd(pw, c);
+        }
+        let ln2 = self.f64s(std::f64::consts::LN_2);
+        let e_ln2 = self.b.ins().fmul(e, ln2);
+        let sp = self.b.ins().fmul(s, p);
+        self.b.ins().fadd(e_ln2, sp)
+    }
+
+    /// `x` itself in NaN lanes of `x`, `value` elsewhere.
+    fn nan_passes(&mut self, x: Value, value: Value) -> Value {
+        let nan = self.b.ins().fcmp(FloatCC::Unordered, x, x);
+        self.select(nan, x, value)
+    }
+
+    /// `math::exp`.
+    fn exp(&mut self, x: Value) -> Value {
+        let y = self.halves(x, |e, z| {
+            let z = e.clamp64(z, math::EXP_LIMIT);
+            e.exp64(z)
+        });
+        self.nan_passes(x, y)
+    }
+
+    /// `math::ln`.
+    fn ln(&mut self, x: Value) -> Value {
+        let y = self.halves(x, Self::ln64);
+        let infinity = self.constant(f32::INFINITY);
+        let at_infinity = self.b.ins().fcmp(FloatCC::Equal, x, infinity);
+        let y = self.select(at_infinity, infinity, y);
+        let zero = self.constant(0.0);
+        let at_zero = self.b.ins().fcmp(FloatCC::Equal, x, zero);
+        let minus_infinity = self.constant(f32::NEG_INFINITY);
+        let y = self.select(at_zero, minus_infinity, y);
+        let invalid = self.b.ins().fcmp(FloatCC::UnorderedOrLessThan, x, zero);
+        let nan = self.constant(f32::NAN);
+        self.select(invalid, nan, y)
+    }
+
+    /// `math::tanh`.
+    fn tanh(&mut self, x: Value) -> Value {
+        let magnitude = self.b.ins().fabs(x);
+        let t = self.halves(magnitude, |e, a| {
+            let a = e.clamp64(a, math::TANH_LIMIT);
+            let two = e.f64s(2.0);
+            let z = e.b.ins().fmul(two, a);
+            let (s, q) = e.exp_parts64(z);
+            let sq = e.b.ins().fmul(s, q);
+            let one = e.f64s(1.0);
+            let s1 = e.b.ins().fsub(s, one);
+            let em1 = e.b.ins().fadd(sq, s1);
+            let denominator = e.b.ins().fadd(em1, two);
+            e.b.ins().fdiv(em1, denominator)
+        });
+        // copysign(t, x): t ≥ 0, so the sign bit is x's.
+        let sign = self.constant(-0.0);
+        let sign = self.b.ins().band(x, sign);
+        let y = self.b.ins().bor(t, sign);
+        self.nan_passes(x, y)
+    }
+
+    /// `math::sigmoid`.
+    fn sigmoid(&mut self, x: Value) -> Value {
+        let y = self.halves(x, |e, x| {
+            let minus = e.b.ins().fneg(x);
+            let z = e.clamp64(minus, math::EXP_LIMIT);
+            let ez = e.exp64(z);
+            let one = e.f64s(1.0);
+            let denominator = e.b.ins().fadd(one, ez);
+            e.b.ins().fdiv(one, denominator)
+        });
+        self.nan_passes(x, y)
+    }
+
+    /// `math::pow`: the vector path where every lane has a finite nonzero base other than 1, a finite
+    /// nonzero exponent, and an integer exponent if the base is negative; otherwise lane by lane.
+    fn pow(&mut self, x: Value, y: Value) -> Value {
+        let zero = self.constant(0.0);
+        let (one, infinity) = (self.constant(1.0), self.constant(f32::INFINITY));
+        let abs_x = self.b.ins().fabs(x);
+        let abs_y = self.b.ins().fabs(y);
+        let x_finite = self.b.ins().fcmp(FloatCC::LessThan, abs_x, infinity);
+        let y_finite = self.b.ins().fcmp(FloatCC::LessThan, abs_y, infinity);
+        let x_nonzero = self.b.ins().fcmp(FloatCC::NotEqual, x, zero);
+        let y_nonzero = self.b.ins().fcmp(FloatCC::NotEqual, y, zero);
+        let x_not_one = self.b.ins().fcmp(FloatCC::NotEqual, x, one);
+        let y_whole = self.b.ins().trunc(y);
+        let y_integer = self.b.ins().fcmp(FloatCC::Equal, y, y_whole);
+        let x_positive = self.b.ins().fcmp(FloatCC::GreaterThan, x, zero);
+        let sign_allowed = self.b.ins().bor(x_positive, y_integer);
+        let mut ok = self.b.ins().band(x_finite, y_finite);
+        for condition in [x_nonzero, y_nonzero, x_not_one, sign_allowed] {
+            ok = self.b.ins().band(ok, condition);
+        }
+        let every_lane = self.b.ins().vall_true(ok);
+        let (vector, lanes, merge) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+        let result = self.b.append_block_param(merge, F32X4);
+        self.b.ins().brif(every_lane, vector, &[], lanes, &[]);
+
+        self.b.switch_to_block(vector);
+        let [x_low, x_high] = self.widen(abs_x);
+        let [y_low, y_high] = self.widen(y);
+        let mut halves = [x_low, x_high];
+        for (half, y) in halves.iter_mut().zip([y_low, y_high]) {
+            let ln = self.ln64(*half);
+            let z = self.b.ins().fmul(y, ln);
+            let z = self.clamp64(z, math::EXP_LIMIT);
+            *half = self.exp64(z);
+        }
+        let magnitude = self.narrow(halves);
+        let half = self.constant(0.5);
+        let y_half = self.b.ins().fmul(y, half);
+        let y_half_whole = self.b.ins().trunc(y_half);
+        let y_half_fraction = self.b.ins().fcmp(FloatCC::NotEqual, y_half, y_half_whole);
+        let y_odd = self.b.ins().band(y_integer, y_half_fraction);
+        let x_negative = self.b.ins().fcmp(FloatCC::LessThan, x, zero);
+        let flip = self.b.ins().band(x_negative, y_odd);
+        let negated = self.b.ins().fneg(magnitude);
+        let value = self.select(flip, negated, magnitude);
+        self.b.ins().jump(merge, &[BlockArg::Value(value)]);
+
+        self.b.switch_to_block(lanes);
+        let value = self.per_lane(call_pow as *const (), &[x, y]);
+        self.b.ins().jump(merge, &[BlockArg::Value(value)]);
+
+        self.b.switch_to_block(merge);
+        result
     }
 }

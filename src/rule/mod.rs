@@ -11,6 +11,7 @@
 mod jit;
 mod parse;
 
+pub mod math;
 pub mod ir;
 pub mod program;
 pub mod vocab;
