@@ -23,7 +23,7 @@
 //! remainder of a row runs through zero-padded four-element copies.
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::types::{F32, F32X4, F64X2, I8X16, I64, I64X2};
+use cranelift_codegen::ir::types::{F32, F32X4, F64X2, I8X16, I32, I32X4, I64, I64X2};
 use cranelift_codegen::ir::{
     AbiParam, BlockArg, ConstantData, Endianness, Function, InstBuilder, MemFlagsData, Signature, Type,
     UserFuncName, Value,
@@ -481,13 +481,6 @@ impl Emitter<'_, '_> {
         self.shuffle(low, high, [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23])
     }
 
-    /// Applies `f` to both f64x2 halves of `x` and rounds back.
-    fn halves(&mut self, x: Value, f: impl Fn(&mut Self, Value) -> Value) -> Value {
-        let [low, high] = self.widen(x);
-        let (low, high) = (f(self, low), f(self, high));
-        self.narrow([low, high])
-    }
-
     fn select64(&mut self, mask: Value, yes: Value, no: Value) -> Value {
         let mask = self.cast(F64X2, mask);
         self.b.ins().bitselect(mask, yes, no)
@@ -582,18 +575,130 @@ impl Emitter<'_, '_> {
         self.select(nan, x, value)
     }
 
+    fn i32s(&mut self, x: i32) -> Value {
+        let c = self.b.ins().iconst(I32, i64::from(x));
+        self.b.ins().splat(I32X4, c)
+    }
+
+    /// `math::clamp_32`: compare-and-select, so NaN passes through.
+    fn clamp32(&mut self, x: Value, low: f32, high: f32) -> Value {
+        let (high, low) = (self.constant(high), self.constant(low));
+        let above = self.b.ins().fcmp(FloatCC::GreaterThan, x, high);
+        let below = self.b.ins().fcmp(FloatCC::LessThan, x, low);
+        let x = self.select(above, high, x);
+        self.select(below, low, x)
+    }
+
+    /// `math::reduce_32`: `(k, r)`, k as i32 lanes.
+    fn reduce32(&mut self, x: Value) -> (Value, Value) {
+        let (log2e, shift) = (self.constant(math::LOG2_E_32), self.constant(math::ROUND_SHIFT_32));
+        let scaled = self.b.ins().fmul(x, log2e);
+        let shifted = self.b.ins().fadd(scaled, shift);
+        let k = self.b.ins().fsub(shifted, shift);
+        let (hi, lo) = (self.constant(math::LN2_HI_32), self.constant(math::LN2_LO_32));
+        let k_hi = self.b.ins().fmul(k, hi);
+        let r = self.b.ins().fsub(x, k_hi);
+        let k_lo = self.b.ins().fmul(k, lo);
+        let r = self.b.ins().fsub(r, k_lo);
+        let bits = self.cast(I32X4, shifted);
+        let shift_bits = self.i32s(math::ROUND_SHIFT_32.to_bits() as i32);
+        (self.b.ins().isub(bits, shift_bits), r)
+    }
+
+    /// `math::expm1_reduced_32`.
+    fn expm1_reduced32(&mut self, r: Value) -> Value {
+        let mut p = self.constant(math::EXP_SERIES_32[0]);
+        for &c in &math::EXP_SERIES_32[1..] {
+            let c = self.constant(c);
+            let pr = self.b.ins().fmul(p, r);
+            p = self.b.ins().fadd(pr, c);
+        }
+        let rr = self.b.ins().fmul(r, r);
+        let rrp = self.b.ins().fmul(rr, p);
+        self.b.ins().fadd(rrp, r)
+    }
+
+    /// `math::power_of_two_32`.
+    fn power_of_two32(&mut self, k: Value) -> Value {
+        let bias = self.i32s(127);
+        let biased = self.b.ins().iadd(k, bias);
+        let bits = self.b.ins().ishl_imm_u(biased, 23);
+        self.cast(F32X4, bits)
+    }
+
+    /// `math::exp_clamped_32`.
+    fn exp_clamped32(&mut self, x: Value) -> Value {
+        let (k, r) = self.reduce32(x);
+        let q = self.expm1_reduced32(r);
+        let half = self.b.ins().sshr_imm_u(k, 1);
+        let rest = self.b.ins().isub(k, half);
+        let one = self.constant(1.0);
+        let e = self.b.ins().fadd(one, q);
+        let first = self.power_of_two32(half);
+        let e = self.b.ins().fmul(e, first);
+        let second = self.power_of_two32(rest);
+        self.b.ins().fmul(e, second)
+    }
+
+    /// `math::ln_positive_32`.
+    fn ln_positive32(&mut self, x: Value) -> Value {
+        let smallest_normal = self.constant(f32::MIN_POSITIVE);
+        let subnormal = self.b.ins().fcmp(FloatCC::LessThan, x, smallest_normal);
+        let scale = self.constant(8_388_608.0);
+        let scaled = self.b.ins().fmul(x, scale);
+        let y = self.select(subnormal, scaled, x);
+        let bits = self.cast(I32X4, y);
+        let fraction_mask = self.i32s(0x007f_ffff);
+        let fraction = self.b.ins().band(bits, fraction_mask);
+        let one_bits = self.i32s(0x3f80_0000);
+        let mantissa = self.b.ins().bor(fraction, one_bits);
+        let mantissa = self.cast(F32X4, mantissa);
+        let sqrt2 = self.constant(std::f32::consts::SQRT_2);
+        let above = self.b.ins().fcmp(FloatCC::GreaterThan, mantissa, sqrt2);
+        let half = self.constant(0.5);
+        let halved = self.b.ins().fmul(mantissa, half);
+        let m = self.select(above, halved, mantissa);
+        let exponent = self.b.ins().sshr_imm_u(bits, 23);
+        let bias = self.i32s(127);
+        let exponent = self.b.ins().isub(exponent, bias);
+        // `above` is all ones (−1) where set: subtracting it adds one.
+        let exponent = self.b.ins().isub(exponent, above);
+        let twenty_three = self.i32s(23);
+        let subnormal_shift = self.b.ins().band(subnormal, twenty_three);
+        let exponent = self.b.ins().isub(exponent, subnormal_shift);
+        let e = self.b.ins().fcvt_from_sint(F32X4, exponent);
+        let (one, two) = (self.constant(1.0), self.constant(2.0));
+        let f = self.b.ins().fsub(m, one);
+        let denominator = self.b.ins().fadd(two, f);
+        let s = self.b.ins().fdiv(f, denominator);
+        let w = self.b.ins().fmul(s, s);
+        let mut p = self.constant(math::LN_SERIES_32[0]);
+        for &c in &math::LN_SERIES_32[1..] {
+            let c = self.constant(c);
+            let pw = self.b.ins().fmul(p, w);
+            p = self.b.ins().fadd(pw, c);
+        }
+        let r = self.b.ins().fmul(w, p);
+        let (hi, lo) = (self.constant(math::LN2_HI_32), self.constant(math::LN2_LO_32));
+        let f_r = self.b.ins().fsub(f, r);
+        let correction = self.b.ins().fmul(s, f_r);
+        let e_lo = self.b.ins().fmul(e, lo);
+        let correction = self.b.ins().fsub(correction, e_lo);
+        let low_part = self.b.ins().fsub(f, correction);
+        let e_hi = self.b.ins().fmul(e, hi);
+        self.b.ins().fadd(e_hi, low_part)
+    }
+
     /// `math::exp`.
     fn exp(&mut self, x: Value) -> Value {
-        let y = self.halves(x, |e, z| {
-            let z = e.clamp64(z, math::EXP_LIMIT);
-            e.exp64(z)
-        });
+        let clamped = self.clamp32(x, math::EXP_LOW_32, math::EXP_HIGH_32);
+        let y = self.exp_clamped32(clamped);
         self.nan_passes(x, y)
     }
 
     /// `math::ln`.
     fn ln(&mut self, x: Value) -> Value {
-        let y = self.halves(x, Self::ln64);
+        let y = self.ln_positive32(x);
         let infinity = self.constant(f32::INFINITY);
         let at_infinity = self.b.ins().fcmp(FloatCC::Equal, x, infinity);
         let y = self.select(at_infinity, infinity, y);
@@ -609,18 +714,18 @@ impl Emitter<'_, '_> {
     /// `math::tanh`.
     fn tanh(&mut self, x: Value) -> Value {
         let magnitude = self.b.ins().fabs(x);
-        let t = self.halves(magnitude, |e, a| {
-            let a = e.clamp64(a, math::TANH_LIMIT);
-            let two = e.f64s(2.0);
-            let z = e.b.ins().fmul(two, a);
-            let (s, q) = e.exp_parts64(z);
-            let sq = e.b.ins().fmul(s, q);
-            let one = e.f64s(1.0);
-            let s1 = e.b.ins().fsub(s, one);
-            let em1 = e.b.ins().fadd(sq, s1);
-            let denominator = e.b.ins().fadd(em1, two);
-            e.b.ins().fdiv(em1, denominator)
-        });
+        let a = self.clamp32(magnitude, 0.0, math::TANH_LIMIT_32);
+        let two = self.constant(2.0);
+        let z = self.b.ins().fmul(two, a);
+        let (k, r) = self.reduce32(z);
+        let s = self.power_of_two32(k);
+        let q = self.expm1_reduced32(r);
+        let sq = self.b.ins().fmul(s, q);
+        let one = self.constant(1.0);
+        let s1 = self.b.ins().fsub(s, one);
+        let em1 = self.b.ins().fadd(sq, s1);
+        let denominator = self.b.ins().fadd(em1, two);
+        let t = self.b.ins().fdiv(em1, denominator);
         // copysign(t, x): t ≥ 0, so the sign bit is x's.
         let sign = self.constant(-0.0);
         let sign = self.b.ins().band(x, sign);
@@ -630,14 +735,16 @@ impl Emitter<'_, '_> {
 
     /// `math::sigmoid`.
     fn sigmoid(&mut self, x: Value) -> Value {
-        let y = self.halves(x, |e, x| {
-            let minus = e.b.ins().fneg(x);
-            let z = e.clamp64(minus, math::EXP_LIMIT);
-            let ez = e.exp64(z);
-            let one = e.f64s(1.0);
-            let denominator = e.b.ins().fadd(one, ez);
-            e.b.ins().fdiv(one, denominator)
-        });
+        let magnitude = self.b.ins().fabs(x);
+        let minus = self.b.ins().fneg(magnitude);
+        let clamped = self.clamp32(minus, math::EXP_LOW_32, math::EXP_HIGH_32);
+        let e = self.exp_clamped32(clamped);
+        let zero = self.constant(0.0);
+        let negative = self.b.ins().fcmp(FloatCC::LessThan, x, zero);
+        let one = self.constant(1.0);
+        let numerator = self.select(negative, e, one);
+        let denominator = self.b.ins().fadd(one, e);
+        let y = self.b.ins().fdiv(numerator, denominator);
         self.nan_passes(x, y)
     }
 
