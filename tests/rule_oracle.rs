@@ -560,8 +560,12 @@ fn vector_pow_equals_math_rs() {
     let w: Vec<f32> = (0..n).map(|_| draw(&mut rng)).collect();
     let grad: Vec<f32> = (0..n).map(|_| draw(&mut rng)).collect();
     assert_kernel_computes("w ** grad", &w, &grad, math::pow);
-    // All-ordinary vectors take the vector path only.
+    // All-ordinary vectors take the vector path only: ln and exp, then multiplication alone.
     let w: Vec<f32> = (0..n).map(|_| 0.1 + rng.uniform() * 3.0).collect();
     let grad: Vec<f32> = (0..n).map(|_| (rng.uniform() * 2.0 - 1.0) * 30.0).collect();
     assert_kernel_computes("w ** grad", &w, &grad, math::pow);
+    let w: Vec<f32> = (0..n).map(|_| (rng.uniform() * 2.0 - 1.0) * 3.0).collect();
+    let grad: Vec<f32> = (0..n).map(|_| ((rng.uniform() * 2.0 - 1.0) * 64.0).trunc()).collect();
+    assert_kernel_computes("w ** grad", &w, &grad, math::pow);
+    assert_kernel_computes("w ** 2.0", &w, &grad, |x, _| math::pow(x, 2.0));
 }

@@ -252,7 +252,11 @@ fn generate(code: &Code, scalar: &[bool], isa: &dyn TargetIsa) -> Function {
     };
     for instruction in &code.instructions {
         let args = instruction.args.map(|a| emit.operand(a));
-        let value = emit.operation(instruction.op, args);
+        let value = match (instruction.op, instruction.args[1]) {
+            // `x ** 2.0` and the like: the multiplications for that exponent, nothing else.
+            (Op::Binary(BinOp::Pow), Operand::Const(y)) => emit.pow(args[0], args[1], Some(y)),
+            _ => emit.operation(instruction.op, args),
+        };
         emit.registers[instruction.dst as usize] = Some(value);
     }
     for (k, operand) in code.outputs.iter().enumerate() {
@@ -388,7 +392,7 @@ impl Emitter<'_, '_> {
                 BinOp::Sub => self.b.ins().fsub(a, b),
                 BinOp::Mul => self.b.ins().fmul(a, b),
                 BinOp::Div => self.b.ins().fdiv(a, b),
-                BinOp::Pow => self.pow(a, b),
+                BinOp::Pow => self.pow(a, b, None),
                 BinOp::Lt => self.compare(FloatCC::LessThan, a, b),
                 BinOp::Le => self.compare(FloatCC::LessThanOrEqual, a, b),
                 BinOp::Gt => self.compare(FloatCC::GreaterThan, a, b),
@@ -529,6 +533,28 @@ impl Emitter<'_, '_> {
         let (s, q) = self.exp_parts64(z);
         let sq = self.b.ins().fmul(s, q);
         self.b.ins().fadd(sq, s)
+    }
+
+    /// `math::powi_f64`, the base's bit taken by selects.
+    fn powi64(&mut self, x: Value, n: Value) -> Value {
+        let mut bits = self.b.ins().fabs(n);
+        let mut base = x;
+        let mut result = self.f64s(1.0);
+        let half_constant = self.f64s(0.5);
+        for _ in 0..7 {
+            let half = self.b.ins().fmul(bits, half_constant);
+            let whole = self.b.ins().trunc(half);
+            let odd = self.b.ins().fcmp(FloatCC::NotEqual, half, whole);
+            let times = self.b.ins().fmul(result, base);
+            result = self.select64(odd, times, result);
+            base = self.b.ins().fmul(base, base);
+            bits = whole;
+        }
+        let zero = self.f64s(0.0);
+        let negative = self.b.ins().fcmp(FloatCC::LessThan, n, zero);
+        let one = self.f64s(1.0);
+        let reciprocal = self.b.ins().fdiv(one, result);
+        self.select64(negative, reciprocal, result)
     }
 
     /// `math::ln_f64`.
@@ -748,9 +774,80 @@ impl Emitter<'_, '_> {
         self.nan_passes(x, y)
     }
 
+    /// `|x|ʸ` for vectors on `**`'s vector path: integer exponents up to `POWI_LIMIT` multiply
+    /// (`math::powi_f64`), the rest go through `ln` and `exp`; when every lane has such an integer,
+    /// `ln` and `exp` are skipped.
+    fn pow_magnitude(&mut self, abs_x: Value, y: Value, y_integer: Value) -> Value {
+        let abs_y = self.b.ins().fabs(y);
+        let limit = self.constant(math::POWI_LIMIT);
+        let small = self.b.ins().fcmp(FloatCC::LessThanOrEqual, abs_y, limit);
+        let small_integer = self.b.ins().band(small, y_integer);
+        let all_small = self.b.ins().vall_true(small_integer);
+        let [x_low, x_high] = self.widen(abs_x);
+        let [y_low, y_high] = self.widen(y);
+        let (only_powi, general, magnitudes) =
+            (self.b.create_block(), self.b.create_block(), self.b.create_block());
+        let magnitude = self.b.append_block_param(magnitudes, F32X4);
+        self.b.ins().brif(all_small, only_powi, &[], general, &[]);
+
+        self.b.switch_to_block(only_powi);
+        let halves = [self.powi64(x_low, y_low), self.powi64(x_high, y_high)];
+        let value = self.narrow(halves);
+        self.b.ins().jump(magnitudes, &[BlockArg::Value(value)]);
+
+        self.b.switch_to_block(general);
+        let mut halves = [x_low, x_high];
+        for (half, y) in halves.iter_mut().zip([y_low, y_high]) {
+            let ln = self.ln64(*half);
+            let z = self.b.ins().fmul(y, ln);
+            let z = self.clamp64(z, math::EXP_LIMIT);
+            *half = self.exp64(z);
+        }
+        let by_exp = self.narrow(halves);
+        let halves = [self.powi64(x_low, y_low), self.powi64(x_high, y_high)];
+        let by_powi = self.narrow(halves);
+        let value = self.select(small_integer, by_powi, by_exp);
+        self.b.ins().jump(magnitudes, &[BlockArg::Value(value)]);
+
+        self.b.switch_to_block(magnitudes);
+        magnitude
+    }
+
+    /// `math::powi_f64` for a known exponent: the same multiplications in the same order, the
+    /// exponent's bits read at compile time.
+    fn powi64_constant(&mut self, x: Value, n: f32) -> Value {
+        let mut bits = n.abs() as u32;
+        let mut base = x;
+        let mut result: Option<Value> = None;
+        for _ in 0..7 {
+            if bits & 1 == 1 {
+                // 1·base is base exactly, so the first factor needs no multiplication.
+                result = Some(match result {
+                    None => base,
+                    Some(r) => self.b.ins().fmul(r, base),
+                });
+            }
+            bits >>= 1;
+            if bits == 0 {
+                break;
+            }
+            base = self.b.ins().fmul(base, base);
+        }
+        let result = match result {
+            Some(r) => r,
+            None => self.f64s(1.0),
+        };
+        if n < 0.0 {
+            let one = self.f64s(1.0);
+            self.b.ins().fdiv(one, result)
+        } else {
+            result
+        }
+    }
+
     /// `math::pow`: the vector path where every lane has a finite nonzero base other than 1, a finite
     /// nonzero exponent, and an integer exponent if the base is negative; otherwise lane by lane.
-    fn pow(&mut self, x: Value, y: Value) -> Value {
+    fn pow(&mut self, x: Value, y: Value, constant: Option<f32>) -> Value {
         let zero = self.constant(0.0);
         let (one, infinity) = (self.constant(1.0), self.constant(f32::INFINITY));
         let abs_x = self.b.ins().fabs(x);
@@ -774,16 +871,13 @@ impl Emitter<'_, '_> {
         self.b.ins().brif(every_lane, vector, &[], lanes, &[]);
 
         self.b.switch_to_block(vector);
-        let [x_low, x_high] = self.widen(abs_x);
-        let [y_low, y_high] = self.widen(y);
-        let mut halves = [x_low, x_high];
-        for (half, y) in halves.iter_mut().zip([y_low, y_high]) {
-            let ln = self.ln64(*half);
-            let z = self.b.ins().fmul(y, ln);
-            let z = self.clamp64(z, math::EXP_LIMIT);
-            *half = self.exp64(z);
-        }
-        let magnitude = self.narrow(halves);
+        let magnitude = match constant {
+            Some(n) if n == n.trunc() && n.abs() <= math::POWI_LIMIT => {
+                let halves = self.widen(abs_x).map(|half| self.powi64_constant(half, n));
+                self.narrow(halves)
+            }
+            _ => self.pow_magnitude(abs_x, y, y_integer),
+        };
         let half = self.constant(0.5);
         let y_half = self.b.ins().fmul(y, half);
         let y_half_whole = self.b.ins().trunc(y_half);

@@ -282,9 +282,34 @@ pub fn pow(x: f32, y: f32) -> f32 {
     if x < 0.0 && !y_integer {
         return f32::NAN;
     }
-    let z = f64::from(y) * ln_f64(f64::from(x.abs()));
-    let magnitude = exp_f64(clamp(z, EXP_LIMIT)) as f32;
+    let magnitude = if y_integer && y.abs() <= POWI_LIMIT {
+        powi_f64(f64::from(x.abs()), f64::from(y))
+    } else {
+        exp_f64(clamp(f64::from(y) * ln_f64(f64::from(x.abs())), EXP_LIMIT))
+    } as f32;
     if x < 0.0 && y_odd { -magnitude } else { magnitude }
+}
+
+/// Integer exponents up to this magnitude are computed by multiplication ([`powi_f64`]).
+pub(super) const POWI_LIMIT: f32 = 64.0;
+
+/// `xⁿ` for an integer `n`, `|n| ≤ 64`, by binary powering in f64: seven fixed rounds, each
+/// multiplying in the base where `n`'s next bit is set (at most 12 roundings of 2⁻⁵³: faithful after
+/// the final rounding to f32, and far cheaper than `ln` and `exp`).
+pub(crate) fn powi_f64(x: f64, n: f64) -> f64 {
+    let mut bits = n.abs();
+    let mut base = x;
+    let mut result = 1.0;
+    for _ in 0..7 {
+        let half = bits * 0.5;
+        let whole = half.trunc();
+        if half != whole {
+            result *= base;
+        }
+        base *= base;
+        bits = whole;
+    }
+    if n < 0.0 { 1.0 / result } else { result }
 }
 
 #[cfg(test)]
