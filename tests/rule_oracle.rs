@@ -496,7 +496,13 @@ fn assert_kernel_computes(expr: &str, w: &[f32], grad: &[f32], want: impl Fn(f32
         .collect();
     let mut out = vec![0.0f32; w.len()];
     let mut randn = |_: &mut [f32]| unreachable!("no randn()");
-    program.run(w.len(), &slices, &mut [out.as_mut_slice()], &mut randn, &mut Default::default());
+    program.run(
+        w.len(),
+        &slices,
+        &mut [out.as_mut_slice()],
+        &mut randn,
+        &mut Default::default(),
+    );
     if cfg!(target_arch = "x86_64") {
         assert!(program.ran_natively(), "{expr}: no native kernel was built");
     }
@@ -512,7 +518,8 @@ fn assert_kernel_computes(expr: &str, w: &[f32], grad: &[f32], want: impl Fn(f32
 /// The vectorised `exp`, `ln`, `tanh` and `sigmoid` of the kernels equal `src/rule/math.rs` on every
 /// `stride`-th f32 bit pattern (all signs, exponents, subnormals, infinities and NaNs).
 fn assert_unary_kernels_match_math(stride: usize) {
-    let functions: [(&str, fn(f32) -> f32); 4] = [
+    type Unary = fn(f32) -> f32;
+    let functions: [(&str, Unary); 4] = [
         ("exp(w)", math::exp),
         ("ln(w)", math::ln),
         ("tanh(w)", math::tanh),
@@ -543,7 +550,20 @@ fn vector_transcendentals_equal_math_rs_on_every_f32() {
 #[test]
 fn vector_pow_equals_math_rs() {
     let mut rng = synaptogen::rng::Rng::stream(7, synaptogen::rng::Purpose::Synthetic, &[]);
-    let specials = [0.0f32, -0.0, 1.0, -1.0, 0.5, -0.5, 2.0, -2.0, 3.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN];
+    let specials = [
+        0.0f32,
+        -0.0,
+        1.0,
+        -1.0,
+        0.5,
+        -0.5,
+        2.0,
+        -2.0,
+        3.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+    ];
     let draw = |rng: &mut synaptogen::rng::Rng| {
         let pick = rng.uniform();
         if pick < 0.05 {
@@ -565,7 +585,9 @@ fn vector_pow_equals_math_rs() {
     let grad: Vec<f32> = (0..n).map(|_| (rng.uniform() * 2.0 - 1.0) * 30.0).collect();
     assert_kernel_computes("w ** grad", &w, &grad, math::pow);
     let w: Vec<f32> = (0..n).map(|_| (rng.uniform() * 2.0 - 1.0) * 3.0).collect();
-    let grad: Vec<f32> = (0..n).map(|_| ((rng.uniform() * 2.0 - 1.0) * 64.0).trunc()).collect();
+    let grad: Vec<f32> = (0..n)
+        .map(|_| ((rng.uniform() * 2.0 - 1.0) * 64.0).trunc())
+        .collect();
     assert_kernel_computes("w ** grad", &w, &grad, math::pow);
     assert_kernel_computes("w ** 2.0", &w, &grad, |x, _| math::pow(x, 2.0));
 }

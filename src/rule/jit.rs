@@ -482,7 +482,11 @@ impl Emitter<'_, '_> {
     /// Two f64x2, each rounded to f32, as one f32x4 (the inverse of [`Emitter::widen`]).
     fn narrow(&mut self, [low, high]: [Value; 2]) -> Value {
         let (low, high) = (self.b.ins().fvdemote(low), self.b.ins().fvdemote(high));
-        self.shuffle(low, high, [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23])
+        self.shuffle(
+            low,
+            high,
+            [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23],
+        )
     }
 
     fn select64(&mut self, mask: Value, yes: Value, no: Value) -> Value {
@@ -617,7 +621,10 @@ impl Emitter<'_, '_> {
 
     /// `math::reduce_32`: `(k, r)`, k as i32 lanes.
     fn reduce32(&mut self, x: Value) -> (Value, Value) {
-        let (log2e, shift) = (self.constant(math::LOG2_E_32), self.constant(math::ROUND_SHIFT_32));
+        let (log2e, shift) = (
+            self.constant(math::LOG2_E_32),
+            self.constant(math::ROUND_SHIFT_32),
+        );
         let scaled = self.b.ins().fmul(x, log2e);
         let shifted = self.b.ins().fadd(scaled, shift);
         let k = self.b.ins().fsub(shifted, shift);
@@ -785,8 +792,11 @@ impl Emitter<'_, '_> {
         let all_small = self.b.ins().vall_true(small_integer);
         let [x_low, x_high] = self.widen(abs_x);
         let [y_low, y_high] = self.widen(y);
-        let (only_powi, general, magnitudes) =
-            (self.b.create_block(), self.b.create_block(), self.b.create_block());
+        let (only_powi, general, magnitudes) = (
+            self.b.create_block(),
+            self.b.create_block(),
+            self.b.create_block(),
+        );
         let magnitude = self.b.append_block_param(magnitudes, F32X4);
         self.b.ins().brif(all_small, only_powi, &[], general, &[]);
 
@@ -866,7 +876,11 @@ impl Emitter<'_, '_> {
             ok = self.b.ins().band(ok, condition);
         }
         let every_lane = self.b.ins().vall_true(ok);
-        let (vector, lanes, merge) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+        let (vector, lanes, merge) = (
+            self.b.create_block(),
+            self.b.create_block(),
+            self.b.create_block(),
+        );
         let result = self.b.append_block_param(merge, F32X4);
         self.b.ins().brif(every_lane, vector, &[], lanes, &[]);
 

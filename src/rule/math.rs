@@ -326,7 +326,11 @@ mod tests {
         if got == nearest || f64::from(nearest) == exact {
             return got == nearest;
         }
-        let other = if exact > f64::from(nearest) { nearest.next_up() } else { nearest.next_down() };
+        let other = if exact > f64::from(nearest) {
+            nearest.next_up()
+        } else {
+            nearest.next_down()
+        };
         got == other
     }
 
@@ -334,12 +338,20 @@ mod tests {
     /// to the same infinity; infinite where only one is NaN or infinite).
     fn ulp_error(got: f32, exact: f64) -> f64 {
         if got.is_nan() || exact.is_nan() {
-            return if got.is_nan() && exact.is_nan() { 0.0 } else { f64::INFINITY };
+            return if got.is_nan() && exact.is_nan() {
+                0.0
+            } else {
+                f64::INFINITY
+            };
         }
         let nearest = exact as f32;
         if got.is_infinite() || nearest.is_infinite() {
             let near_limit = got.abs() == f32::MAX && nearest.is_infinite();
-            return if got == nearest || near_limit { 0.0 } else { f64::INFINITY };
+            return if got == nearest || near_limit {
+                0.0
+            } else {
+                f64::INFINITY
+            };
         }
         let magnitude = exact.abs().max(f64::from(f32::MIN_POSITIVE));
         let unit = 2f64.powi(magnitude.log2().floor() as i32 - 23);
@@ -364,6 +376,9 @@ mod tests {
         assert!(error <= 3.0, "{name}: {error:.3} ulp at {at:e}");
     }
 
+    type Unary = fn(f32) -> f32;
+    type Exact = fn(f64) -> f64;
+
     fn tanh_exact(x: f64) -> f64 {
         x.tanh()
     }
@@ -385,7 +400,7 @@ mod tests {
     #[test]
     #[ignore = "4×2³² evaluations, a few minutes"]
     fn every_f32() {
-        let functions: [(&str, fn(f32) -> f32, fn(f64) -> f64); 4] = [
+        let functions: [(&str, Unary, Exact); 4] = [
             ("exp", exp, f64::exp),
             ("ln", ln, f64::ln),
             ("tanh", tanh, tanh_exact),
@@ -455,7 +470,10 @@ mod tests {
                 let odd = y * 0.5 != (y * 0.5).trunc();
                 let exact = if x < 0.0 && odd { -exact } else { exact };
                 let got = pow(x, y);
-                assert!(faithful(got, exact), "pow({x:e}, {y:e}) = {got:e}, exact {exact:e}");
+                assert!(
+                    faithful(got, exact),
+                    "pow({x:e}, {y:e}) = {got:e}, exact {exact:e}"
+                );
             }
         }
     }

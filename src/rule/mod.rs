@@ -11,8 +11,8 @@
 mod jit;
 mod parse;
 
-pub mod math;
 pub mod ir;
+pub mod math;
 pub mod program;
 pub mod vocab;
 

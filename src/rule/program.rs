@@ -27,8 +27,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::ir::{BinOp, Expr, Func, maximum, minimum};
-use super::math;
 use super::jit::Kernel;
+use super::math;
 use super::vocab::Var;
 
 /// Elements per chunk: 4096 × a dozen registers stays in L2 (`benches/rule_vm.rs`).
