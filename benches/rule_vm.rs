@@ -22,6 +22,12 @@ fn synapse() {
     dw = -lr * m - ALPHA * (hebb - pre * post) * (1.0 - w * w) + 0.0001 * w0;
 }";
 
+/// Every transcendental function per synapse: the kernels compute them in vector registers
+/// (src/rule/math.rs's functions); the hand-written loop calls the platform's libm.
+const TRANSCENDENTAL: &str = "fn synapse() {
+    dw = -lr * grad * exp(-abs(w)) + 0.001 * tanh(hebb) * sigmoid(w) - 0.0001 * ln(1.0 + w * w) * w ** 2.0;
+}";
+
 fn inputs(names: &[&str]) -> Vec<Vec<f32>> {
     let mut rng = Rng::stream(0, Purpose::Synthetic, &[]);
     names
@@ -173,6 +179,14 @@ fn bench(c: &mut Criterion) {
             let mm = 0.9 * m + g;
             *mo = mm;
             *d = -lr * mm - 0.002 * (h - pr * po) * (1.0 - w * w) + 0.0001 * w0;
+        }
+    });
+    bench_rule(c, "transcendental", TRANSCENDENTAL, |d, out, names| {
+        assert_eq!(names, ["dw"]);
+        let (grad, lr, hebb, w) = (d.get("grad"), d.get("lr")[0], d.get("hebb"), d.get("w"));
+        for (((d, &g), &h), &w) in out[0].iter_mut().zip(grad).zip(hebb).zip(w) {
+            *d = -lr * g * (-w.abs()).exp() + 0.001 * h.tanh() * (1.0 / (1.0 + (-w).exp()))
+                - 0.0001 * (1.0 + w * w).ln() * w.powf(2.0);
         }
     });
 }

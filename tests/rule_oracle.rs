@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use proptest::prelude::*;
-use synaptogen::rule::{self, ir::Func, vocab};
+use synaptogen::rule::{self, ir::Func, math, vocab};
 
 /// Rhai with our functions registered (its raw engine has operators but no math library) and exact
 /// float comparisons. Rhai's own float comparisons use a relative tolerance of f32::EPSILON (with an
@@ -481,4 +481,113 @@ fn every_shipped_rule_hoists_without_changing_a_bit() {
             }
         }
     }
+}
+
+/// Runs the one-output program of `expr` (reading `w`, and `grad` if it appears) natively over
+/// `w` and `grad`, and asserts every element equals `want(w, grad)` bit for bit (NaN: any NaN).
+fn assert_kernel_computes(expr: &str, w: &[f32], grad: &[f32], want: impl Fn(f32, f32) -> f32) {
+    let source = format!("fn synapse() {{ dw = {expr}; }}");
+    let compiled = rule::compile(&source, Path::new("generated.rhai")).expect("compiles");
+    let program = &compiled.programs[0].1;
+    let slices: Vec<&[f32]> = program
+        .inputs
+        .iter()
+        .map(|v| if v.name() == "w" { w } else { grad })
+        .collect();
+    let mut out = vec![0.0f32; w.len()];
+    let mut randn = |_: &mut [f32]| unreachable!("no randn()");
+    program.run(
+        w.len(),
+        &slices,
+        &mut [out.as_mut_slice()],
+        &mut randn,
+        &mut Default::default(),
+    );
+    if cfg!(target_arch = "x86_64") {
+        assert!(program.ran_natively(), "{expr}: no native kernel was built");
+    }
+    for ((&x, &y), &got) in w.iter().zip(grad).zip(&out) {
+        let want = want(x, y);
+        assert!(
+            got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+            "{expr} at w = {x:e}, grad = {y:e}: kernel {got:e}, math.rs {want:e}"
+        );
+    }
+}
+
+/// The vectorised `exp`, `ln`, `tanh` and `sigmoid` of the kernels equal `src/rule/math.rs` on every
+/// `stride`-th f32 bit pattern (all signs, exponents, subnormals, infinities and NaNs).
+fn assert_unary_kernels_match_math(stride: usize) {
+    type Unary = fn(f32) -> f32;
+    let functions: [(&str, Unary); 4] = [
+        ("exp(w)", math::exp),
+        ("ln(w)", math::ln),
+        ("tanh(w)", math::tanh),
+        ("sigmoid(w)", math::sigmoid),
+    ];
+    let all: Vec<u32> = (0..=u32::MAX).step_by(stride).collect();
+    for chunk in all.chunks(1 << 22) {
+        let w: Vec<f32> = chunk.iter().map(|&b| f32::from_bits(b)).collect();
+        for (expr, f) in functions {
+            assert_kernel_computes(expr, &w, &w, |x, _| f(x));
+        }
+    }
+}
+
+#[test]
+fn vector_transcendentals_equal_math_rs_on_a_spread_of_f32() {
+    assert_unary_kernels_match_math(4099);
+}
+
+#[test]
+#[ignore = "every f32 through four kernels, a few minutes"]
+fn vector_transcendentals_equal_math_rs_on_every_f32() {
+    assert_unary_kernels_match_math(1);
+}
+
+/// `**` in a kernel equals `math::pow` over bases and exponents of every kind, special lanes (zero,
+/// infinite, NaN, 1, negative base to a fractional power) mixed into vectors with ordinary ones.
+#[test]
+fn vector_pow_equals_math_rs() {
+    let mut rng = synaptogen::rng::Rng::stream(7, synaptogen::rng::Purpose::Synthetic, &[]);
+    let specials = [
+        0.0f32,
+        -0.0,
+        1.0,
+        -1.0,
+        0.5,
+        -0.5,
+        2.0,
+        -2.0,
+        3.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+    ];
+    let draw = |rng: &mut synaptogen::rng::Rng| {
+        let pick = rng.uniform();
+        if pick < 0.05 {
+            specials[(rng.next_u64() % specials.len() as u64) as usize]
+        } else if pick < 0.3 {
+            ((rng.uniform() * 2.0 - 1.0) * 20.0).trunc()
+        } else if pick < 0.6 {
+            f32::from_bits(rng.next_u64() as u32)
+        } else {
+            (rng.uniform() * 2.0 - 1.0) * 2f32.powi((rng.next_u64() % 20) as i32 - 10)
+        }
+    };
+    let n = 1 << 20;
+    let w: Vec<f32> = (0..n).map(|_| draw(&mut rng)).collect();
+    let grad: Vec<f32> = (0..n).map(|_| draw(&mut rng)).collect();
+    assert_kernel_computes("w ** grad", &w, &grad, math::pow);
+    // All-ordinary vectors take the vector path only: ln and exp, then multiplication alone.
+    let w: Vec<f32> = (0..n).map(|_| 0.1 + rng.uniform() * 3.0).collect();
+    let grad: Vec<f32> = (0..n).map(|_| (rng.uniform() * 2.0 - 1.0) * 30.0).collect();
+    assert_kernel_computes("w ** grad", &w, &grad, math::pow);
+    let w: Vec<f32> = (0..n).map(|_| (rng.uniform() * 2.0 - 1.0) * 3.0).collect();
+    let grad: Vec<f32> = (0..n)
+        .map(|_| ((rng.uniform() * 2.0 - 1.0) * 64.0).trunc())
+        .collect();
+    assert_kernel_computes("w ** grad", &w, &grad, math::pow);
+    assert_kernel_computes("w ** 2.0", &w, &grad, |x, _| math::pow(x, 2.0));
 }

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+use super::math;
 use super::vocab::{Section, Var};
 
 /// Binary operators. Comparisons and logic yield booleans; the rest numbers.
@@ -215,10 +216,10 @@ impl Func {
                 }
             }
             Func::Sqrt => x.sqrt(),
-            Func::Exp => x.exp(),
-            Func::Ln => x.ln(),
-            Func::Tanh => x.tanh(),
-            Func::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            Func::Exp => math::exp(x),
+            Func::Ln => math::ln(x),
+            Func::Tanh => math::tanh(x),
+            Func::Sigmoid => math::sigmoid(x),
             Func::Relu => maximum(x, 0.0),
             Func::Min => minimum(x, args[1]),
             Func::Max => maximum(x, args[1]),
@@ -554,7 +555,7 @@ fn simplify_binary(op: BinOp, a: Expr, b: Expr) -> Expr {
                 BinOp::Sub => Num(x - y),
                 BinOp::Mul => Num(x * y),
                 BinOp::Div => Num(x / y),
-                BinOp::Pow => Num(x.powf(y)),
+                BinOp::Pow => Num(math::pow(x, y)),
                 BinOp::Lt => Bool(x < y),
                 BinOp::Le => Bool(x <= y),
                 BinOp::Gt => Bool(x > y),

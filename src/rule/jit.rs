@@ -4,12 +4,14 @@
 //! 16-instruction rule writes and rereads 16 registers per synapse, while a hand-written loop keeps
 //! every intermediate in a CPU register; that costs the interpreter about 4× (`benches/rule_vm.rs`).
 //! A kernel is that hand-written loop, written for the rule at run time: four synapses per iteration
-//! (f32x4), one vector instruction per program instruction. Functions with no vector instruction
-//! (`exp`, `ln`, `tanh`, `sigmoid`, `**`) are called lane by lane on the same Rust functions the
-//! interpreter uses, as a hand-written loop would. Every other operation is exact in IEEE arithmetic
-//! or spelled exactly as in `ir.rs` (`maximum`, `minimum`, `sign`), so a kernel's output is the
-//! interpreter's bit for bit (property-tested in `tests/rule_oracle.rs`), and the interpreter stays
-//! the reference and the fallback wherever no kernel can be built.
+//! (f32x4), one vector instruction per program instruction. `exp`, `ln`, `tanh`, `sigmoid` and `**`
+//! are `math.rs`'s functions written out in vector instructions over two f64x2 halves, the same
+//! operations in the same order (`**` goes lane by lane, through `math::pow` itself, only in vectors
+//! holding a zero, infinite or NaN operand, a base of 1 or a negative base to a fractional power).
+//! Every other operation is exact in IEEE arithmetic or spelled exactly as in `ir.rs` (`maximum`,
+//! `minimum`, `sign`), so a kernel's output is the interpreter's bit for bit (property-tested in
+//! `tests/rule_oracle.rs`, which also runs every 4,099th f32 through each function), and the
+//! interpreter stays the reference and the fallback wherever no kernel can be built.
 //!
 //! A kernel runs one part of a program's split by granularity (`program.rs`): the per-synapse part is
 //! called once per row of the weight matrix, with the row's values as scalars and the columns' values
@@ -21,9 +23,10 @@
 //! remainder of a row runs through zero-padded four-element copies.
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::types::{F32, F32X4};
+use cranelift_codegen::ir::types::{F32, F32X4, F64X2, I8X16, I32, I32X4, I64, I64X2};
 use cranelift_codegen::ir::{
-    AbiParam, BlockArg, Endianness, Function, InstBuilder, MemFlagsData, Signature, UserFuncName, Value,
+    AbiParam, BlockArg, ConstantData, Endianness, Function, InstBuilder, MemFlagsData, Signature, Type,
+    UserFuncName, Value,
 };
 use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
@@ -32,6 +35,7 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use std::sync::OnceLock;
 
 use super::ir::{BinOp, Func};
+use super::math;
 use super::program::{Code, Input, Op, Operand};
 
 /// Floats per vector.
@@ -182,21 +186,10 @@ impl Kernel {
     }
 }
 
-/// The functions a kernel calls lane by lane: the interpreter's own, so results match bit for bit.
-extern "C" fn call_exp(x: f32) -> f32 {
-    Func::Exp.apply(&[x])
-}
-extern "C" fn call_ln(x: f32) -> f32 {
-    Func::Ln.apply(&[x])
-}
-extern "C" fn call_tanh(x: f32) -> f32 {
-    Func::Tanh.apply(&[x])
-}
-extern "C" fn call_sigmoid(x: f32) -> f32 {
-    Func::Sigmoid.apply(&[x])
-}
+/// `**` for the lanes outside its vector path (zeros, infinities, NaN, `x = 1`, `y = 0`, a negative
+/// base to a fractional power): the interpreter's own function.
 extern "C" fn call_pow(x: f32, y: f32) -> f32 {
-    x.powf(y)
+    math::pow(x, y)
 }
 
 /// Writes the kernel's IR: `fn(inputs, outputs, n)` looping over byte offsets 0, 16, … < 4n.
@@ -259,7 +252,11 @@ fn generate(code: &Code, scalar: &[bool], isa: &dyn TargetIsa) -> Function {
     };
     for instruction in &code.instructions {
         let args = instruction.args.map(|a| emit.operand(a));
-        let value = emit.operation(instruction.op, args);
+        let value = match (instruction.op, instruction.args[1]) {
+            // `x ** 2.0` and the like: the multiplications for that exponent, nothing else.
+            (Op::Binary(BinOp::Pow), Operand::Const(y)) => emit.pow(args[0], args[1], Some(y)),
+            _ => emit.operation(instruction.op, args),
+        };
         emit.registers[instruction.dst as usize] = Some(value);
     }
     for (k, operand) in code.outputs.iter().enumerate() {
@@ -395,7 +392,7 @@ impl Emitter<'_, '_> {
                 BinOp::Sub => self.b.ins().fsub(a, b),
                 BinOp::Mul => self.b.ins().fmul(a, b),
                 BinOp::Div => self.b.ins().fdiv(a, b),
-                BinOp::Pow => self.per_lane(call_pow as *const (), &[a, b]),
+                BinOp::Pow => self.pow(a, b, None),
                 BinOp::Lt => self.compare(FloatCC::LessThan, a, b),
                 BinOp::Le => self.compare(FloatCC::LessThanOrEqual, a, b),
                 BinOp::Gt => self.compare(FloatCC::GreaterThan, a, b),
@@ -437,12 +434,480 @@ impl Emitter<'_, '_> {
                     let low = self.maximum(a, b);
                     self.minimum(low, c)
                 }
-                Func::Exp => self.per_lane(call_exp as *const (), &[a]),
-                Func::Ln => self.per_lane(call_ln as *const (), &[a]),
-                Func::Tanh => self.per_lane(call_tanh as *const (), &[a]),
-                Func::Sigmoid => self.per_lane(call_sigmoid as *const (), &[a]),
+                Func::Exp => self.exp(a),
+                Func::Ln => self.ln(a),
+                Func::Tanh => self.tanh(a),
+                Func::Sigmoid => self.sigmoid(a),
                 Func::Randn => unreachable!("randn() draws arrive in slots"),
             },
         }
+    }
+}
+
+/// `math.rs`'s functions in vector registers: each f32x4 is widened to two f64x2, computed with the
+/// same operations in the same order as `math.rs`, and rounded back, so every lane equals the scalar
+/// function's result bit for bit (property-tested in `tests/rule_oracle.rs`, checked on every f32 in
+/// `tests`).
+impl Emitter<'_, '_> {
+    fn f64s(&mut self, x: f64) -> Value {
+        let c = self.b.ins().f64const(x);
+        self.b.ins().splat(F64X2, c)
+    }
+
+    fn i64s(&mut self, x: u64) -> Value {
+        let c = self.b.ins().iconst(I64, x as i64);
+        self.b.ins().splat(I64X2, c)
+    }
+
+    fn cast(&mut self, to: Type, x: Value) -> Value {
+        let lanes = MemFlagsData::new().with_endianness(Endianness::Little);
+        self.b.ins().bitcast(to, lanes, x)
+    }
+
+    fn shuffle(&mut self, a: Value, b: Value, bytes: [u8; 16]) -> Value {
+        let (a, b) = (self.cast(I8X16, a), self.cast(I8X16, b));
+        let mask = self.b.func.dfg.immediates.push(ConstantData::from(&bytes[..]));
+        let shuffled = self.b.ins().shuffle(a, b, mask);
+        self.cast(F32X4, shuffled)
+    }
+
+    /// Lanes 0–1 and lanes 2–3 of an f32x4, each widened (exactly) to f64x2.
+    fn widen(&mut self, x: Value) -> [Value; 2] {
+        let low = self.b.ins().fvpromote_low(x);
+        let high_first = self.shuffle(x, x, [8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15]);
+        let high = self.b.ins().fvpromote_low(high_first);
+        [low, high]
+    }
+
+    /// Two f64x2, each rounded to f32, as one f32x4 (the inverse of [`Emitter::widen`]).
+    fn narrow(&mut self, [low, high]: [Value; 2]) -> Value {
+        let (low, high) = (self.b.ins().fvdemote(low), self.b.ins().fvdemote(high));
+        self.shuffle(
+            low,
+            high,
+            [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23],
+        )
+    }
+
+    fn select64(&mut self, mask: Value, yes: Value, no: Value) -> Value {
+        let mask = self.cast(F64X2, mask);
+        self.b.ins().bitselect(mask, yes, no)
+    }
+
+    /// `math::clamp`: compare-and-select, so NaN passes through.
+    fn clamp64(&mut self, z: Value, limit: f64) -> Value {
+        let (high, low) = (self.f64s(limit), self.f64s(-limit));
+        let above = self.b.ins().fcmp(FloatCC::GreaterThan, z, high);
+        let z = self.select64(above, high, z);
+        let below = self.b.ins().fcmp(FloatCC::LessThan, z, low);
+        self.select64(below, low, z)
+    }
+
+    /// `math::exp_parts`.
+    fn exp_parts64(&mut self, z: Value) -> (Value, Value) {
+        let (log2e, shift) = (self.f64s(math::LOG2_E), self.f64s(math::ROUND_SHIFT));
+        let scaled = self.b.ins().fmul(z, log2e);
+        let shifted = self.b.ins().fadd(scaled, shift);
+        let k = self.b.ins().fsub(shifted, shift);
+        let (hi, lo) = (self.f64s(math::LN2_HI), self.f64s(math::LN2_LO));
+        let k_hi = self.b.ins().fmul(k, hi);
+        let r = self.b.ins().fsub(z, k_hi);
+        let k_lo = self.b.ins().fmul(k, lo);
+        let r = self.b.ins().fsub(r, k_lo);
+        let mut p = self.f64s(math::EXP_SERIES[0]);
+        for &c in &math::EXP_SERIES[1..] {
+            let c = self.f64s(c);
+            let pr = self.b.ins().fmul(p, r);
+            p = self.b.ins().fadd(pr, c);
+        }
+        let pr = self.b.ins().fmul(p, r);
+        let prr = self.b.ins().fmul(pr, r);
+        let q = self.b.ins().fadd(prr, r);
+        let bits = self.cast(I64X2, shifted);
+        let shift_bits = self.i64s(math::ROUND_SHIFT.to_bits());
+        let k_bits = self.b.ins().isub(bits, shift_bits);
+        let bias = self.i64s(1023);
+        let biased = self.b.ins().iadd(k_bits, bias);
+        let exponent = self.b.ins().ishl_imm_u(biased, 52);
+        (self.cast(F64X2, exponent), q)
+    }
+
+    /// `math::exp_f64`.
+    fn exp64(&mut self, z: Value) -> Value {
+        let (s, q) = self.exp_parts64(z);
+        let sq = self.b.ins().fmul(s, q);
+        self.b.ins().fadd(sq, s)
+    }
+
+    /// `math::powi_f64`, the base's bit taken by selects.
+    fn powi64(&mut self, x: Value, n: Value) -> Value {
+        let mut bits = self.b.ins().fabs(n);
+        let mut base = x;
+        let mut result = self.f64s(1.0);
+        let half_constant = self.f64s(0.5);
+        for _ in 0..7 {
+            let half = self.b.ins().fmul(bits, half_constant);
+            let whole = self.b.ins().trunc(half);
+            let odd = self.b.ins().fcmp(FloatCC::NotEqual, half, whole);
+            let times = self.b.ins().fmul(result, base);
+            result = self.select64(odd, times, result);
+            base = self.b.ins().fmul(base, base);
+            bits = whole;
+        }
+        let zero = self.f64s(0.0);
+        let negative = self.b.ins().fcmp(FloatCC::LessThan, n, zero);
+        let one = self.f64s(1.0);
+        let reciprocal = self.b.ins().fdiv(one, result);
+        self.select64(negative, reciprocal, result)
+    }
+
+    /// `math::ln_f64`.
+    fn ln64(&mut self, x: Value) -> Value {
+        let bits = self.cast(I64X2, x);
+        let fraction_mask = self.i64s(0x000f_ffff_ffff_ffff);
+        let fraction = self.b.ins().band(bits, fraction_mask);
+        let one = self.i64s(1f64.to_bits());
+        let mantissa = self.b.ins().bor(fraction, one);
+        let mantissa = self.cast(F64X2, mantissa);
+        let sqrt2 = self.f64s(std::f64::consts::SQRT_2);
+        let above = self.b.ins().fcmp(FloatCC::GreaterThan, mantissa, sqrt2);
+        let half = self.f64s(0.5);
+        let halved = self.b.ins().fmul(mantissa, half);
+        let m = self.select64(above, halved, mantissa);
+        let exponent = self.b.ins().ushr_imm_u(bits, 52);
+        // `above` is all ones (−1) where set: subtracting it adds one.
+        let biased = self.b.ins().isub(exponent, above);
+        let two52 = self.i64s(math::TWO_52.to_bits());
+        let e = self.b.ins().bor(two52, biased);
+        let e = self.cast(F64X2, e);
+        let offset = self.f64s(math::TWO_52 + 1023.0);
+        let e = self.b.ins().fsub(e, offset);
+        let one = self.f64s(1.0);
+        let numerator = self.b.ins().fsub(m, one);
+        let denominator = self.b.ins().fadd(m, one);
+        let s = self.b.ins().fdiv(numerator, denominator);
+        let w = self.b.ins().fmul(s, s);
+        let mut p = self.f64s(math::LN_SERIES[0]);
+        for &c in &math::LN_SERIES[1..] {
+            let c = self.f64s(c);
+            let pw = self.b.ins().fmul(p, w);
+            p = self.b.ins().fadd(pw, c);
+        }
+        let ln2 = self.f64s(std::f64::consts::LN_2);
+        let e_ln2 = self.b.ins().fmul(e, ln2);
+        let sp = self.b.ins().fmul(s, p);
+        self.b.ins().fadd(e_ln2, sp)
+    }
+
+    /// `x` itself in NaN lanes of `x`, `value` elsewhere.
+    fn nan_passes(&mut self, x: Value, value: Value) -> Value {
+        let nan = self.b.ins().fcmp(FloatCC::Unordered, x, x);
+        self.select(nan, x, value)
+    }
+
+    fn i32s(&mut self, x: i32) -> Value {
+        let c = self.b.ins().iconst(I32, i64::from(x));
+        self.b.ins().splat(I32X4, c)
+    }
+
+    /// `math::clamp_32`: compare-and-select, so NaN passes through.
+    fn clamp32(&mut self, x: Value, low: f32, high: f32) -> Value {
+        let (high, low) = (self.constant(high), self.constant(low));
+        let above = self.b.ins().fcmp(FloatCC::GreaterThan, x, high);
+        let below = self.b.ins().fcmp(FloatCC::LessThan, x, low);
+        let x = self.select(above, high, x);
+        self.select(below, low, x)
+    }
+
+    /// `math::reduce_32`: `(k, r)`, k as i32 lanes.
+    fn reduce32(&mut self, x: Value) -> (Value, Value) {
+        let (log2e, shift) = (
+            self.constant(math::LOG2_E_32),
+            self.constant(math::ROUND_SHIFT_32),
+        );
+        let scaled = self.b.ins().fmul(x, log2e);
+        let shifted = self.b.ins().fadd(scaled, shift);
+        let k = self.b.ins().fsub(shifted, shift);
+        let (hi, lo) = (self.constant(math::LN2_HI_32), self.constant(math::LN2_LO_32));
+        let k_hi = self.b.ins().fmul(k, hi);
+        let r = self.b.ins().fsub(x, k_hi);
+        let k_lo = self.b.ins().fmul(k, lo);
+        let r = self.b.ins().fsub(r, k_lo);
+        let bits = self.cast(I32X4, shifted);
+        let shift_bits = self.i32s(math::ROUND_SHIFT_32.to_bits() as i32);
+        (self.b.ins().isub(bits, shift_bits), r)
+    }
+
+    /// `math::expm1_reduced_32`.
+    fn expm1_reduced32(&mut self, r: Value) -> Value {
+        let mut p = self.constant(math::EXP_SERIES_32[0]);
+        for &c in &math::EXP_SERIES_32[1..] {
+            let c = self.constant(c);
+            let pr = self.b.ins().fmul(p, r);
+            p = self.b.ins().fadd(pr, c);
+        }
+        let rr = self.b.ins().fmul(r, r);
+        let rrp = self.b.ins().fmul(rr, p);
+        self.b.ins().fadd(rrp, r)
+    }
+
+    /// `math::power_of_two_32`.
+    fn power_of_two32(&mut self, k: Value) -> Value {
+        let bias = self.i32s(127);
+        let biased = self.b.ins().iadd(k, bias);
+        let bits = self.b.ins().ishl_imm_u(biased, 23);
+        self.cast(F32X4, bits)
+    }
+
+    /// `math::exp_clamped_32`.
+    fn exp_clamped32(&mut self, x: Value) -> Value {
+        let (k, r) = self.reduce32(x);
+        let q = self.expm1_reduced32(r);
+        let half = self.b.ins().sshr_imm_u(k, 1);
+        let rest = self.b.ins().isub(k, half);
+        let one = self.constant(1.0);
+        let e = self.b.ins().fadd(one, q);
+        let first = self.power_of_two32(half);
+        let e = self.b.ins().fmul(e, first);
+        let second = self.power_of_two32(rest);
+        self.b.ins().fmul(e, second)
+    }
+
+    /// `math::ln_positive_32`.
+    fn ln_positive32(&mut self, x: Value) -> Value {
+        let smallest_normal = self.constant(f32::MIN_POSITIVE);
+        let subnormal = self.b.ins().fcmp(FloatCC::LessThan, x, smallest_normal);
+        let scale = self.constant(8_388_608.0);
+        let scaled = self.b.ins().fmul(x, scale);
+        let y = self.select(subnormal, scaled, x);
+        let bits = self.cast(I32X4, y);
+        let fraction_mask = self.i32s(0x007f_ffff);
+        let fraction = self.b.ins().band(bits, fraction_mask);
+        let one_bits = self.i32s(0x3f80_0000);
+        let mantissa = self.b.ins().bor(fraction, one_bits);
+        let mantissa = self.cast(F32X4, mantissa);
+        let sqrt2 = self.constant(std::f32::consts::SQRT_2);
+        let above = self.b.ins().fcmp(FloatCC::GreaterThan, mantissa, sqrt2);
+        let half = self.constant(0.5);
+        let halved = self.b.ins().fmul(mantissa, half);
+        let m = self.select(above, halved, mantissa);
+        let exponent = self.b.ins().sshr_imm_u(bits, 23);
+        let bias = self.i32s(127);
+        let exponent = self.b.ins().isub(exponent, bias);
+        // `above` is all ones (−1) where set: subtracting it adds one.
+        let exponent = self.b.ins().isub(exponent, above);
+        let twenty_three = self.i32s(23);
+        let subnormal_shift = self.b.ins().band(subnormal, twenty_three);
+        let exponent = self.b.ins().isub(exponent, subnormal_shift);
+        let e = self.b.ins().fcvt_from_sint(F32X4, exponent);
+        let (one, two) = (self.constant(1.0), self.constant(2.0));
+        let f = self.b.ins().fsub(m, one);
+        let denominator = self.b.ins().fadd(two, f);
+        let s = self.b.ins().fdiv(f, denominator);
+        let w = self.b.ins().fmul(s, s);
+        let mut p = self.constant(math::LN_SERIES_32[0]);
+        for &c in &math::LN_SERIES_32[1..] {
+            let c = self.constant(c);
+            let pw = self.b.ins().fmul(p, w);
+            p = self.b.ins().fadd(pw, c);
+        }
+        let r = self.b.ins().fmul(w, p);
+        let (hi, lo) = (self.constant(math::LN2_HI_32), self.constant(math::LN2_LO_32));
+        let f_r = self.b.ins().fsub(f, r);
+        let correction = self.b.ins().fmul(s, f_r);
+        let e_lo = self.b.ins().fmul(e, lo);
+        let correction = self.b.ins().fsub(correction, e_lo);
+        let low_part = self.b.ins().fsub(f, correction);
+        let e_hi = self.b.ins().fmul(e, hi);
+        self.b.ins().fadd(e_hi, low_part)
+    }
+
+    /// `math::exp`.
+    fn exp(&mut self, x: Value) -> Value {
+        let clamped = self.clamp32(x, math::EXP_LOW_32, math::EXP_HIGH_32);
+        let y = self.exp_clamped32(clamped);
+        self.nan_passes(x, y)
+    }
+
+    /// `math::ln`.
+    fn ln(&mut self, x: Value) -> Value {
+        let y = self.ln_positive32(x);
+        let infinity = self.constant(f32::INFINITY);
+        let at_infinity = self.b.ins().fcmp(FloatCC::Equal, x, infinity);
+        let y = self.select(at_infinity, infinity, y);
+        let zero = self.constant(0.0);
+        let at_zero = self.b.ins().fcmp(FloatCC::Equal, x, zero);
+        let minus_infinity = self.constant(f32::NEG_INFINITY);
+        let y = self.select(at_zero, minus_infinity, y);
+        let invalid = self.b.ins().fcmp(FloatCC::UnorderedOrLessThan, x, zero);
+        let nan = self.constant(f32::NAN);
+        self.select(invalid, nan, y)
+    }
+
+    /// `math::tanh`.
+    fn tanh(&mut self, x: Value) -> Value {
+        let magnitude = self.b.ins().fabs(x);
+        let a = self.clamp32(magnitude, 0.0, math::TANH_LIMIT_32);
+        let two = self.constant(2.0);
+        let z = self.b.ins().fmul(two, a);
+        let (k, r) = self.reduce32(z);
+        let s = self.power_of_two32(k);
+        let q = self.expm1_reduced32(r);
+        let sq = self.b.ins().fmul(s, q);
+        let one = self.constant(1.0);
+        let s1 = self.b.ins().fsub(s, one);
+        let em1 = self.b.ins().fadd(sq, s1);
+        let denominator = self.b.ins().fadd(em1, two);
+        let t = self.b.ins().fdiv(em1, denominator);
+        // copysign(t, x): t ≥ 0, so the sign bit is x's.
+        let sign = self.constant(-0.0);
+        let sign = self.b.ins().band(x, sign);
+        let y = self.b.ins().bor(t, sign);
+        self.nan_passes(x, y)
+    }
+
+    /// `math::sigmoid`.
+    fn sigmoid(&mut self, x: Value) -> Value {
+        let magnitude = self.b.ins().fabs(x);
+        let minus = self.b.ins().fneg(magnitude);
+        let clamped = self.clamp32(minus, math::EXP_LOW_32, math::EXP_HIGH_32);
+        let e = self.exp_clamped32(clamped);
+        let zero = self.constant(0.0);
+        let negative = self.b.ins().fcmp(FloatCC::LessThan, x, zero);
+        let one = self.constant(1.0);
+        let numerator = self.select(negative, e, one);
+        let denominator = self.b.ins().fadd(one, e);
+        let y = self.b.ins().fdiv(numerator, denominator);
+        self.nan_passes(x, y)
+    }
+
+    /// `|x|ʸ` for vectors on `**`'s vector path: integer exponents up to `POWI_LIMIT` multiply
+    /// (`math::powi_f64`), the rest go through `ln` and `exp`; when every lane has such an integer,
+    /// `ln` and `exp` are skipped.
+    fn pow_magnitude(&mut self, abs_x: Value, y: Value, y_integer: Value) -> Value {
+        let abs_y = self.b.ins().fabs(y);
+        let limit = self.constant(math::POWI_LIMIT);
+        let small = self.b.ins().fcmp(FloatCC::LessThanOrEqual, abs_y, limit);
+        let small_integer = self.b.ins().band(small, y_integer);
+        let all_small = self.b.ins().vall_true(small_integer);
+        let [x_low, x_high] = self.widen(abs_x);
+        let [y_low, y_high] = self.widen(y);
+        let (only_powi, general, magnitudes) = (
+            self.b.create_block(),
+            self.b.create_block(),
+            self.b.create_block(),
+        );
+        let magnitude = self.b.append_block_param(magnitudes, F32X4);
+        self.b.ins().brif(all_small, only_powi, &[], general, &[]);
+
+        self.b.switch_to_block(only_powi);
+        let halves = [self.powi64(x_low, y_low), self.powi64(x_high, y_high)];
+        let value = self.narrow(halves);
+        self.b.ins().jump(magnitudes, &[BlockArg::Value(value)]);
+
+        self.b.switch_to_block(general);
+        let mut halves = [x_low, x_high];
+        for (half, y) in halves.iter_mut().zip([y_low, y_high]) {
+            let ln = self.ln64(*half);
+            let z = self.b.ins().fmul(y, ln);
+            let z = self.clamp64(z, math::EXP_LIMIT);
+            *half = self.exp64(z);
+        }
+        let by_exp = self.narrow(halves);
+        let halves = [self.powi64(x_low, y_low), self.powi64(x_high, y_high)];
+        let by_powi = self.narrow(halves);
+        let value = self.select(small_integer, by_powi, by_exp);
+        self.b.ins().jump(magnitudes, &[BlockArg::Value(value)]);
+
+        self.b.switch_to_block(magnitudes);
+        magnitude
+    }
+
+    /// `math::powi_f64` for a known exponent: the same multiplications in the same order, the
+    /// exponent's bits read at compile time.
+    fn powi64_constant(&mut self, x: Value, n: f32) -> Value {
+        let mut bits = n.abs() as u32;
+        let mut base = x;
+        let mut result: Option<Value> = None;
+        for _ in 0..7 {
+            if bits & 1 == 1 {
+                // 1·base is base exactly, so the first factor needs no multiplication.
+                result = Some(match result {
+                    None => base,
+                    Some(r) => self.b.ins().fmul(r, base),
+                });
+            }
+            bits >>= 1;
+            if bits == 0 {
+                break;
+            }
+            base = self.b.ins().fmul(base, base);
+        }
+        let result = match result {
+            Some(r) => r,
+            None => self.f64s(1.0),
+        };
+        if n < 0.0 {
+            let one = self.f64s(1.0);
+            self.b.ins().fdiv(one, result)
+        } else {
+            result
+        }
+    }
+
+    /// `math::pow`: the vector path where every lane has a finite nonzero base other than 1, a finite
+    /// nonzero exponent, and an integer exponent if the base is negative; otherwise lane by lane.
+    fn pow(&mut self, x: Value, y: Value, constant: Option<f32>) -> Value {
+        let zero = self.constant(0.0);
+        let (one, infinity) = (self.constant(1.0), self.constant(f32::INFINITY));
+        let abs_x = self.b.ins().fabs(x);
+        let abs_y = self.b.ins().fabs(y);
+        let x_finite = self.b.ins().fcmp(FloatCC::LessThan, abs_x, infinity);
+        let y_finite = self.b.ins().fcmp(FloatCC::LessThan, abs_y, infinity);
+        let x_nonzero = self.b.ins().fcmp(FloatCC::NotEqual, x, zero);
+        let y_nonzero = self.b.ins().fcmp(FloatCC::NotEqual, y, zero);
+        let x_not_one = self.b.ins().fcmp(FloatCC::NotEqual, x, one);
+        let y_whole = self.b.ins().trunc(y);
+        let y_integer = self.b.ins().fcmp(FloatCC::Equal, y, y_whole);
+        let x_positive = self.b.ins().fcmp(FloatCC::GreaterThan, x, zero);
+        let sign_allowed = self.b.ins().bor(x_positive, y_integer);
+        let mut ok = self.b.ins().band(x_finite, y_finite);
+        for condition in [x_nonzero, y_nonzero, x_not_one, sign_allowed] {
+            ok = self.b.ins().band(ok, condition);
+        }
+        let every_lane = self.b.ins().vall_true(ok);
+        let (vector, lanes, merge) = (
+            self.b.create_block(),
+            self.b.create_block(),
+            self.b.create_block(),
+        );
+        let result = self.b.append_block_param(merge, F32X4);
+        self.b.ins().brif(every_lane, vector, &[], lanes, &[]);
+
+        self.b.switch_to_block(vector);
+        let magnitude = match constant {
+            Some(n) if n == n.trunc() && n.abs() <= math::POWI_LIMIT => {
+                let halves = self.widen(abs_x).map(|half| self.powi64_constant(half, n));
+                self.narrow(halves)
+            }
+            _ => self.pow_magnitude(abs_x, y, y_integer),
+        };
+        let half = self.constant(0.5);
+        let y_half = self.b.ins().fmul(y, half);
+        let y_half_whole = self.b.ins().trunc(y_half);
+        let y_half_fraction = self.b.ins().fcmp(FloatCC::NotEqual, y_half, y_half_whole);
+        let y_odd = self.b.ins().band(y_integer, y_half_fraction);
+        let x_negative = self.b.ins().fcmp(FloatCC::LessThan, x, zero);
+        let flip = self.b.ins().band(x_negative, y_odd);
+        let negated = self.b.ins().fneg(magnitude);
+        let value = self.select(flip, negated, magnitude);
+        self.b.ins().jump(merge, &[BlockArg::Value(value)]);
+
+        self.b.switch_to_block(lanes);
+        let value = self.per_lane(call_pow as *const (), &[x, y]);
+        self.b.ins().jump(merge, &[BlockArg::Value(value)]);
+
+        self.b.switch_to_block(merge);
+        result
     }
 }

@@ -12,6 +12,7 @@ mod jit;
 mod parse;
 
 pub mod ir;
+pub mod math;
 pub mod program;
 pub mod vocab;
 

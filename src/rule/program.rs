@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use super::ir::{BinOp, Expr, Func, maximum, minimum};
 use super::jit::Kernel;
+use super::math;
 use super::vocab::Var;
 
 /// Elements per chunk: 4096 × a dozen registers stays in L2 (`benches/rule_vm.rs`).
@@ -1040,7 +1041,7 @@ fn execute(op: Op, dst: &mut [f32], a: Src, b: Src, c: Src) {
             BinOp::Sub => binary(dst, a, b, |x, y| x - y),
             BinOp::Mul => binary(dst, a, b, |x, y| x * y),
             BinOp::Div => binary(dst, a, b, |x, y| x / y),
-            BinOp::Pow => binary(dst, a, b, f32::powf),
+            BinOp::Pow => binary(dst, a, b, math::pow),
             BinOp::Lt => binary(dst, a, b, |x, y| flag(x < y)),
             BinOp::Le => binary(dst, a, b, |x, y| flag(x <= y)),
             BinOp::Gt => binary(dst, a, b, |x, y| flag(x > y)),
@@ -1054,10 +1055,10 @@ fn execute(op: Op, dst: &mut [f32], a: Src, b: Src, c: Src) {
             Func::Abs => unary(dst, a, f32::abs),
             Func::Sign => unary(dst, a, |x| Func::Sign.apply(&[x])),
             Func::Sqrt => unary(dst, a, f32::sqrt),
-            Func::Exp => unary(dst, a, f32::exp),
-            Func::Ln => unary(dst, a, f32::ln),
-            Func::Tanh => unary(dst, a, f32::tanh),
-            Func::Sigmoid => unary(dst, a, |x| 1.0 / (1.0 + (-x).exp())),
+            Func::Exp => unary(dst, a, math::exp),
+            Func::Ln => unary(dst, a, math::ln),
+            Func::Tanh => unary(dst, a, math::tanh),
+            Func::Sigmoid => unary(dst, a, math::sigmoid),
             Func::Relu => unary(dst, a, |x| maximum(x, 0.0)),
             Func::Step => unary(dst, a, |x| flag(x > 0.0)),
             Func::Min => binary(dst, a, b, minimum),

@@ -184,6 +184,7 @@ pub struct Signals {
     /// Scratch: activities, the readout's softmax, the presynaptic trace sequence.
     activity: Vec<f32>,
     probabilities: Vec<f32>,
+    /// Scratch of `elig`: the presynaptic traces, or for a constant input the c_t-weighted surrogate.
     trace: Vec<f32>,
 }
 
@@ -326,8 +327,35 @@ impl Signals {
         let ws = &core.workspace;
         let (steps, rows) = (config.time_steps, batch.len());
         let beta = trace_decay(core, l);
-        // The presynaptic trace at every step, T × batch × inputs.
         let direct_first = l == 0 && ws.input_sequence().is_empty();
+        if direct_first && l < hidden {
+            // A constant input x makes the trace c_t·x with c_t = Σ_{k≤t} βᵏ, so
+            // Σ_t ψ[t]ᵀ·(c_t x) = (Σ_t c_t ψ[t])ᵀ·x: one product over the batch, not over T × batch.
+            let per_step = rows * outputs;
+            self.trace.clear();
+            self.trace.resize(per_step, 0.0);
+            let mut c = 0.0f32;
+            for psi in ws.surrogate(l).chunks_exact(per_step) {
+                c = beta * c + 1.0;
+                for (weighted, &p) in self.trace.iter_mut().zip(psi) {
+                    *weighted += c * p;
+                }
+            }
+            self.elig.resize(outputs * inputs, 0.0);
+            matmul(
+                &mut self.elig,
+                &self.trace,
+                Storage::Transposed,
+                &batch.images,
+                Storage::RowMajor,
+                (outputs, rows, inputs),
+                false,
+            );
+            let scale = 1.0 / (steps * rows) as f32;
+            self.elig.iter_mut().for_each(|e| *e *= scale);
+            return;
+        }
+        // The presynaptic trace at every step, T × batch × inputs.
         let per_step = rows * inputs;
         self.trace.clear();
         self.trace.resize(steps * per_step, 0.0);
