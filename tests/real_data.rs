@@ -172,3 +172,60 @@ fn every_rule_section_trains_on_real_data() {
         }
     }
 }
+
+/// The long-horizon objective (`LongHorizon()`, the overnight search's) ranks continual backprop above
+/// plain SGD, which loses plasticity on `plasticity-loss-200`, and above the quickstart's old winner,
+/// which won a 20-task search on the mean over tasks and collapses here. Both runs from the command
+/// line, read from `comparison.csv`. About two minutes on two cores.
+#[test]
+#[ignore = "two minutes in release mode; .ci/run runs it"]
+fn long_horizon_objective_ranks_cbp_above_sgd_and_the_collapsing_quickstart_winner() {
+    let out_dir = tempfile::tempdir().expect("temp dir");
+    let out = synaptogen(repo())
+        .args([
+            "run",
+            "searches/plasticity-loss-200.ron",
+            "-q",
+            "--no-report",
+            "--learner",
+            "sgd",
+            "--learner",
+            "cbp",
+            "--rule",
+            "tests/fixtures/quickstart-169.rhai",
+            "--out",
+        ])
+        .arg(out_dir.path())
+        .output()
+        .expect("the binary runs");
+    assert!(
+        out.status.success(),
+        "run failed (scripts/fetch-data.sh first if the dataset is missing): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+    let table = std::fs::read_to_string(out_dir.path().join("comparison.csv")).expect("comparison.csv");
+    let header: Vec<&str> = table.lines().next().expect("a header").split(',').collect();
+    let column = |name: &str| header.iter().position(|h| *h == name).expect("a known column");
+    let score = |learner: &str, name: &str| -> f64 {
+        let row: Vec<&str> = table
+            .lines()
+            .find(|l| l.split(',').next() == Some(learner))
+            .unwrap_or_else(|| panic!("{learner} in {table}"))
+            .split(',')
+            .collect();
+        row[column(name)].parse().expect("a number")
+    };
+    let (cbp, sgd, winner) = (
+        score("cbp", "long_horizon"),
+        score("sgd", "long_horizon"),
+        score("quickstart-169.rhai", "long_horizon"),
+    );
+    assert!(cbp > winner, "CBP {cbp:.4} vs the quickstart winner {winner:.4}");
+    assert!(cbp > sgd, "CBP {cbp:.4} vs SGD {sgd:.4}");
+    // What the mean over tasks would say: CBP and SGD within a point of each other.
+    let (cbp_mean, sgd_mean) = (score("cbp", "objective"), score("sgd", "objective"));
+    eprintln!(
+        "long horizon: CBP {cbp:.4}, SGD {sgd:.4}, quickstart winner {winner:.4}; mean over tasks: CBP {cbp_mean:.4}, SGD {sgd_mean:.4}"
+    );
+}

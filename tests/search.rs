@@ -303,6 +303,79 @@ fn bad_specs_are_located_or_name_their_field() {
         &[],
         "learner.replacement.rate: must be in [0, 1)",
     );
+    input_error(
+        &good.replace(
+            "held_out: (finalists: 2, seeds: 1)",
+            "held_out: (finalists: 2, seeds: 1, tasks: 3)",
+        ),
+        &[],
+        "held_out.tasks: must be at least the top rung's 4 tasks (got 3)",
+    );
+    input_error(
+        &good.replace(
+            "budget:",
+            "objective: LongHorizon(dead_units: -0.5),\n    budget:",
+        ),
+        &[],
+        "objective: dead_units must be finite and ≥ 0 (got -0.5)",
+    );
+    input_error(
+        &good.replace(
+            "budget:",
+            "objective: Weighted(plasticity: inf, retention: 1.0),\n    budget:",
+        ),
+        &[],
+        "objective: plasticity must be finite and ≥ 0 (got inf)",
+    );
+    input_error(
+        &good.replace("budget:", "objective: LongHorizon(window: 0.9),\n    budget:"),
+        &[],
+        "objective: window must be in (0, 0.5]",
+    );
+}
+
+#[test]
+fn a_long_horizon_search_checks_its_finalists_on_a_longer_sequence_and_reports_it_apart() {
+    let dir = tempfile::tempdir().expect("dir");
+    let text = spec(6)
+        .replace(
+            "held_out: (finalists: 2, seeds: 1)",
+            "held_out: (finalists: 2, seeds: 1, tasks: 7)",
+        )
+        .replace("budget:", "objective: LongHorizon(window: 0.25),\n    budget:");
+    let (code, _, stderr) = search(dir.path(), &text, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let journal = std::fs::read_to_string(dir.path().join("out/journal.jsonl")).expect("journal");
+    let trials: Vec<Value> = journal
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["kind"] == "trial")
+        .collect();
+    let held_out: Vec<&Value> = trials
+        .iter()
+        .filter(|t| t["stage"].as_str().is_some_and(|s| s.starts_with("held_out")))
+        .collect();
+    assert!(!held_out.is_empty(), "the held-out check ran");
+    for t in &held_out {
+        assert_eq!(t["result"]["tasks"], 7, "{t}");
+        assert_eq!(t["result"]["plasticity"].as_array().map(Vec::len), Some(7), "{t}");
+    }
+    assert!(
+        trials
+            .iter()
+            .filter(|t| !t["stage"].as_str().is_some_and(|s| s.starts_with("held_out")))
+            .all(|t| t["result"]["tasks"].as_u64() <= Some(4)),
+        "the search itself stays within its rungs"
+    );
+    let report = std::fs::read_to_string(dir.path().join("out/report/report.md")).expect("report");
+    assert!(
+        report.contains("on 7 tasks (the search's top rung: 4)"),
+        "{report}"
+    );
+    assert!(
+        report.contains("long horizon over windows of 25% of the tasks"),
+        "{report}"
+    );
 }
 
 #[test]

@@ -524,7 +524,10 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     let results: Vec<LearnerResult> = results.into_iter().collect::<anyhow::Result<_>>()?;
 
     let text = if labelled {
-        let rows: Vec<report::ComparisonRow> = results.iter().map(comparison_row).collect();
+        let rows: Vec<report::ComparisonRow> = results
+            .iter()
+            .map(|r| comparison_row(r, spec.benchmark.tasks))
+            .collect();
         report::write_comparison(&out_dir, &rows).context("saving comparison.csv")?;
         let mut text = summary::comparison(&name, &rows, &out_dir);
         if !args.no_report {
@@ -547,7 +550,8 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn comparison_row(result: &LearnerResult) -> report::ComparisonRow {
+/// One learner's comparison line; `planned` is the number of tasks the run was to train.
+fn comparison_row(result: &LearnerResult, planned: usize) -> report::ComparisonRow {
     let last = result.outcome.records.last();
     report::ComparisonRow {
         learner: result.label.clone(),
@@ -557,8 +561,16 @@ fn comparison_row(result: &LearnerResult) -> report::ComparisonRow {
             Status::Diverged { task, .. } => format!("diverged in task {task}"),
         },
         summary: result.summary.clone(),
-        effective_rank: last
-            .map(|r| r.start.effective_rank.iter().sum::<f64>() / r.start.effective_rank.len().max(1) as f64),
+        effective_rank: last.map(|r| r.start.mean_effective_rank()),
+        long_horizon: last.map(|_| {
+            let records = &result.outcome.records;
+            // A diverged run was planned longer than it got: its missing tasks count as collapsed.
+            let planned = match result.outcome.status {
+                Status::Diverged { .. } => planned,
+                _ => records.len(),
+            };
+            crate::search::objective::Objective::long_horizon().score_records(records, planned)
+        }),
         dead_fraction: last.map(|r| r.start.dead_fraction),
         samples_per_second: (!result.outcome.records.is_empty()).then(|| {
             result

@@ -332,7 +332,7 @@ fn summary(search: &Search, spec: &SearchSpec, name: &str) -> String {
         let _ = writeln!(
             out,
             "\nHeld-out check at {} tasks: fresh seeds on {data}, and {held_out} (objective %, advantage pp):",
-            spec.top_tasks()
+            spec.held_out_tasks()
         );
         for id in &state.finalists {
             let c = &state.candidates[*id];

@@ -85,13 +85,17 @@ pub fn render(
     if let Some(s) = summary {
         let _ = writeln!(
             out,
-            "\nACC {}  BWT {}  forgetting {}  mean plasticity {}  mean retention {}  online {}  objective {}",
+            "\nACC {}  BWT {}  forgetting {}  mean plasticity {} (last {}: {})  mean retention {} (last {}: {})  online {}  objective {}",
             percent(Some(s.final_accuracy)),
             s.bwt.map_or("—".into(), |v| format!("{:+.1} pp", 100.0 * v)),
             s.forgetting
                 .map_or("—".into(), |v| format!("{:.1} pp", 100.0 * v)),
             percent(Some(s.mean_plasticity)),
+            crate::metrics::LAST_TASKS,
+            percent(s.plasticity_last10),
             percent(s.mean_retention),
+            crate::metrics::LAST_TASKS,
+            percent(s.retention_last10),
             percent(Some(s.mean_online_accuracy)),
             percent(Some(s.objective)),
         );
@@ -114,22 +118,36 @@ pub fn comparison(name: &str, rows: &[crate::report::ComparisonRow], dir: &Path)
     );
     let _ = writeln!(
         out,
-        "{:<22} {:>10} {:>9} {:>6} {:>9} {:>10} {:>9} {:>6} {:>6}  status",
-        "learner", "plasticity", "retention", "ACC", "BWT", "forgetting", "objective", "erank", "dead"
+        "{:<22} {:>10} {:>9} {:>11} {:>10} {:>6} {:>9} {:>10} {:>9} {:>9} {:>6} {:>6}  status",
+        "learner",
+        "plasticity",
+        "retention",
+        "plast. last",
+        "ret. last",
+        "ACC",
+        "BWT",
+        "forgetting",
+        "objective",
+        "long hor.",
+        "erank",
+        "dead"
     );
     for r in rows {
         let s = r.summary.as_ref();
         let pp = |v: Option<f32>| v.map_or("—".into(), |v| format!("{:+.1}", 100.0 * v));
         let _ = writeln!(
             out,
-            "{:<22} {:>10} {:>9} {:>6} {:>9} {:>10} {:>9} {:>6} {:>6}  {}",
+            "{:<22} {:>10} {:>9} {:>11} {:>10} {:>6} {:>9} {:>10} {:>9} {:>9} {:>6} {:>6}  {}",
             r.learner,
             percent(s.map(|s| s.mean_plasticity)),
             percent(s.and_then(|s| s.mean_retention)),
+            percent(s.and_then(|s| s.plasticity_last10)),
+            percent(s.and_then(|s| s.retention_last10)),
             percent(s.map(|s| s.final_accuracy)),
             pp(s.and_then(|s| s.bwt)),
             pp(s.and_then(|s| s.forgetting)),
             percent(s.map(|s| s.objective)),
+            percent(r.long_horizon),
             r.effective_rank.map_or("—".into(), |v| format!("{v:.1}")),
             r.dead_fraction
                 .map_or("—".into(), |v| format!("{:.1}%", 100.0 * v)),
@@ -138,7 +156,8 @@ pub fn comparison(name: &str, rows: &[crate::report::ComparisonRow], dir: &Path)
     }
     let _ = writeln!(
         out,
-        "\nplasticity, retention: means over tasks; ACC: final mean over every task; BWT, forgetting in pp;\nerank, dead: at the last task's start. Per-task metrics: {}/<learner>/; table: {}/comparison.csv",
+        "\nplasticity, retention: means over tasks; plast. last, ret. last: means over the last {} tasks;\nlong hor.: the search objective LongHorizon() (README, \"Objectives for long runs\"); ACC: final mean over every task; BWT, forgetting in pp;\nerank, dead: at the last task's start. Per-task metrics: {}/<learner>/; table: {}/comparison.csv",
+        crate::metrics::LAST_TASKS,
         dir.display(),
         dir.display()
     );

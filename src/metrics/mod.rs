@@ -68,6 +68,13 @@ pub struct Representation {
     pub synaptic_ops: f64,
 }
 
+impl Representation {
+    /// The mean effective rank over hidden layers (0 without any).
+    pub fn mean_effective_rank(&self) -> f64 {
+        self.effective_rank.iter().sum::<f64>() / self.effective_rank.len().max(1) as f64
+    }
+}
+
 /// Computes the diagnostics from the workspace of an eval pass over `probe_len` examples of `input`.
 /// `present[l]` says which synapses of weight matrix l exist (`None`, or a missing entry: all of them).
 pub fn representation(
@@ -228,9 +235,24 @@ pub struct Summary {
     pub mean_retention: Option<f32>,
     /// Mean online accuracy over tasks.
     pub mean_online_accuracy: f32,
+    /// Mean plasticity over the last [`LAST_TASKS`] tasks: where a long run ends.
+    #[serde(default)]
+    pub plasticity_last10: Option<f32>,
+    /// Mean retention over the last [`LAST_TASKS`] tasks (`None` when none of them has one).
+    #[serde(default)]
+    pub retention_last10: Option<f32>,
     /// The default search objective: mean over tasks of (plasticity + retention) / 2, with plasticity
     /// alone for the first task.
     pub objective: f32,
+}
+
+/// Tasks in the "last 10" measures: long runs are judged by where they end, not by their mean
+/// (Dohare et al. 2024, Nature 632:768, Fig. 1).
+pub const LAST_TASKS: usize = 10;
+
+/// The last [`LAST_TASKS`] entries of a per-task series (all of it when shorter).
+pub fn last_tasks<T>(series: &[T]) -> &[T] {
+    &series[series.len().saturating_sub(LAST_TASKS)..]
 }
 
 fn mean(values: impl Iterator<Item = f32>) -> Option<f32> {
@@ -259,6 +281,8 @@ pub fn summarize(matrix: &AccuracyMatrix, records: &[TaskRecord]) -> Option<Summ
         mean_plasticity: mean(records.iter().map(|r| r.plasticity))?,
         mean_retention: mean(records.iter().filter_map(|r| r.retention)),
         mean_online_accuracy: mean(records.iter().map(|r| r.online_accuracy))?,
+        plasticity_last10: mean(last_tasks(records).iter().map(|r| r.plasticity)),
+        retention_last10: mean(last_tasks(records).iter().filter_map(|r| r.retention)),
         objective: mean(
             records
                 .iter()

@@ -197,6 +197,8 @@ pub struct ComparisonRow {
     pub summary: Option<Summary>,
     /// Mean effective rank over hidden layers at the last task's start.
     pub effective_rank: Option<f64>,
+    /// The long-horizon objective with its default weights (`Objective::long_horizon`).
+    pub long_horizon: Option<f32>,
     /// Dead fraction at the last task's start.
     pub dead_fraction: Option<f64>,
     /// Mean training samples per second.
@@ -206,21 +208,24 @@ pub struct ComparisonRow {
 /// The comparison as CSV, one row per learner.
 pub fn comparison_csv(rows: &[ComparisonRow]) -> String {
     let mut out = String::from(
-        "learner,status,tasks,final_accuracy,mean_plasticity,mean_retention,bwt,forgetting,objective,effective_rank_last,dead_fraction_last,samples_per_second\n",
+        "learner,status,tasks,final_accuracy,mean_plasticity,mean_retention,plasticity_last10,retention_last10,bwt,forgetting,objective,long_horizon,effective_rank_last,dead_fraction_last,samples_per_second\n",
     );
     for r in rows {
         let s = r.summary.as_ref();
         out += &format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             r.learner,
             r.status,
             s.map_or(0, |s| s.tasks),
             cell(s.map(|s| s.final_accuracy as f64)),
             cell(s.map(|s| s.mean_plasticity as f64)),
             cell(s.and_then(|s| s.mean_retention).map(f64::from)),
+            cell(s.and_then(|s| s.plasticity_last10).map(f64::from)),
+            cell(s.and_then(|s| s.retention_last10).map(f64::from)),
             cell(s.and_then(|s| s.bwt).map(f64::from)),
             cell(s.and_then(|s| s.forgetting).map(f64::from)),
             cell(s.map(|s| s.objective as f64)),
+            cell(r.long_horizon.map(f64::from)),
             cell(r.effective_rank),
             cell(r.dead_fraction),
             r.samples_per_second.map_or(String::new(), |v| format!("{v:.0}")),

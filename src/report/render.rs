@@ -107,6 +107,8 @@ pub fn leaderboard_rows(board: &DataFrame) -> (Vec<&'static str>, Vec<Vec<String
         "Δ best baseline (pp)",
         "plasticity %",
         "retention %",
+        "plasticity last 10 %",
+        "retention last 10 %",
         "ACC %",
         "BWT (pp)",
         "forgetting (pp)",
@@ -144,6 +146,8 @@ pub fn leaderboard_rows(board: &DataFrame) -> (Vec<&'static str>, Vec<Vec<String
                 signed(board, "delta", i, 100.0),
                 cell(board, "plasticity", i, 100.0, 2),
                 cell(board, "retention", i, 100.0, 2),
+                cell(board, "plasticity_last10", i, 100.0, 2),
+                cell(board, "retention_last10", i, 100.0, 2),
                 cell(board, "acc", i, 100.0, 2),
                 cell(board, "bwt", i, 100.0, 2),
                 cell(board, "forgetting", i, 100.0, 2),
@@ -158,6 +162,21 @@ pub fn leaderboard_rows(board: &DataFrame) -> (Vec<&'static str>, Vec<Vec<String
     (headers, rows)
 }
 
+/// What the held-out check re-trained, in words.
+fn held_out_words(r: &Report) -> String {
+    let top = r.header.rungs.last().copied().unwrap_or(0);
+    let horizon = match r.header.held_out_tasks {
+        Some(t) if t != top => format!("on {t} tasks (the search's top rung: {top})"),
+        _ => format!("at the top rung ({top} tasks)"),
+    };
+    format!(
+        "The finalists re-trained {horizon} on seeds the search never used and on another dataset, beside \
+         their search score; plasticity over the last {} tasks, retention, erank and dead units are the \
+         held-out seeds' means.",
+        crate::metrics::LAST_TASKS
+    )
+}
+
 /// The held-out table as rows of cells, with its headers.
 pub fn held_out_rows(table: &DataFrame) -> (Vec<&'static str>, Vec<Vec<String>>) {
     let headers = vec![
@@ -167,6 +186,10 @@ pub fn held_out_rows(table: &DataFrame) -> (Vec<&'static str>, Vec<Vec<String>>)
         "Δ best baseline (pp)",
         "held-out dataset %",
         "Δ best baseline (pp)",
+        "plasticity last 10 %",
+        "retention %",
+        "erank",
+        "dead %",
     ];
     let rows = (0..table.height())
         .map(|i| {
@@ -183,6 +206,10 @@ pub fn held_out_rows(table: &DataFrame) -> (Vec<&'static str>, Vec<Vec<String>>)
                 signed(table, "seeds_delta", i, 100.0),
                 f64_at(table, "dataset", i).map_or("—".into(), |x| format!("{:.2}", 100.0 * x)),
                 f64_at(table, "dataset_delta", i).map_or("—".into(), |x| format!("{:+.2}", 100.0 * x)),
+                cell(table, "seeds_plasticity_last10", i, 100.0, 2),
+                cell(table, "seeds_retention", i, 100.0, 2),
+                cell(table, "seeds_effective_rank", i, 1.0, 1),
+                cell(table, "seeds_dead_fraction", i, 100.0, 1),
             ]
         })
         .collect();
@@ -322,7 +349,8 @@ pub fn markdown(r: &Report) -> String {
     if r.held_out.height() > 0 {
         let _ = writeln!(
             out,
-            "\n## Held-out check\n\nThe finalists re-trained at the top rung on seeds the search never used and on another dataset, beside their search score. A rule that overfits the search's stream shows it here.\n"
+            "\n## Held-out check\n\n{} A rule that overfits the search's stream, or holds up only over the search's horizon, shows it here.\n",
+            held_out_words(r)
         );
         let (h, rows) = held_out_rows(&r.held_out);
         out.push_str(&markdown_table(&h, &rows));
@@ -413,7 +441,11 @@ pub fn html(r: &Report) -> String {
     let (h, rows) = leaderboard_rows(&r.leaderboard);
     out.push_str(&html_table(&h, &rows));
     if r.held_out.height() > 0 {
-        out.push_str("<h2>Held-out check</h2>\n<p>The finalists re-trained at the top rung on seeds the search never used and on another dataset, beside their search score.</p>\n");
+        let _ = writeln!(
+            out,
+            "<h2>Held-out check</h2>\n<p>{}</p>",
+            escape(&held_out_words(r))
+        );
         let (h, rows) = held_out_rows(&r.held_out);
         out.push_str(&html_table(&h, &rows));
     }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 
 use super::Error;
+use crate::metrics;
 use crate::search::journal::{self, CandidateRecord, Entry, Stage, Subject, TrialRecord};
 use crate::search::{SearchSpec, stage_name};
 
@@ -28,6 +29,8 @@ pub struct Header {
     pub dataset: String,
     /// Held-out dataset, when a held-out check ran.
     pub held_out_dataset: Option<String>,
+    /// Tasks per held-out trial, when a held-out check ran.
+    pub held_out_tasks: Option<usize>,
     /// Tasks per rung (one entry for a run).
     pub rungs: Vec<usize>,
     /// Training seeds per evaluation.
@@ -101,6 +104,8 @@ struct TrialRow {
     objective: f64,
     plasticity: Option<f64>,
     retention: Option<f64>,
+    plasticity_last10: Option<f64>,
+    retention_last10: Option<f64>,
     acc: Option<f64>,
     bwt: Option<f64>,
     forgetting: Option<f64>,
@@ -243,6 +248,13 @@ fn load_search(dir: &Path, path: &Path) -> Result<Results, Error> {
             objective: r.objective as f64,
             plasticity: mean(r.plasticity.iter().map(|x| *x as f64)),
             retention: mean(r.retention.iter().flatten().map(|x| *x as f64)),
+            plasticity_last10: mean(metrics::last_tasks(&r.plasticity).iter().map(|x| *x as f64)),
+            retention_last10: mean(
+                metrics::last_tasks(&r.retention)
+                    .iter()
+                    .flatten()
+                    .map(|x| *x as f64),
+            ),
             acc: r.final_accuracy.map(f64::from),
             bwt: r.bwt.map(f64::from),
             forgetting: r.forgetting.map(f64::from),
@@ -307,6 +319,11 @@ fn load_search(dir: &Path, path: &Path) -> Result<Results, Error> {
                 .find(|t| t.stage == Stage::HeldOutDataset)
                 .map_or_else(String::new, |t| t.dataset.clone())
         }),
+        held_out_tasks: trials
+            .iter()
+            .filter(|t| matches!(t.stage, Stage::HeldOutSeeds | Stage::HeldOutDataset))
+            .map(|t| t.result.tasks)
+            .max(),
         rungs: spec.fidelity.rungs.clone(),
         seeds: spec.seeds,
         budget: match (spec.budget.evaluations, spec.budget.minutes) {
@@ -319,18 +336,7 @@ fn load_search(dir: &Path, path: &Path) -> Result<Results, Error> {
         candidates: candidates.len(),
         cache_hits: candidates.iter().filter(|c| c.same_as.is_some()).count(),
         wall_seconds,
-        objective: match spec.objective {
-            crate::search::spec::Objective::Balanced => {
-                "mean over tasks of (plasticity + retention) / 2 (plasticity alone on task 1)".into()
-            }
-            crate::search::spec::Objective::Weighted {
-                plasticity,
-                retention,
-            } => format!(
-                "mean over tasks of ({plasticity}·plasticity + {retention}·retention) / {}",
-                plasticity + retention
-            ),
-        },
+        objective: spec.objective.describe(),
         lr: Some(spec.learner.lr),
         command: (!command.is_empty()).then_some(command),
     };
@@ -400,6 +406,8 @@ fn load_runs(dir: &Path, paths: &[PathBuf]) -> Result<Results, Error> {
             objective: summary.objective as f64,
             plasticity: Some(summary.mean_plasticity as f64),
             retention: summary.mean_retention.map(f64::from),
+            plasticity_last10: summary.plasticity_last10.map(f64::from),
+            retention_last10: summary.retention_last10.map(f64::from),
             acc: Some(summary.final_accuracy as f64),
             bwt: summary.bwt.map(f64::from),
             forgetting: summary.forgetting.map(f64::from),
@@ -441,6 +449,7 @@ fn load_runs(dir: &Path, paths: &[PathBuf]) -> Result<Results, Error> {
             .unwrap_or_else(|_| format!("{:?}", doc.spec)),
         dataset: doc.dataset.clone(),
         held_out_dataset: None,
+        held_out_tasks: None,
         rungs: vec![doc.spec.benchmark.tasks],
         seeds: 1,
         budget: "—".into(),
@@ -484,6 +493,8 @@ fn trial_frame(rows: &[TrialRow]) -> Result<DataFrame, Error> {
         "objective" => rows.iter().map(|r| r.objective).collect::<Vec<_>>(),
         "plasticity" => o(|r| r.plasticity),
         "retention" => o(|r| r.retention),
+        "plasticity_last10" => o(|r| r.plasticity_last10),
+        "retention_last10" => o(|r| r.retention_last10),
         "acc" => o(|r| r.acc),
         "bwt" => o(|r| r.bwt),
         "forgetting" => o(|r| r.forgetting),

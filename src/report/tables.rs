@@ -7,10 +7,12 @@ use polars::prelude::*;
 use super::Error;
 
 /// The per-trial metrics the leaderboard summarizes (column names of the trial table).
-pub const METRICS: [&str; 10] = [
+pub const METRICS: [&str; 12] = [
     "objective",
     "plasticity",
     "retention",
+    "plasticity_last10",
+    "retention_last10",
     "acc",
     "bwt",
     "forgetting",
@@ -220,7 +222,8 @@ fn merge_identical(summary: &DataFrame) -> Result<DataFrame, Error> {
 
 /// Held-out results beside the search score for every subject checked on held-out data: columns
 /// subject, kind, search (objective at `search_stage`), seeds, seeds_ci, seeds_n, seeds_delta,
-/// seeds_delta_ci, dataset, dataset_delta.
+/// seeds_delta_ci, dataset, dataset_delta, and the held-out seeds' means of plasticity_last10,
+/// retention, effective_rank and dead_fraction (prefixed `seeds_`).
 pub fn held_out(trials: &DataFrame, search_stage: &str) -> Result<DataFrame, Error> {
     let seeds = summarize(trials, "held_out_seeds")?;
     if seeds.height() == 0 {
@@ -237,6 +240,10 @@ pub fn held_out(trials: &DataFrame, search_stage: &str) -> Result<DataFrame, Err
             col("objective").alias("seeds"),
             col("objective_ci").alias("seeds_ci"),
             col("n").alias("seeds_n"),
+            col("plasticity_last10").alias("seeds_plasticity_last10"),
+            col("retention").alias("seeds_retention"),
+            col("effective_rank").alias("seeds_effective_rank"),
+            col("dead_fraction").alias("seeds_dead_fraction"),
         ],
     )
     .join(

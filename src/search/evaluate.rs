@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 
+use super::objective::Series;
 use super::spec::{Objective, SearchSpec};
 use crate::data::{Dataset, TaskStream};
 use crate::learner::{self, Learner, Rules};
@@ -43,8 +44,8 @@ pub struct TrialResult {
     pub ending: Ending,
     /// Tasks the trial was meant to run.
     pub tasks: usize,
-    /// The objective: the mean per-task score over all `tasks`, with tasks a diverged run never
-    /// reached scoring 0; for an aborted run, over the tasks it completed.
+    /// The objective ([`Objective::score`]) over all `tasks`, with the tasks a diverged run never
+    /// reached counted as learning nothing; for an aborted run, over the tasks it completed.
     pub objective: f32,
     /// R[t][t] per completed task.
     pub plasticity: Vec<f32>,
@@ -71,6 +72,24 @@ pub struct TrialResult {
 }
 
 impl TrialResult {
+    /// The per-task series the objective reads, over the first `tasks` completed tasks.
+    pub fn series(&self, tasks: usize) -> Series<'_> {
+        let n = tasks.min(self.plasticity.len());
+        Series {
+            plasticity: &self.plasticity[..n],
+            retention: &self.retention[..n],
+            dead_fraction: &self.dead_fraction[..n.min(self.dead_fraction.len())],
+            effective_rank: &self.effective_rank[..n.min(self.effective_rank.len())],
+        }
+    }
+
+    /// The objective over the first `tasks` tasks the trial completed, as if the run had been that
+    /// long: what an aborted trial is compared with.
+    pub fn objective_over(&self, objective: Objective, tasks: usize) -> f32 {
+        let series = self.series(tasks);
+        objective.score(series, series.plasticity.len())
+    }
+
     /// The per-task scores under `objective`.
     pub fn task_scores(&self, objective: Objective) -> Vec<f32> {
         self.plasticity
@@ -165,25 +184,17 @@ fn summarize(
     matrix: &AccuracyMatrix,
 ) -> TrialResult {
     let summary = metrics::summarize(matrix, records);
-    let score_sum: f64 = records
-        .iter()
-        .map(|r| objective.task_score(r.plasticity, r.retention) as f64)
-        .sum();
-    let denominator = match ending {
+    let planned = match ending {
         Ending::Aborted { task } => task.max(1),
         _ => tasks,
     };
-    let layers_mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    TrialResult {
-        objective: (score_sum / denominator as f64) as f32,
+    let mut result = TrialResult {
+        objective: 0.0,
         ending,
         tasks,
         plasticity: records.iter().map(|r| r.plasticity).collect(),
         retention: records.iter().map(|r| r.retention).collect(),
-        effective_rank: records
-            .iter()
-            .map(|r| layers_mean(&r.start.effective_rank))
-            .collect(),
+        effective_rank: records.iter().map(|r| r.start.mean_effective_rank()).collect(),
         density: records.iter().map(|r| r.density).collect(),
         dead_fraction: records.iter().map(|r| r.start.dead_fraction).collect(),
         synaptic_ops: records.iter().map(|r| r.start.synaptic_ops).collect(),
@@ -191,7 +202,9 @@ fn summarize(
         bwt: summary.as_ref().and_then(|s| s.bwt),
         forgetting: summary.as_ref().and_then(|s| s.forgetting),
         matrix: None,
-    }
+    };
+    result.objective = objective.score(result.series(records.len()), planned);
+    result
 }
 
 /// Running means of a trial's per-task scores: `out[t]` is the mean over tasks 1..=t+1.

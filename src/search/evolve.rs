@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use super::evaluate::{Ending, TrialResult, running_means};
+use super::evaluate::{Ending, TrialResult};
 use super::journal::{CandidateRecord, Entry, Origin, Stage, Subject};
 use super::state::{Candidate, Phase, Score, baseline_key, score_key};
 use super::{ATTEMPTS, BEHAVIOUR_CACHE, Error, HELD_OUT_SEED_OFFSET, Job, Search, behaviour_hash, mutate};
@@ -279,7 +279,7 @@ impl Search<'_> {
         if finalists.is_empty() {
             return Vec::new();
         }
-        let tasks = self.spec.top_tasks();
+        let tasks = self.spec.held_out_tasks();
         let subjects: Vec<Subject> = finalists
             .iter()
             .map(|id| Subject::Candidate(*id))
@@ -437,10 +437,7 @@ impl Search<'_> {
                 .and_then(|l| self.state.baseline_trials.get(&baseline_key(l, stage, *seed)))
                 .map(|b| match r.ending {
                     // An aborted trial is compared over the tasks it ran.
-                    Ending::Aborted { task } => running_means(&b.task_scores(objective))
-                        .get(task.max(1) - 1)
-                        .copied()
-                        .unwrap_or(b.objective),
+                    Ending::Aborted { task } => b.objective_over(objective, task.max(1)),
                     _ => b.objective,
                 })
                 .unwrap_or(0.0);

@@ -88,8 +88,8 @@ impl Search<'_> {
         let (dataset, held_out) = (self.dataset, self.held_out_data);
         let started = self.started;
         let journal_nanos = &self.journal_nanos;
-        // The report draws accuracy matrices for the top rung and the held-out check (both at the top
-        // task count); journaling them for every trial would only grow the journal.
+        // The report draws accuracy matrices for the top rung and the held-out check; journaling them
+        // for every trial would only grow the journal.
         let top_tasks = self.spec.top_tasks();
         let elapsed_before = self.elapsed_before;
         pool.scope(|scope| {
@@ -125,7 +125,7 @@ impl Search<'_> {
                             job.tasks,
                             job.seed,
                             references[i].as_deref(),
-                            job.tasks == top_tasks,
+                            job.tasks == top_tasks || !matches!(job.stage, Stage::Rung(_)),
                         ) else {
                             return;
                         };

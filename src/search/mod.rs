@@ -24,6 +24,7 @@ mod execute;
 pub mod journal;
 pub mod lineage;
 pub mod mutate;
+pub mod objective;
 pub mod spec;
 pub mod state;
 

