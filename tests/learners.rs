@@ -124,6 +124,11 @@ fn every_learner_runs_in_ann_mode() {
     let (code, _, stderr) = run_in(dir.path(), &spec, &flags);
     assert_eq!(code, 0, "{stderr}");
     let comparison = std::fs::read_to_string(dir.path().join("out/comparison.csv")).expect("written");
+    let objective_column = comparison
+        .lines()
+        .next()
+        .and_then(|header| header.split(',').position(|c| c == "objective"))
+        .expect("an objective column");
     for name in ALL {
         let row = comparison
             .lines()
@@ -132,7 +137,7 @@ fn every_learner_runs_in_ann_mode() {
         assert!(row.contains(",completed,"), "{row}");
         let objective: f64 = row
             .split(',')
-            .nth(8)
+            .nth(objective_column)
             .and_then(|v| v.parse().ok())
             .expect("an objective");
         assert!(objective > 0.2, "{name} learns in ANN mode: {row}");

@@ -116,7 +116,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
     #[test]
-    fn compiled_programs_agree_with_rhai(expr in number(), values in prop::collection::vec(value(), 30)) {
+    fn compiled_programs_agree_with_rhai(expr in number(), values in prop::collection::vec(value(), 64)) {
         let source = format!("fn synapse() {{ dw = {expr}; }}");
         let compiled = rule::compile(&source, Path::new("generated.rhai"))
             .map_err(|e| TestCaseError::fail(format!("{e}\n{source}")))?;

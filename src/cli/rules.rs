@@ -107,11 +107,11 @@ fn list(vars: &[Var]) -> String {
 /// The table of `synaptogen vars`.
 pub fn vocabulary_table() -> String {
     let mut out = String::from(
-        "The vocabulary of rules. Access per section: r read, rw read/write, w write, · not visible.\nIn synapse() and prune(), a per-neuron value is the postsynaptic neuron's.\n\n",
+        "The vocabulary of rules. Access per section: r read, rw read/write, w write, · not visible.\nIn synapse() and prune(), a per-neuron value is the postsynaptic neuron's (pre_*: the presynaptic\nneuron's); the neuron statistics there (rate_trace, in_w, out_w, act_dev, util, h and their pre_*)\nare those the previous update's neuron pass left, 0 before it and for inputs and readout units.\n\n",
     );
     let _ = writeln!(
         out,
-        "{:<12} {:<14} {:<8} {:<8} {:<8}  meaning",
+        "{:<14} {:<14} {:<8} {:<8} {:<8}  meaning",
         "name", "one value per", "synapse", "neuron", "prune"
     );
     for v in VOCABULARY {
@@ -130,7 +130,7 @@ pub fn vocabulary_table() -> String {
         };
         let _ = writeln!(
             out,
-            "{:<12} {:<14} {:<8} {:<8} {:<8}  {}",
+            "{:<14} {:<14} {:<8} {:<8} {:<8}  {}",
             v.name(),
             scope,
             cell(Section::Synapse),

@@ -44,7 +44,7 @@ pub(super) fn sum_abs(xs: &[f32]) -> f32 {
 }
 
 /// `mean_j |W[i,j]|` of every unit i of `layer`: the mean magnitude of its incoming weights.
-pub(super) fn incoming_magnitude(layer: &Dense) -> Vec<f32> {
+pub(crate) fn incoming_magnitude(layer: &Dense) -> Vec<f32> {
     let fan_in = layer.inputs();
     layer
         .weights()
@@ -55,7 +55,7 @@ pub(super) fn incoming_magnitude(layer: &Dense) -> Vec<f32> {
 
 /// `mean_k |W[k,i]|` of every input i of `next`: the mean magnitude of a unit's outgoing weights,
 /// given the layer it feeds.
-pub(super) fn outgoing_magnitude(next: &Dense) -> Vec<f32> {
+pub(crate) fn outgoing_magnitude(next: &Dense) -> Vec<f32> {
     let width = next.inputs();
     let mut magnitude = vec![0.0f32; width];
     for row in next.weights().chunks_exact(width) {

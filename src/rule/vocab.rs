@@ -154,12 +154,18 @@ vocabulary! {
     PostTrace "post_trace" Postsynaptic [R NO R] "slow running average of post";
     Dw "dw" Synapse [W NO NO] "output: the weight change";
     Rate "rate" Neuron [NO R NO] "the neuron's firing rate this update";
-    RateTrace "rate_trace" Neuron [NO R NO] "slow running average of rate";
-    InW "in_w" Neuron [NO R NO] "mean |incoming w|";
-    OutW "out_w" Neuron [NO R NO] "mean |outgoing w|";
-    ActDev "act_dev" Neuron [NO R NO] "|activity − its running mean|";
-    Util "util" Neuron [NO R NO] "running contribution utility (continual backprop)";
-    H "h" Neuron [NO RW NO] "free persistent slot, starts at 0";
+    RateTrace "rate_trace" Neuron [R R R] "slow running average of rate";
+    InW "in_w" Neuron [R R R] "mean |incoming w|";
+    OutW "out_w" Neuron [R R R] "mean |outgoing w|";
+    ActDev "act_dev" Neuron [R R R] "|activity − its running mean|";
+    Util "util" Neuron [R R R] "running contribution utility (continual backprop)";
+    H "h" Neuron [R RW R] "free persistent slot, starts at 0; written by neuron()";
+    PreRateTrace "pre_rate_trace" Presynaptic [R NO R] "the presynaptic neuron's rate_trace (0 for inputs)";
+    PreInW "pre_in_w" Presynaptic [R NO R] "the presynaptic neuron's in_w (0 for inputs)";
+    PreOutW "pre_out_w" Presynaptic [R NO R] "the presynaptic neuron's out_w (0 for inputs)";
+    PreActDev "pre_act_dev" Presynaptic [R NO R] "the presynaptic neuron's act_dev (0 for inputs)";
+    PreUtil "pre_util" Presynaptic [R NO R] "the presynaptic neuron's util (0 for inputs)";
+    PreH "pre_h" Presynaptic [R NO R] "the presynaptic neuron's h (0 for inputs)";
     V "v" Neuron [R R R] "mean membrane of the (postsynaptic) neuron";
     Err "err" Neuron [R R R] "backpropagated error at the (postsynaptic) neuron";
     Psi "psi" Neuron [R R R] "mean surrogate derivative of the (postsynaptic) neuron";
@@ -174,6 +180,8 @@ vocabulary! {
     FanIn "fan_in" Global [R R R] "inputs per neuron of this layer";
     FanOut "fan_out" Global [R R R] "outputs per neuron of this layer";
     Layer "layer" Global [R R R] "index of this layer, from 0";
+    LayerRate "layer_rate" Global [R R R]
+        "mean firing rate of the (postsynaptic) layer's neurons this update; 0 for the readout";
 }
 
 impl Var {

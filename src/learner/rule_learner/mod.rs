@@ -161,8 +161,16 @@ impl RuleLearner {
                 connectivity,
             ));
         }
-        let neurons = section(Section::Neuron)
-            .map(|program| NeuronPass::new(program, settings.replacement, &network, seed));
+        // The neuron pass runs for a neuron() section, and to keep the neuron statistics the other
+        // sections read.
+        let statistics: Vec<Var> = std::iter::once(&program)
+            .chain(&prune)
+            .flat_map(|p| p.inputs.iter().copied())
+            .filter(|&v| neurons::statistic(v).is_some())
+            .collect();
+        let neuron_program = section(Section::Neuron);
+        let neurons = (neuron_program.is_some() || !statistics.is_empty())
+            .then(|| NeuronPass::new(neuron_program, &statistics, settings.replacement, &network, seed));
         let (neuron_v, neuron_err) = neurons.as_ref().map_or((false, false), NeuronPass::reads_v_err);
         // The synapse program, not the file's sections: a rule without synapse() runs the default
         // `dw = -lr * grad`.
@@ -309,6 +317,13 @@ impl RuleLearner {
                     self.core.network.thresholds(l)
                 } else {
                     &[]
+                },
+                post_stats: self.neurons.as_ref().filter(|_| l < hidden).map(|n| n.stats(l)),
+                pre_stats: self.neurons.as_ref().filter(|_| l > 0).map(|n| n.stats(l - 1)),
+                layer_rate: if l < hidden && reads.post {
+                    self.signals.post.iter().sum::<f32>() / outputs.max(1) as f32
+                } else {
+                    0.0
                 },
                 globals,
                 inputs,

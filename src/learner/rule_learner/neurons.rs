@@ -22,6 +22,12 @@
 //!
 //! Writing `theta` sets each LIF neuron's own threshold (adaptive thresholds, homeostasis); the
 //! simulator uses it from the next forward pass.
+//!
+//! The pass also runs without a `neuron()` section when `synapse()` or `prune()` reads a neuron
+//! statistic (`rate_trace`, `in_w`, `out_w`, `act_dev`, `util`, `h`, of the postsynaptic neuron or,
+//! as `pre_*`, of the presynaptic one). Those sections run before it in an update, so they read what
+//! the previous update's pass computed ([`NeuronStats`]; 0 before the first pass, and for a unit the
+//! pass replaced): one value per neuron, never per synapse.
 
 use super::signals::{Globals, TRACE_DECAY, row_mean};
 use crate::learner::cbp::{bias_correction, incoming_magnitude, outgoing_magnitude};
@@ -49,6 +55,57 @@ struct LayerState {
     age: Vec<f32>,
     pending: f64,
     outputs: Vec<Vec<f32>>,
+    /// What the last pass computed, kept for the next update's synapse and prune sections (zeros
+    /// where it computed nothing).
+    act_dev: Vec<f32>,
+    in_w: Vec<f32>,
+    out_w: Vec<f32>,
+    util: Vec<f32>,
+}
+
+/// One hidden layer's neuron statistics as the last pass left them.
+#[derive(Clone, Copy, Debug)]
+pub struct NeuronStats<'a> {
+    /// `rate_trace`.
+    pub rate_trace: &'a [f32],
+    /// `in_w`.
+    pub in_w: &'a [f32],
+    /// `out_w`.
+    pub out_w: &'a [f32],
+    /// `act_dev`.
+    pub act_dev: &'a [f32],
+    /// `util`, bias-corrected.
+    pub util: &'a [f32],
+    /// `h`.
+    pub h: &'a [f32],
+}
+
+impl<'a> NeuronStats<'a> {
+    /// The statistic `var` names (`pre_x` reads `x`); `None` for any other variable.
+    pub fn get(&self, var: Var) -> Option<&'a [f32]> {
+        Some(match var {
+            Var::RateTrace | Var::PreRateTrace => self.rate_trace,
+            Var::InW | Var::PreInW => self.in_w,
+            Var::OutW | Var::PreOutW => self.out_w,
+            Var::ActDev | Var::PreActDev => self.act_dev,
+            Var::Util | Var::PreUtil => self.util,
+            Var::H | Var::PreH => self.h,
+            _ => return None,
+        })
+    }
+}
+
+/// The neuron statistic a `synapse()` or `prune()` variable reads, post- or presynaptic.
+pub fn statistic(var: Var) -> Option<Var> {
+    Some(match var {
+        Var::RateTrace | Var::PreRateTrace => Var::RateTrace,
+        Var::InW | Var::PreInW => Var::InW,
+        Var::OutW | Var::PreOutW => Var::OutW,
+        Var::ActDev | Var::PreActDev => Var::ActDev,
+        Var::Util | Var::PreUtil => Var::Util,
+        Var::H | Var::PreH => Var::H,
+        _ => return None,
+    })
 }
 
 /// Per-neuron signals the synapse pass also uses, for hidden layer `l`: `psi`, `v`, `err`, each
@@ -78,7 +135,8 @@ pub struct NeuronWork {
 /// The neuron pass of one rule learner.
 #[derive(Debug)]
 pub struct NeuronPass {
-    program: Program,
+    /// The `neuron()` program; `None` when the pass only keeps statistics for the other sections.
+    program: Option<Program>,
     replacement: Replacement,
     layers: Vec<LayerState>,
     seed: u64,
@@ -92,8 +150,16 @@ pub struct NeuronPass {
 }
 
 impl NeuronPass {
-    /// The pass for `program` over the hidden layers of `network`.
-    pub fn new(program: Program, replacement: Replacement, network: &Network, seed: u64) -> NeuronPass {
+    /// The pass for `program` over the hidden layers of `network`; `statistics` are the variables the
+    /// other sections read from it (see [`statistic`]).
+    pub fn new(
+        program: Option<Program>,
+        statistics: &[Var],
+        replacement: Replacement,
+        network: &Network,
+        seed: u64,
+    ) -> NeuronPass {
+        let outputs = program.as_ref().map_or(0, |p| p.outputs.len());
         let layers = network
             .config()
             .hidden
@@ -104,10 +170,15 @@ impl NeuronPass {
                 utility: vec![0.0; n],
                 age: vec![0.0; n],
                 pending: 0.0,
-                outputs: vec![vec![0.0; n]; program.outputs.len()],
+                outputs: vec![vec![0.0; n]; outputs],
+                act_dev: vec![0.0; n],
+                in_w: vec![0.0; n],
+                out_w: vec![0.0; n],
+                util: vec![0.0; n],
             })
             .collect();
-        let reads = program.inputs.clone();
+        let mut reads: Vec<Var> = program.as_ref().map_or_else(Vec::new, |p| p.inputs.clone());
+        reads.extend(statistics.iter().filter_map(|&v| statistic(v)));
         NeuronPass {
             program,
             replacement,
@@ -129,6 +200,19 @@ impl NeuronPass {
     /// What the last pass computed.
     pub fn computed(&self) -> NeuronWork {
         self.computed
+    }
+
+    /// Hidden layer `l`'s statistics as the last pass left them.
+    pub fn stats(&self, l: usize) -> NeuronStats<'_> {
+        let s = &self.layers[l];
+        NeuronStats {
+            rate_trace: &s.rate_trace,
+            in_w: &s.in_w,
+            out_w: &s.out_w,
+            act_dev: &s.act_dev,
+            util: &s.util,
+            h: &s.h,
+        }
     }
 
     /// Every replacement so far: (update, hidden layer, unit).
@@ -180,7 +264,6 @@ impl NeuronPass {
                 .iter()
                 .map(|&a| bias_correction(TRACE_DECAY, a as u32))
                 .collect();
-            let mut act_dev = Vec::new();
             if needs_dev {
                 let f_hat: Vec<f32> = state
                     .rate_trace
@@ -188,50 +271,46 @@ impl NeuronPass {
                     .zip(&corrections)
                     .map(|(f, c)| f / c)
                     .collect();
-                act_dev = vec![0.0f32; width];
+                state.act_dev.fill(0.0);
                 for row in self.activity.chunks_exact(width) {
-                    for ((s, h), f) in act_dev.iter_mut().zip(row).zip(&f_hat) {
+                    for ((s, h), f) in state.act_dev.iter_mut().zip(row).zip(&f_hat) {
                         *s += (h - f).abs();
                     }
                 }
-                act_dev.iter_mut().for_each(|s| *s /= batch as f32);
+                state.act_dev.iter_mut().for_each(|s| *s /= batch as f32);
             }
             let layer = &network.layers()[l];
-            let in_w = if needs_in {
-                incoming_magnitude(layer)
-            } else {
-                Vec::new()
-            };
-            let out_w = if needs_out {
-                outgoing_magnitude(&network.layers()[l + 1])
-            } else {
-                Vec::new()
-            };
-            let mut util = Vec::new();
+            if needs_in {
+                state.in_w = incoming_magnitude(layer);
+            }
+            if needs_out {
+                state.out_w = outgoing_magnitude(&network.layers()[l + 1]);
+            }
             if needs_util {
                 for i in 0..width {
-                    let y = out_w[i] * act_dev[i] / in_w[i].max(f32::MIN_POSITIVE);
+                    let y = state.out_w[i] * state.act_dev[i] / state.in_w[i].max(f32::MIN_POSITIVE);
                     state.utility[i] = TRACE_DECAY * state.utility[i] + (1.0 - TRACE_DECAY) * y;
                 }
-                util = state
-                    .utility
-                    .iter()
-                    .zip(&corrections)
-                    .map(|(u, c)| u / c)
-                    .collect();
+                for ((u, raw), c) in state.util.iter_mut().zip(&state.utility).zip(&corrections) {
+                    *u = raw / c;
+                }
             }
+            let Some(program) = &self.program else {
+                continue;
+            };
             let [psi, v, err] = row_stats(l, wanted_rows);
-            let inputs: Vec<Input> = self
-                .program
+            let layer_rate = rate.iter().sum::<f32>() / width.max(1) as f32;
+            let inputs: Vec<Input> = program
                 .inputs
                 .iter()
                 .map(|&var| match var {
                     Var::Rate => Input::PerRow(&rate),
                     Var::RateTrace => Input::PerRow(&state.rate_trace),
-                    Var::ActDev => Input::PerRow(&act_dev),
-                    Var::InW => Input::PerRow(&in_w),
-                    Var::OutW => Input::PerRow(&out_w),
-                    Var::Util => Input::PerRow(&util),
+                    Var::ActDev => Input::PerRow(&state.act_dev),
+                    Var::InW => Input::PerRow(&state.in_w),
+                    Var::OutW => Input::PerRow(&state.out_w),
+                    Var::Util => Input::PerRow(&state.util),
+                    Var::LayerRate => Input::Scalar(layer_rate),
                     Var::Age => Input::PerRow(&state.age),
                     Var::H => Input::PerRow(&state.h),
                     Var::Psi => Input::PerRow(&psi),
@@ -259,19 +338,27 @@ impl NeuronPass {
                     | Var::Post
                     | Var::PostTrace
                     | Var::Dw
-                    | Var::Score => {
+                    | Var::Score
+                    | Var::PreRateTrace
+                    | Var::PreInW
+                    | Var::PreOutW
+                    | Var::PreActDev
+                    | Var::PreUtil
+                    | Var::PreH => {
                         unreachable!("'{var}' is not readable in neuron(); the compiler refuses it")
                     }
                 })
                 .collect();
             let mut outs: Vec<&mut [f32]> = state.outputs.iter_mut().map(Vec::as_mut_slice).collect();
-            self.program
-                .run_matrix(width, 1, &inputs, &mut outs, noise, &mut self.scratch);
+            program.run_matrix(width, 1, &inputs, &mut outs, noise, &mut self.scratch);
         }
         let mut replaced = Vec::new();
+        let Some(program) = &self.program else {
+            return replaced;
+        };
         for (l, state) in self.layers.iter_mut().enumerate() {
             let mut score = None;
-            for (k, &(var, _)) in self.program.outputs.iter().enumerate() {
+            for (k, &(var, _)) in program.outputs.iter().enumerate() {
                 match var {
                     Var::H => std::mem::swap(&mut state.h, &mut state.outputs[k]),
                     Var::Score => score = Some(k),
@@ -314,7 +401,14 @@ impl NeuronPass {
                     | Var::LossTrace
                     | Var::FanIn
                     | Var::FanOut
-                    | Var::Layer => {
+                    | Var::Layer
+                    | Var::LayerRate
+                    | Var::PreRateTrace
+                    | Var::PreInW
+                    | Var::PreOutW
+                    | Var::PreActDev
+                    | Var::PreUtil
+                    | Var::PreH => {
                         unreachable!("'{var}' is not writable in neuron(); the compiler refuses it")
                     }
                 }
@@ -346,6 +440,14 @@ impl NeuronPass {
                 state.rate_trace[unit] = 0.0;
                 state.utility[unit] = 0.0;
                 state.age[unit] = 0.0;
+                for kept in [
+                    &mut state.act_dev,
+                    &mut state.in_w,
+                    &mut state.out_w,
+                    &mut state.util,
+                ] {
+                    kept[unit] = 0.0;
+                }
                 self.replaced.push((update, l, unit));
                 replaced.push((l, unit));
             }

@@ -78,6 +78,8 @@ impl Reads {
             Var::Age => Reads { age: true, ..none },
             Var::V => Reads { v: true, ..none },
             Var::Elig => Reads { elig: true, ..none },
+            // The postsynaptic layer's mean of post.
+            Var::LayerRate => Reads { post: true, ..none },
             Var::W
             | Var::W0
             | Var::Grad
@@ -103,7 +105,14 @@ impl Reads {
             | Var::LossTrace
             | Var::FanIn
             | Var::FanOut
-            | Var::Layer => none,
+            | Var::Layer
+            // Neuron statistics come from the neuron pass (`neurons.rs`).
+            | Var::PreRateTrace
+            | Var::PreInW
+            | Var::PreOutW
+            | Var::PreActDev
+            | Var::PreUtil
+            | Var::PreH => none,
         }
     }
 

@@ -4,6 +4,7 @@
 //! A bias is a synapse from an input that is always 1: `pre = pre_trace = 1`, `hebb = post`,
 //! `fan_in = 1`, and its own `w`, `w0`, `grad`, `age`, `m`, `u`, `sigma`.
 
+use super::neurons::NeuronStats;
 use super::signals::{Globals, Signals, TRACE_DECAY};
 use crate::learner::stochastic::StochasticWeights;
 use crate::learner::structure::Connectivity;
@@ -99,6 +100,12 @@ pub struct SynapseView<'a> {
     pub signals: &'a Signals,
     /// The postsynaptic neurons' thresholds (empty for the readout and ReLU units).
     pub thresholds: &'a [f32],
+    /// The neuron statistics of the postsynaptic and of the presynaptic neurons, as the last neuron
+    /// pass left them; `None` where those neurons are the readout or the inputs, or nothing reads them.
+    pub post_stats: Option<NeuronStats<'a>>,
+    pub pre_stats: Option<NeuronStats<'a>>,
+    /// The postsynaptic layer's mean rate this update (0 for the readout).
+    pub layer_rate: f32,
     pub globals: Globals,
     /// The matrix's shape and index.
     pub inputs: usize,
@@ -135,18 +142,23 @@ impl SynapseView<'_> {
             Var::FanIn => Input::Scalar(self.inputs as f32),
             Var::FanOut => Input::Scalar(self.outputs as f32),
             Var::Layer => Input::Scalar(self.layer as f32),
+            Var::LayerRate => Input::Scalar(self.layer_rate),
             Var::Lr | Var::Step | Var::NewTask | Var::Batch | Var::Loss | Var::LossTrace => {
                 Input::Scalar(self.globals.scalar(var))
             }
-            Var::Dw
-            | Var::Score
-            | Var::Rate
-            | Var::RateTrace
-            | Var::InW
-            | Var::OutW
-            | Var::ActDev
-            | Var::Util
-            | Var::H => {
+            Var::RateTrace | Var::InW | Var::OutW | Var::ActDev | Var::Util | Var::H => {
+                match self.post_stats.and_then(|s| s.get(var)) {
+                    Some(values) => Input::PerRow(values),
+                    None => Input::Scalar(0.0),
+                }
+            }
+            Var::PreRateTrace | Var::PreInW | Var::PreOutW | Var::PreActDev | Var::PreUtil | Var::PreH => {
+                match self.pre_stats.and_then(|s| s.get(var)) {
+                    Some(values) => Input::PerColumn(values),
+                    None => Input::Scalar(0.0),
+                }
+            }
+            Var::Dw | Var::Score | Var::Rate => {
                 unreachable!("'{var}' is not readable in synapse() or prune(); the compiler refuses it")
             }
         }
@@ -169,6 +181,10 @@ impl SynapseView<'_> {
             Var::FanIn => Input::Scalar(1.0),
             Var::Sigma => Input::PerSynapse(values.sigma),
             Var::GradSigma => Input::PerSynapse(values.grad_sigma),
+            // The always-on input is no neuron.
+            Var::PreRateTrace | Var::PreInW | Var::PreOutW | Var::PreActDev | Var::PreUtil | Var::PreH => {
+                Input::Scalar(0.0)
+            }
             Var::Post
             | Var::PostTrace
             | Var::Psi
@@ -191,7 +207,8 @@ impl SynapseView<'_> {
             | Var::OutW
             | Var::ActDev
             | Var::Util
-            | Var::H => self.input(var),
+            | Var::H
+            | Var::LayerRate => self.input(var),
         }
     }
 }
@@ -245,7 +262,14 @@ impl Globals {
             | Var::Score
             | Var::FanIn
             | Var::FanOut
-            | Var::Layer => unreachable!("'{var}' is not one value per update"),
+            | Var::Layer
+            | Var::LayerRate
+            | Var::PreRateTrace
+            | Var::PreInW
+            | Var::PreOutW
+            | Var::PreActDev
+            | Var::PreUtil
+            | Var::PreH => unreachable!("'{var}' is not one value per update"),
         }
     }
 }
@@ -363,7 +387,14 @@ fn apply(
             | Var::LossTrace
             | Var::FanIn
             | Var::FanOut
-            | Var::Layer => unreachable!("'{var}' is not writable in synapse(); the compiler refuses it"),
+            | Var::Layer
+            | Var::LayerRate
+            | Var::PreRateTrace
+            | Var::PreInW
+            | Var::PreOutW
+            | Var::PreActDev
+            | Var::PreUtil
+            | Var::PreH => unreachable!("'{var}' is not writable in synapse(); the compiler refuses it"),
         }
     }
 }

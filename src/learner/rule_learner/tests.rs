@@ -660,12 +660,33 @@ fn cost(var: Var, section: Section) -> Work {
         ..Work::default()
     };
     let none = Reads::default();
+    let neuron = |n: NeuronWork| Work {
+        neuron: Some(n),
+        ..Work::default()
+    };
+    let plain = NeuronWork::default();
+    // The neuron statistics, read by any section: the neuron pass runs and computes just that one.
+    let statistic = match var {
+        Var::RateTrace | Var::PreRateTrace | Var::H | Var::PreH => Some(plain),
+        Var::ActDev | Var::PreActDev => Some(NeuronWork {
+            act_dev: true,
+            ..plain
+        }),
+        Var::InW | Var::PreInW => Some(NeuronWork { in_w: true, ..plain }),
+        Var::OutW | Var::PreOutW => Some(NeuronWork { out_w: true, ..plain }),
+        Var::Util | Var::PreUtil => Some(NeuronWork {
+            act_dev: true,
+            in_w: true,
+            out_w: true,
+            util: true,
+            ..plain
+        }),
+        _ => None,
+    };
+    if let Some(work) = statistic {
+        return neuron(work);
+    }
     if section == Section::Neuron {
-        let neuron = |n: NeuronWork| Work {
-            neuron: Some(n),
-            ..Work::default()
-        };
-        let plain = NeuronWork::default();
         return match var {
             Var::ActDev => neuron(NeuronWork {
                 act_dev: true,
@@ -704,7 +725,8 @@ fn cost(var: Var, section: Section) -> Work {
             ..Work::default()
         },
         Var::Pre | Var::PreTrace => signals(Reads { pre: true, ..none }),
-        Var::Post | Var::PostTrace => signals(Reads { post: true, ..none }),
+        // layer_rate is the mean of the postsynaptic layer's post.
+        Var::Post | Var::PostTrace | Var::LayerRate => signals(Reads { post: true, ..none }),
         // On the readout, hebb and err use the softmax that post computes.
         Var::Hebb => signals(Reads {
             hebb: true,
@@ -741,17 +763,21 @@ fn cost(var: Var, section: Section) -> Work {
         | Var::FanIn
         | Var::FanOut
         | Var::Layer => Work::default(),
-        Var::Dw
-        | Var::Score
-        | Var::Rate
-        | Var::RateTrace
+        Var::Dw | Var::Score | Var::Rate => {
+            unreachable!("'{var}' is not readable in synapse() or prune()")
+        }
+        Var::RateTrace
         | Var::InW
         | Var::OutW
         | Var::ActDev
         | Var::Util
-        | Var::H => {
-            unreachable!("'{var}' is not readable in synapse() or prune()")
-        }
+        | Var::H
+        | Var::PreRateTrace
+        | Var::PreInW
+        | Var::PreOutW
+        | Var::PreActDev
+        | Var::PreUtil
+        | Var::PreH => unreachable!("statistics are handled above"),
     }
 }
 
@@ -786,4 +812,104 @@ fn a_rule_pays_only_for_what_it_reads() {
         }
         assert_eq!(learner.work(), cost(var, section), "{source}");
     }
+}
+
+/// Runs `source` for `updates` updates with lr 0 and no weight change; returns the learner.
+fn statistics_learner(source: &str, updates: usize) -> RuleLearner {
+    let compiled =
+        crate::rule::compile(source, std::path::Path::new("s.rhai")).unwrap_or_else(|e| panic!("{e}"));
+    let settings = Settings::new(&RuleSpec {
+        lr: 0.0,
+        biases: Biases::Sgd,
+        ..RuleSpec::default()
+    });
+    let mut learner = RuleLearner::new(lif_network(vec![5, 4], 3), "s".into(), &compiled, settings, 2);
+    let mut rng = Rng::stream(0, Purpose::Encoding, &[]);
+    for step in 0..updates {
+        learner.update(&batch(), context(0, step), &mut rng);
+    }
+    learner
+}
+
+/// `m` and `u` of weight matrix `l`, as (row, column) → value.
+fn slots(learner: &RuleLearner, l: usize) -> (Vec<f32>, Vec<f32>, usize) {
+    let inputs = learner.network().layers()[l].inputs();
+    (
+        learner.matrices[l].m.clone(),
+        learner.matrices[l].u.clone(),
+        inputs,
+    )
+}
+
+#[test]
+fn synapse_reads_its_post_and_presynaptic_neurons_statistics_from_the_previous_pass() {
+    let source = "fn synapse() { dw = 0.0 * w; m = in_w; u = pre_out_w; }";
+    // Before any neuron pass: 0 everywhere.
+    let first = statistics_learner(source, 1);
+    for l in 0..3 {
+        let (m, u, _) = slots(&first, l);
+        assert!(
+            m.iter().chain(&u).all(|&x| x == 0.0),
+            "layer {l} after one update"
+        );
+    }
+    // After one pass: the weights never move (dw = 0, lr 0), so in_w and out_w are the network's.
+    let second = statistics_learner(source, 2);
+    for (l, layer) in second.network().layers().iter().enumerate() {
+        let (m, u, inputs) = slots(&second, l);
+        let in_w = (l < 2).then(|| crate::learner::cbp::incoming_magnitude(layer));
+        // The out_w of hidden layer l − 1's neurons is the mean |w| of their columns in matrix l.
+        let pre_out_w = (l > 0).then(|| crate::learner::cbp::outgoing_magnitude(layer));
+        for (i, (&mi, &ui)) in m.iter().zip(&u).enumerate() {
+            let (row, column) = (i / inputs, i % inputs);
+            assert_eq!(
+                mi,
+                in_w.as_ref().map_or(0.0, |v| v[row]),
+                "in_w, matrix {l}, synapse {i}"
+            );
+            assert_eq!(
+                ui,
+                pre_out_w.as_ref().map_or(0.0, |v| v[column]),
+                "pre_out_w, matrix {l}"
+            );
+        }
+    }
+}
+
+#[test]
+fn pre_h_is_the_presynaptic_neurons_h_and_layer_rate_the_layers_mean_rate() {
+    let source = "fn synapse() { dw = 0.0 * w; m = pre_h; u = layer_rate; }\nfn neuron() { h = rate + 1.0; }";
+    let once = statistics_learner(source, 1);
+    let h_after_one: Vec<Vec<f32>> = (0..2)
+        .map(|l| once.neurons.as_ref().expect("a neuron pass").stats(l).h.to_vec())
+        .collect();
+    let twice = statistics_learner(source, 2);
+    let h_after_two: Vec<Vec<f32>> = (0..2)
+        .map(|l| twice.neurons.as_ref().expect("a neuron pass").stats(l).h.to_vec())
+        .collect();
+    for l in 0..3 {
+        let (m, u, inputs) = slots(&twice, l);
+        for (i, &mi) in m.iter().enumerate() {
+            let expected = if l == 0 {
+                0.0
+            } else {
+                h_after_one[l - 1][i % inputs]
+            };
+            assert_eq!(mi, expected, "pre_h, matrix {l}, synapse {i}");
+        }
+        // This update's rates, which neuron() saw as h − 1; the readout has none.
+        let expected = if l < 2 {
+            h_after_two[l].iter().map(|h| h - 1.0).sum::<f32>() / h_after_two[l].len() as f32
+        } else {
+            0.0
+        };
+        assert!(
+            u.iter().all(|&x| (x - expected).abs() < 1e-6),
+            "layer_rate, matrix {l}: {u:?} vs {expected}"
+        );
+    }
+    assert!(
+        h_after_one.iter().flatten().any(|&h| h > 1.0),
+        "some unit fired, so the test sees rates"
+    );
 }
