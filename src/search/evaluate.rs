@@ -46,18 +46,24 @@ pub struct TrialResult {
     pub tasks: usize,
     /// The objective ([`Objective::score`]) over all `tasks`, with the tasks a diverged run never
     /// reached counted as learning nothing; for an aborted run, over the tasks it completed.
+    #[serde(deserialize_with = "crate::metrics::nan_for_null::number")]
     pub objective: f32,
     /// R[t][t] per completed task.
+    #[serde(deserialize_with = "crate::metrics::nan_for_null::numbers")]
     pub plasticity: Vec<f32>,
     /// Mean accuracy on earlier tasks after each completed task (`None` for the first).
     pub retention: Vec<Option<f32>>,
     /// Mean effective rank of the hidden layers at each task's start.
+    #[serde(deserialize_with = "crate::metrics::nan_for_null::numbers")]
     pub effective_rank: Vec<f64>,
     /// Fraction of synapses present after each task.
+    #[serde(deserialize_with = "crate::metrics::nan_for_null::numbers")]
     pub density: Vec<f64>,
     /// Dead hidden units at each task's start.
+    #[serde(deserialize_with = "crate::metrics::nan_for_null::numbers")]
     pub dead_fraction: Vec<f64>,
     /// Synaptic operations per sample at each task's start.
+    #[serde(deserialize_with = "crate::metrics::nan_for_null::numbers")]
     pub synaptic_ops: Vec<f64>,
     /// Mean accuracy over every task tested after the last one.
     pub final_accuracy: Option<f32>,
@@ -259,6 +265,29 @@ impl Observer for Watch<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_trial_with_a_nan_measurement_reads_back_from_its_journal_line() {
+        let result = TrialResult {
+            ending: Ending::Aborted { task: 2 },
+            tasks: 5,
+            objective: 0.5,
+            plasticity: vec![0.8, 0.7],
+            retention: vec![None, Some(0.6)],
+            effective_rank: vec![12.0, f64::NAN],
+            density: vec![1.0, 1.0],
+            dead_fraction: vec![0.0, 0.1],
+            synaptic_ops: vec![10.0, 11.0],
+            final_accuracy: Some(0.6),
+            bwt: None,
+            forgetting: None,
+            matrix: None,
+        };
+        let line = serde_json::to_string(&result).expect("serialises");
+        let back: TrialResult = serde_json::from_str(&line).expect("reads what the search wrote");
+        assert!(back.effective_rank[1].is_nan());
+        assert_eq!(serde_json::to_string(&back).expect("serialises"), line);
+    }
 
     #[test]
     fn running_means_are_prefix_means() {
