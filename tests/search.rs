@@ -600,3 +600,69 @@ fn a_run_spec_given_to_search_says_which_command_takes_it() {
         "this looks like a run spec (it has no seed_rules): train it with `synaptogen run`",
     );
 }
+
+/// `best.ron` trains the winner exactly as the search did at its top rung (same accuracies on every
+/// task), beside the search's baselines; a `best.ron` whose rule is gone is a clear error.
+#[test]
+fn best_ron_reproduces_the_winners_top_rung_trial_beside_the_baselines() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (code, _, stderr) = search(dir.path(), &spec(12), &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let state = final_state(dir.path());
+    let best = std::fs::read_to_string(dir.path().join("out/best.rhai")).expect("best.rhai");
+    let winner: u64 = best
+        .split("candidate #")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("best.rhai names its candidate:\n{best}"));
+    assert!(state["candidates"][winner as usize].is_object());
+    let journal = std::fs::read_to_string(dir.path().join("out/journal.jsonl")).expect("journal");
+    let searched: Vec<f64> = journal
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| {
+            v["kind"] == "trial"
+                && v["subject"]["candidate"] == winner
+                && v["stage"]["rung"] == 1
+                && v["seed"] == 3
+        })
+        .expect("the winner's top-rung trial on the first training seed")["result"]["plasticity"]
+        .as_array()
+        .expect("plasticity")
+        .iter()
+        .map(|p| p.as_f64().expect("a number"))
+        .collect();
+    let run = synaptogen(dir.path())
+        .args(["run", "out/best.ron", "-q", "--no-report", "--out", "rerun"])
+        .output()
+        .expect("binary runs");
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let comparison = std::fs::read_to_string(dir.path().join("rerun/comparison.csv")).expect("comparison");
+    for baseline in ["sgd", "l2_init"] {
+        assert!(
+            comparison.lines().any(|l| l.starts_with(baseline)),
+            "{comparison}"
+        );
+    }
+    let metrics: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("rerun/best.rhai/metrics.json")).expect("metrics.json"),
+    )
+    .expect("JSON");
+    let rerun: Vec<f64> = metrics["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .map(|t| t["plasticity"].as_f64().expect("a number"))
+        .collect();
+    assert_eq!(rerun, searched, "best.ron trains the winner as the search did");
+    std::fs::remove_file(dir.path().join("out/best.rhai")).expect("remove");
+    let missing = synaptogen(dir.path())
+        .args(["run", "out/best.ron", "-q", "--out", "again"])
+        .output()
+        .expect("binary runs");
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(missing.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("out/best.rhai"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -28,3 +28,21 @@ fn every_shipped_spec_is_valid() {
     assert!(runs >= 5, "found {runs} run specs");
     assert!(searches >= 3, "found {searches} search specs");
 }
+
+/// The random-search control differs from the quickstart only in its name and in having no selection
+/// (tournament of one, no migration), so the comparison in README measures selection alone.
+#[test]
+fn the_random_search_control_is_the_quickstart_without_selection() {
+    let read = |name: &str| {
+        let path = util::repo().join("searches").join(name);
+        let text = std::fs::read_to_string(&path).expect("readable spec");
+        SearchSpec::parse(&text, &path).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let (quickstart, mut control) = (read("quickstart.ron"), read("quickstart-random.ron"));
+    assert_eq!(control.evolution.tournament, 1);
+    assert_eq!(control.evolution.migrate_every, 0);
+    control.name = quickstart.name.clone();
+    control.evolution.tournament = quickstart.evolution.tournament;
+    control.evolution.migrate_every = quickstart.evolution.migrate_every;
+    assert_eq!(control, quickstart);
+}

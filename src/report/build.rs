@@ -11,8 +11,10 @@ use super::render::{self, Plot, Report, Step, Winner};
 use super::results::{self, Results, Source};
 use super::tables::{self, FrontPoint, f64_at, string_at};
 use crate::files;
+use crate::search::SearchSpec;
 use crate::search::journal::{CandidateRecord, Origin};
 use crate::search::lineage::Lineage;
+use crate::spec::{LearnerSpec, RuleSpec};
 
 /// Candidates on the leaderboard (every baseline is shown too).
 const LEADERBOARD_CANDIDATES: usize = 10;
@@ -304,8 +306,53 @@ pub fn write_rule_files(results: &Results, dir: &Path) -> Result<Option<String>,
     let winner = winning_candidate(results)?;
     if let Some(record) = winner {
         write_file(dir, "best.rhai", best_rhai(results, record).as_bytes())?;
+        if let Some(spec) = &results.search_spec {
+            write_file(
+                dir,
+                "best.ron",
+                best_ron(spec, &results.name, record, dir).as_bytes(),
+            )?;
+        }
     }
     Ok(winner.map(|r| format!("#{}", r.id)))
+}
+
+/// A run spec that trains the winner (`best.rhai` in `dir`) as the search trained it at its top
+/// rung, on its first training seed, beside the search's baselines: `synaptogen run best.ron`
+/// reproduces that comparison, and `--seed`/`--tasks` move it to held-out seeds or a longer horizon.
+/// The rule's path is `dir`'s, so it resolves from where the search was started (the repository
+/// root for `reports/<name>/`).
+fn best_ron(spec: &SearchSpec, name: &str, record: &CandidateRecord, dir: &Path) -> String {
+    let mut run = spec.run_spec(spec.top_tasks(), spec.seed);
+    run.name = Some(format!("{name}-best"));
+    run.learner = LearnerSpec::Rule(RuleSpec {
+        path: Some(dir.join("best.rhai")),
+        ..spec.learner.clone()
+    });
+    run.baselines = spec.baselines.clone();
+    let held_out = spec.seed + crate::search::HELD_OUT_SEED_OFFSET;
+    let body = ron::ser::to_string_pretty(
+        &run,
+        ron::ser::PrettyConfig::default().depth_limit(2).extensions(
+            ron::extensions::Extensions::IMPLICIT_SOME | ron::extensions::Extensions::UNWRAP_VARIANT_NEWTYPES,
+        ),
+    )
+    .expect("run specs serialise");
+    format!(
+        "// The winner of search '{name}' (candidate #{id}, hash {hash}) trained as the search trained it at its\n\
+         // top rung ({tasks} tasks, training seed {seed}), beside the search's baselines:\n\
+         //\n\
+         //   synaptogen run {path}\n\
+         //   synaptogen run {path} --seed {held_out} --out runs/{name}-best-s{held_out}   (a held-out seed)\n\
+         //   synaptogen run {path} --tasks {longer}                                       (a longer sequence)\n\
+         {body}\n",
+        id = record.id,
+        hash = record.hash,
+        tasks = spec.top_tasks(),
+        seed = spec.seed,
+        path = dir.join("best.ron").display(),
+        longer = spec.held_out_tasks().max(spec.top_tasks() * 2),
+    )
 }
 
 /// Loads the search in `results_dir` and writes its `lineage.dot` and `best.rhai` beside its journal

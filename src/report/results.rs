@@ -69,6 +69,8 @@ pub struct Results {
     pub curves: DataFrame,
     /// Every candidate born (search only), by id.
     pub candidates: Vec<CandidateRecord>,
+    /// The search's spec (search only).
+    pub search_spec: Option<SearchSpec>,
     /// Accuracy matrices kept by trials.
     pub matrices: Vec<KeptMatrix>,
     /// The stage the leaderboard ranks (the top rung, or `run`).
@@ -347,6 +349,7 @@ fn load_search(dir: &Path, path: &Path) -> Result<Results, Error> {
         trials: trial_frame(&rows)?,
         curves: curve_frame(&points)?,
         candidates,
+        search_spec: Some(spec),
         matrices,
         top_stage: stage_name(Stage::Rung(top)),
         warnings,
@@ -468,6 +471,7 @@ fn load_runs(dir: &Path, paths: &[PathBuf]) -> Result<Results, Error> {
         trials: trial_frame(&rows)?,
         curves: curve_frame(&points)?,
         candidates: Vec::new(),
+        search_spec: None,
         matrices,
         top_stage: "run".into(),
         warnings: Vec::new(),
