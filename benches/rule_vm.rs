@@ -103,6 +103,12 @@ fn bench_rule(
     let engine = {
         let mut e = rhai::Engine::new_raw();
         e.register_fn("max", |a: f32, b: f32| a.max(b));
+        e.register_fn("abs", |x: f32| x.abs());
+        e.register_fn("exp", |x: f32| x.exp());
+        e.register_fn("ln", |x: f32| x.ln());
+        e.register_fn("tanh", |x: f32| x.tanh());
+        e.register_fn("sigmoid", |x: f32| 1.0 / (1.0 + (-x).exp()));
+        e.register_fn("**", |x: f32, y: f32| x.powf(y));
         e
     };
     let body = program
