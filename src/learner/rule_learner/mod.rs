@@ -81,6 +81,8 @@ pub struct RuleLearner {
     prune_traces: Reads,
     /// What the last update computed.
     work: Work,
+    /// Whether the synapse or prune program reads `layer_rate` (the mean of `post`, summed only then).
+    reads_layer_rate: bool,
 }
 
 /// What one update computed beyond the forward pass. Each part is paid only when some section reads
@@ -163,8 +165,11 @@ impl RuleLearner {
         }
         // The neuron pass runs for a neuron() section, and to keep the neuron statistics the other
         // sections read.
-        let statistics: Vec<Var> = std::iter::once(&program)
-            .chain(&prune)
+        let statistics_readers = std::iter::once(&program).chain(&prune);
+        let reads_layer_rate = statistics_readers
+            .clone()
+            .any(|p| p.inputs.contains(&Var::LayerRate));
+        let statistics: Vec<Var> = statistics_readers
             .flat_map(|p| p.inputs.iter().copied())
             .filter(|&v| neurons::statistic(v).is_some())
             .collect();
@@ -228,6 +233,7 @@ impl RuleLearner {
             prune_reads,
             prune_traces,
             work: Work::default(),
+            reads_layer_rate,
         }
     }
 
@@ -320,7 +326,7 @@ impl RuleLearner {
                 },
                 post_stats: self.neurons.as_ref().filter(|_| l < hidden).map(|n| n.stats(l)),
                 pre_stats: self.neurons.as_ref().filter(|_| l > 0).map(|n| n.stats(l - 1)),
-                layer_rate: if l < hidden && reads.post {
+                layer_rate: if l < hidden && self.reads_layer_rate {
                     self.signals.post.iter().sum::<f32>() / outputs.max(1) as f32
                 } else {
                     0.0

@@ -83,14 +83,13 @@ pub struct NeuronStats<'a> {
 impl<'a> NeuronStats<'a> {
     /// The statistic `var` names (`pre_x` reads `x`); `None` for any other variable.
     pub fn get(&self, var: Var) -> Option<&'a [f32]> {
-        Some(match var {
-            Var::RateTrace | Var::PreRateTrace => self.rate_trace,
-            Var::InW | Var::PreInW => self.in_w,
-            Var::OutW | Var::PreOutW => self.out_w,
-            Var::ActDev | Var::PreActDev => self.act_dev,
-            Var::Util | Var::PreUtil => self.util,
-            Var::H | Var::PreH => self.h,
-            _ => return None,
+        Some(match statistic(var)? {
+            Var::RateTrace => self.rate_trace,
+            Var::InW => self.in_w,
+            Var::OutW => self.out_w,
+            Var::ActDev => self.act_dev,
+            Var::Util => self.util,
+            _ => self.h,
         })
     }
 }
