@@ -99,6 +99,7 @@ fn valid_journal() -> Vec<u8> {
         spec_hash,
         spec,
         command,
+        storage: None,
     };
     let mut j = journal::Journal::create(&path, &header).expect("create");
     for e in entries.take(12) {

@@ -8,31 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use util::{repo, synaptogen};
-
-/// A search over the synthetic dataset; `budget` evaluations.
-fn spec(budget: usize) -> String {
-    let rules = repo().join("rules");
-    format!(
-        r#"(
-    name: "test-search",
-    seed: 3,
-    benchmark: (dataset: Synthetic, tasks: 1, train_per_task: 200, test_per_task: 100,
-                protocol: Minibatch(batch: 20, epochs: 1), retention_sample: 4, probe_size: 50),
-    network: (hidden: [16], time_steps: 4),
-    learner: (lr: 0.1),
-    seed_rules: ["{sgd}", "{bcm}"],
-    baselines: [Sgd(lr: 0.1), L2Init(lr: 0.1)],
-    evolution: (population: 6, tournament: 2, islands: 2, migrate_every: 2, batch: 4),
-    fidelity: (rungs: [2, 4], promote: 0.3, abort_after: 1, abort_margin: 0.05),
-    budget: (evaluations: {budget}),
-    held_out: (finalists: 2, seeds: 1),
-)
-"#,
-        sgd = rules.join("baselines/sgd.rhai").display(),
-        bcm = rules.join("local/bcm.rhai").display(),
-    )
-}
+use util::{final_state, journal_content, repo, search_spec as spec, synaptogen};
 
 fn search(dir: &Path, spec_text: &str, args: &[&str]) -> (i32, String, String) {
     let path = util::write_spec(dir, spec_text);
@@ -48,36 +24,6 @@ fn search(dir: &Path, spec_text: &str, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-/// The journal's lines with timings and the recorded command line removed, sorted: its content
-/// independent of completion order and of how the search was invoked.
-fn journal_content(dir: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(dir.join("out/journal.jsonl")).expect("journal exists");
-    let mut lines: Vec<String> = text
-        .lines()
-        .map(|l| {
-            let mut v: Value = serde_json::from_str(l).expect("journal lines are JSON");
-            // Timings differ between runs; line numbers (and so checksums) follow the order in which
-            // trials finished, which depends on the threads.
-            if let Some(o) = v.as_object_mut() {
-                for volatile in ["seconds", "command", "line", "sum"] {
-                    o.remove(volatile);
-                }
-            }
-            v.to_string()
-        })
-        .collect();
-    lines.sort();
-    lines
-}
-
-/// The final state without its wall time.
-fn final_state(dir: &Path) -> Value {
-    let text = std::fs::read_to_string(dir.join("out/state.json")).expect("state exists");
-    let mut v: Value = serde_json::from_str(&text).expect("state is JSON");
-    v.as_object_mut().expect("an object").remove("elapsed");
-    v
 }
 
 #[test]
@@ -174,8 +120,14 @@ fn one_thread_and_two_threads_give_the_same_journal_and_state() {
     let (ca, _, ea) = search(a.path(), &spec(16), &["--threads", "1"]);
     let (cb, _, eb) = search(b.path(), &spec(16), &["--threads", "2"]);
     assert_eq!((ca, cb), (0, 0), "{ea}\n{eb}");
-    assert_eq!(journal_content(a.path()), journal_content(b.path()));
-    assert_eq!(final_state(a.path()), final_state(b.path()));
+    assert_eq!(
+        journal_content(&a.path().join("out")),
+        journal_content(&b.path().join("out"))
+    );
+    assert_eq!(
+        final_state(&a.path().join("out")),
+        final_state(&b.path().join("out"))
+    );
 }
 
 fn trials_in_journal(dir: &Path) -> usize {
@@ -245,8 +197,14 @@ fn interrupt_and_resume(signal: &str) {
 
     let (code, _, stderr) = search(dir.path(), &spec_text, &["--resume", "--threads", "1"]);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(journal_content(dir.path()), journal_content(whole.path()));
-    assert_eq!(final_state(dir.path()), final_state(whole.path()));
+    assert_eq!(
+        journal_content(&dir.path().join("out")),
+        journal_content(&whole.path().join("out"))
+    );
+    assert_eq!(
+        final_state(&dir.path().join("out")),
+        final_state(&whole.path().join("out"))
+    );
 }
 
 #[test]
@@ -517,8 +475,14 @@ fn a_journal_behind_its_snapshot_or_a_damaged_snapshot_is_rebuilt_exactly_from_t
             stderr.contains(what) && stderr.contains("rebuilding the search from the journal"),
             "{stderr}"
         );
-        assert_eq!(journal_content(copy.path()), journal_content(whole.path()));
-        assert_eq!(final_state(copy.path()), final_state(whole.path()));
+        assert_eq!(
+            journal_content(&copy.path().join("out")),
+            journal_content(&whole.path().join("out"))
+        );
+        assert_eq!(
+            final_state(&copy.path().join("out")),
+            final_state(&whole.path().join("out"))
+        );
     }
 }
 
@@ -608,7 +572,7 @@ fn best_ron_reproduces_the_winners_top_rung_trial_beside_the_baselines() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (code, _, stderr) = search(dir.path(), &spec(12), &[]);
     assert_eq!(code, 0, "{stderr}");
-    let state = final_state(dir.path());
+    let state = final_state(&dir.path().join("out"));
     let best = std::fs::read_to_string(dir.path().join("out/best.rhai")).expect("best.rhai");
     let winner: u64 = best
         .split("candidate #")

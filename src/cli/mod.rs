@@ -195,6 +195,9 @@ fn exit_code(err: &anyhow::Error) -> u8 {
                 .downcast_ref::<crate::search::Error>()
                 .is_some_and(crate::search::Error::is_input)
             || cause
+                .downcast_ref::<crate::search::storage::Error>()
+                .is_some_and(crate::search::storage::Error::is_input)
+            || cause
                 .downcast_ref::<report::Error>()
                 .is_some_and(report::Error::is_input)
             || cause

@@ -44,6 +44,23 @@ pub struct SearchArgs {
     /// Do not write the report at the end (to reports/<name>/, or DIR/report/ with --out DIR).
     #[arg(long)]
     no_report: bool,
+    /// Share the search with every process started with the same spec and URL, on any machine
+    /// (postgresql://USER@HOST:PORT/DATABASE; a missing password is taken from PGPASSWORD or ~/.pgpass).
+    /// The first process creates the search, later ones join it; each writes its files to its own --out.
+    #[arg(long, value_name = "URL", conflicts_with = "resume")]
+    storage: Option<String>,
+    /// With --storage: seconds without the database before the process gives up (status 1; nothing
+    /// recorded is lost).
+    #[arg(long, value_name = "SECONDS", default_value_t = search::storage::OUTAGE_SECONDS, requires = "storage")]
+    storage_timeout: u64,
+    /// With --storage: seconds a claimed trial stays claimed without a heartbeat; after that another
+    /// process takes it (a killed process loses its trials for at most this long).
+    #[arg(long, value_name = "SECONDS", default_value_t = search::storage::LEASE_SECONDS, value_parser = clap::value_parser!(u64).range(1..), requires = "storage")]
+    lease: u64,
+    /// With --storage: follow the search (progress, and the files and report when it ends) without
+    /// running trials.
+    #[arg(long, requires = "storage")]
+    watch: bool,
 }
 
 /// Draws the progress line: a live line on a terminal, one line per round otherwise.
@@ -129,6 +146,14 @@ pub fn search_command(args: SearchArgs) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(&args.spec)
         .map_err(|e| InputError(format!("{}: cannot read the spec ({e})", args.spec.display())))?;
     let spec = SearchSpec::parse(&text, &args.spec)?;
+    // The database first: a wrong URL or password should not wait for the datasets to load.
+    let storage = args
+        .storage
+        .as_deref()
+        .map(|url| {
+            search::storage::Storage::connect(url, args.storage_timeout, args.lease).map(std::sync::Arc::new)
+        })
+        .transpose()?;
     let stem = args
         .spec
         .file_stem()
@@ -185,13 +210,19 @@ pub fn search_command(args: SearchArgs) -> anyhow::Result<ExitCode> {
         force: args.force,
         threads,
         command: std::iter::once("synaptogen".to_string())
-            .chain(std::env::args().skip(1))
+            .chain(shown_args(storage.as_deref()))
             .collect::<Vec<_>>()
             .join(" "),
+        storage: storage.clone(),
+        watch: args.watch,
     };
     let mut search = Search::start(&spec, &name, &dataset, &held_out, &launch, &line)?;
+    let shared = storage.as_ref().map_or(String::new(), |s| {
+        let role = if args.watch { "watching" } else { "shared" };
+        format!(" ({role} through {})", s.url())
+    });
     line.note(&format!(
-        "{name}: {} seed rules, baselines [{}], rungs {:?} tasks on {}, {} seed(s), {threads} thread(s) → {}",
+        "{name}: {} seed rules, baselines [{}], rungs {:?} tasks on {}, {} seed(s), {threads} thread(s) → {}{shared}",
         spec.seed_rules.len(),
         search.baseline_labels().join(", "),
         spec.fidelity.rungs,
@@ -205,6 +236,17 @@ pub fn search_command(args: SearchArgs) -> anyhow::Result<ExitCode> {
         bar.finish_and_clear();
     }
     match finish {
+        Finish::Interrupted if storage.is_some() => {
+            eprintln!(
+                "interrupted: every recorded trial is in the database, and the other processes go on; \
+                 rejoin with\n  {}",
+                std::iter::once("synaptogen".to_string())
+                    .chain(shown_args(storage.as_deref()))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+            Ok(ExitCode::from(130))
+        }
         Finish::Interrupted => {
             eprintln!(
                 "interrupted: every finished trial is in {}; continue with\n  {}",
@@ -226,6 +268,25 @@ pub fn search_command(args: SearchArgs) -> anyhow::Result<ExitCode> {
             print_stdout(&text)
         }
     }
+}
+
+/// The arguments after the program name, the storage URL shown without its password: what the
+/// journal header and messages may print.
+fn shown_args(storage: Option<&search::storage::Storage>) -> Vec<String> {
+    let mut shown = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match (a.as_str(), storage) {
+            ("--storage", Some(s)) => {
+                let _ = args.next();
+                shown.push(a);
+                shown.push(s.url().to_string());
+            }
+            (_, Some(s)) if a.starts_with("--storage=") => shown.push(format!("--storage={}", s.url())),
+            _ => shown.push(a),
+        }
+    }
+    shown
 }
 
 /// The command line as the user typed it (arguments after the program name), with `--force` or

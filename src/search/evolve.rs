@@ -35,7 +35,10 @@ impl Search<'_> {
             same_as,
         };
         if id >= self.journaled_candidates {
-            self.journal.append(&Entry::Candidate(record.clone()))?;
+            self.journal
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner())
+                .append(&Entry::Candidate(record.clone()))?;
         }
         let behaviour = behaviour_hash(&compiled);
         let rungs = self.spec.fidelity.rungs.len();

@@ -1,24 +1,90 @@
 //! Running a round's trials in parallel: longest first, each journaled (and fsynced) the moment it
-//! finishes, trials already in the journal taken from it instead of re-run.
+//! finishes, trials already in the journal taken from it instead of re-run. With `--storage`, the
+//! trials are shared with other processes through the database ([`super::storage`]): each process
+//! claims what is free, and journals what anyone recorded.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
 
 use super::evaluate::{Bench, Trainee, TrialResult, running_means};
 use super::journal::{Entry, Stage, Subject, TrialRecord};
 use super::state::{baseline_key, score_key};
+use super::storage::{Posted, Shared};
 use super::{Error, Monitor, Search};
+use crate::data::Dataset;
+use crate::learner::Rules;
 use crate::rule::CompiledRule;
+use crate::spec::LearnerSpec;
 
 /// A trial to run.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(super) struct Job {
     pub(super) subject: Subject,
     pub(super) stage: Stage,
     pub(super) seed: u64,
     pub(super) tasks: usize,
+}
+
+/// What every trial of a round needs, gathered once before the workers start.
+struct Round<'r> {
+    jobs: &'r [Job],
+    round: usize,
+    trainees: BTreeMap<usize, CompiledRule>,
+    references: Vec<Option<Vec<f32>>>,
+    bench: Bench<'r>,
+    baselines: &'r [(String, LearnerSpec)],
+    rules: &'r Rules,
+    dataset: &'r Dataset,
+    held_out: &'r Dataset,
+    top_tasks: usize,
+}
+
+impl Round<'_> {
+    /// Runs job `i`; `None` when stopped.
+    fn run(&self, i: usize) -> Option<TrialRecord> {
+        let job = &self.jobs[i];
+        let trainee = match &job.subject {
+            Subject::Candidate(id) => Trainee::Candidate(&self.trainees[id]),
+            Subject::Baseline(label) => {
+                let spec = &self
+                    .baselines
+                    .iter()
+                    .find(|(l, _)| l == label)
+                    .expect("baseline jobs name known baselines")
+                    .1;
+                Trainee::Baseline(spec, self.rules)
+            }
+        };
+        let data = if job.stage == Stage::HeldOutDataset {
+            self.held_out
+        } else {
+            self.dataset
+        };
+        let clock = Instant::now();
+        // The report draws accuracy matrices for the top rung and the held-out check; journaling them
+        // for every trial would only grow the journal.
+        let result = self.bench.trial(
+            trainee,
+            data,
+            job.tasks,
+            job.seed,
+            self.references[i].as_deref(),
+            job.tasks == self.top_tasks || !matches!(job.stage, Stage::Rung(_)),
+        )?;
+        Some(TrialRecord {
+            round: self.round,
+            subject: job.subject.clone(),
+            stage: job.stage,
+            dataset: data.name.clone(),
+            seed: job.seed,
+            result,
+            seconds: clock.elapsed().as_secs_f64(),
+        })
+    }
 }
 
 impl Search<'_> {
@@ -37,6 +103,51 @@ impl Search<'_> {
         Some(running_means(&trial.task_scores(self.spec.objective)))
     }
 
+    /// The compiled rules of the candidates `jobs` train.
+    fn trainees(&mut self, jobs: &[Job]) -> BTreeMap<usize, CompiledRule> {
+        let mut trainees = BTreeMap::new();
+        for job in jobs {
+            if let Subject::Candidate(id) = job.subject
+                && let std::collections::btree_map::Entry::Vacant(slot) = trainees.entry(id)
+            {
+                slot.insert(self.compiled(id).clone());
+            }
+        }
+        trainees
+    }
+
+    /// What every trial of `jobs` needs: the compiled candidates and early-stopping references.
+    fn round<'r>(
+        &'r self,
+        jobs: &'r [Job],
+        trainees: BTreeMap<usize, CompiledRule>,
+        stop: &'r AtomicBool,
+    ) -> Round<'r> {
+        let references = jobs
+            .iter()
+            .map(|job| match (&job.subject, job.stage) {
+                (Subject::Candidate(_), Stage::Rung(_)) => self.reference(job.stage, job.seed),
+                _ => None,
+            })
+            .collect();
+        Round {
+            jobs,
+            round: self.state.rounds,
+            trainees,
+            references,
+            bench: Bench {
+                spec: self.spec,
+                options: self.options.clone(),
+                stop,
+            },
+            baselines: &self.baselines,
+            rules: &self.rules,
+            dataset: self.dataset,
+            held_out: self.held_out_data,
+            top_tasks: self.spec.top_tasks(),
+        }
+    }
+
     /// Runs the jobs in parallel, longest first, journaling each as it finishes. `None` when stopped.
     pub(super) fn execute(
         &mut self,
@@ -44,6 +155,9 @@ impl Search<'_> {
         stop: &AtomicBool,
         monitor: &dyn Monitor,
     ) -> Result<Option<Vec<TrialResult>>, Error> {
+        if self.shared.is_some() {
+            return self.execute_shared(jobs, stop, monitor);
+        }
         let mut results: Vec<Option<TrialResult>> = jobs
             .iter()
             .map(|j| self.replay.remove(&(j.subject.clone(), j.stage, j.seed)))
@@ -51,47 +165,23 @@ impl Search<'_> {
         let mut pending: Vec<usize> = (0..jobs.len()).filter(|i| results[*i].is_none()).collect();
         // Longest first: the round ends when its last trial does.
         pending.sort_by_key(|i| std::cmp::Reverse(jobs[*i].tasks));
-        let mut trainees: BTreeMap<usize, CompiledRule> = BTreeMap::new();
-        let mut references: Vec<Option<Vec<f32>>> = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            if let Subject::Candidate(id) = job.subject
-                && let std::collections::btree_map::Entry::Vacant(slot) = trainees.entry(id)
-            {
-                slot.insert(self.compiled(id).clone());
-            }
-            references.push(match (&job.subject, job.stage) {
-                (Subject::Candidate(_), Stage::Rung(_)) => self.reference(job.stage, job.seed),
-                _ => None,
-            });
-        }
-        let bench = Bench {
-            spec: self.spec,
-            options: self.options.clone(),
-            stop,
-        };
         let total = jobs.len();
         let done = AtomicUsize::new(total - pending.len());
         let next = AtomicUsize::new(0);
         let shared_results = Mutex::new(&mut results);
         let progress = Mutex::new(self.progress((done.load(Ordering::Relaxed), total)));
-        let journal = Mutex::new(&mut self.journal);
         let failure: Mutex<Option<Error>> = Mutex::new(None);
-        let round = self.state.rounds;
         // No more threads than trials to run: 99,999 idle threads only cost time to start.
         let threads = self.threads.min(pending.len()).max(1);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
             .expect("starting the worker threads");
-        let baselines = &self.baselines;
-        let rules = &self.rules;
-        let (dataset, held_out) = (self.dataset, self.held_out_data);
-        let started = self.started;
+        let trainees = self.trainees(jobs);
+        let round = self.round(jobs, trainees, stop);
+        let journal = &self.journal;
+        let (started, elapsed_before) = (self.started, self.elapsed_before);
         let journal_nanos = &self.journal_nanos;
-        // The report draws accuracy matrices for the top rung and the held-out check; journaling them
-        // for every trial would only grow the journal.
-        let top_tasks = self.spec.top_tasks();
-        let elapsed_before = self.elapsed_before;
         pool.scope(|scope| {
             for _ in 0..threads {
                 scope.spawn(|_| {
@@ -101,45 +191,10 @@ impl Search<'_> {
                         }
                         let k = next.fetch_add(1, Ordering::Relaxed);
                         let Some(&i) = pending.get(k) else { return };
-                        let job = &jobs[i];
-                        let trainee = match &job.subject {
-                            Subject::Candidate(id) => Trainee::Candidate(&trainees[id]),
-                            Subject::Baseline(label) => {
-                                let spec = &baselines
-                                    .iter()
-                                    .find(|(l, _)| l == label)
-                                    .expect("baseline jobs name known baselines")
-                                    .1;
-                                Trainee::Baseline(spec, rules)
-                            }
-                        };
-                        let data = if job.stage == Stage::HeldOutDataset {
-                            held_out
-                        } else {
-                            dataset
-                        };
-                        let clock = Instant::now();
-                        let Some(result) = bench.trial(
-                            trainee,
-                            data,
-                            job.tasks,
-                            job.seed,
-                            references[i].as_deref(),
-                            job.tasks == top_tasks || !matches!(job.stage, Stage::Rung(_)),
-                        ) else {
-                            return;
-                        };
-                        let record = TrialRecord {
-                            round,
-                            subject: job.subject.clone(),
-                            stage: job.stage,
-                            dataset: data.name.clone(),
-                            seed: job.seed,
-                            result: result.clone(),
-                            seconds: clock.elapsed().as_secs_f64(),
-                        };
+                        let Some(record) = round.run(i) else { return };
                         let append = Instant::now();
-                        if let Err(e) = lock(&journal).append(&Entry::Trial(Box::new(record))) {
+                        let result = record.result.clone();
+                        if let Err(e) = lock(journal).append(&Entry::Trial(Box::new(record))) {
                             *lock(&failure) = Some(e.into());
                             return;
                         }
@@ -158,6 +213,171 @@ impl Search<'_> {
             return Err(e);
         }
         if results.iter().any(Option::is_none) {
+            return Ok(None);
+        }
+        Ok(Some(results.into_iter().flatten().collect()))
+    }
+
+    /// [`Search::execute`] with the trials shared through the database: post the round (or find it
+    /// posted), then until every trial has a record, claim a free one and run it, or wait, taking in
+    /// what other processes record. A watching process claims nothing.
+    fn execute_shared(
+        &mut self,
+        jobs: &[Job],
+        stop: &AtomicBool,
+        monitor: &dyn Monitor,
+    ) -> Result<Option<Vec<TrialResult>>, Error> {
+        let trainees = self.trainees(jobs);
+        let shared: &Shared = self.shared.as_ref().expect("called with storage");
+        let number = self.state.rounds;
+        let posted: Vec<Posted> = jobs
+            .iter()
+            .map(|j| Posted {
+                job: serde_json::to_string(j).expect("a job is plain data"),
+                tasks: j.tasks,
+            })
+            .collect();
+        shared.post_round(number, &posted)?;
+        let total = jobs.len();
+        let results: Mutex<Vec<Option<TrialResult>>> = Mutex::new(vec![None; total]);
+        let failure: Mutex<Option<Error>> = Mutex::new(None);
+        let finished = AtomicBool::new(false);
+        let progress = Mutex::new(self.progress((0, total)));
+        let round = self.round(jobs, trainees, stop);
+        let journal = &self.journal;
+        let (started, elapsed_before) = (self.started, self.elapsed_before);
+        let workers = if self.watch {
+            0
+        } else {
+            self.threads.min(total).max(1)
+        };
+        let fail = |e: Error| {
+            lock(&failure).get_or_insert(e);
+        };
+        // Takes a record (ours or another process's) into the journal and the results, once.
+        let take = |slot: usize, text: &str| -> Result<(), Error> {
+            let record: TrialRecord = serde_json::from_str(text)
+                .map_err(|e| Error::from(shared.unreadable(number, slot, e.to_string())))?;
+            let job = &jobs[slot];
+            if record.round != number
+                || record.subject != job.subject
+                || record.stage != job.stage
+                || record.seed != job.seed
+            {
+                return Err(shared
+                    .unreadable(number, slot, "it is of another trial".into())
+                    .into());
+            }
+            let mut all = lock(&results);
+            if all[slot].is_some() {
+                return Ok(());
+            }
+            let result = record.result.clone();
+            lock(journal).append(&Entry::Trial(Box::new(record)))?;
+            all[slot] = Some(result);
+            let known = all.iter().filter(|r| r.is_some()).count();
+            drop(all);
+            let mut p = lock(&progress);
+            p.round_trials = (known, total);
+            p.elapsed = elapsed_before + started.elapsed().as_secs_f64();
+            monitor.update(&p);
+            Ok(())
+        };
+        // Takes in every record not yet known; true when the round is complete.
+        let sync = || -> Result<bool, Error> {
+            let known: Vec<usize> = lock(&results)
+                .iter()
+                .enumerate()
+                .filter_map(|(k, r)| r.is_some().then_some(k))
+                .collect();
+            if known.len() == total {
+                return Ok(true);
+            }
+            for (slot, text) in shared.records(number, &known)? {
+                take(slot, &text)?;
+            }
+            Ok(lock(&results).iter().all(Option::is_some))
+        };
+        let nap = |d: Duration| {
+            let until = Instant::now() + d;
+            while Instant::now() < until && !stop.load(Ordering::Relaxed) && !finished.load(Ordering::Relaxed)
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        };
+        // Workers: claim, run, record; when nothing is free, wait for the others' records.
+        let work = || {
+            let mut idle = Duration::from_millis(100);
+            loop {
+                if stop.load(Ordering::Relaxed) || finished.load(Ordering::Relaxed) {
+                    return;
+                }
+                let step = || -> Result<bool, Error> {
+                    if sync()? {
+                        return Ok(true);
+                    }
+                    let claimed = if workers > 0 { shared.claim(number)? } else { None };
+                    let Some(slot) = claimed else {
+                        return Ok(false);
+                    };
+                    if lock(&results)[slot].is_none() {
+                        let Some(record) = round.run(slot) else {
+                            return Ok(false);
+                        };
+                        let text = serde_json::to_string(&record).expect("a record is plain data");
+                        let counted = shared.record(number, slot, &text)?;
+                        take(slot, &counted)?;
+                    }
+                    Ok(false)
+                };
+                match step() {
+                    Ok(true) => {
+                        finished.store(true, Ordering::Relaxed);
+                        return;
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        fail(e);
+                        finished.store(true, Ordering::Relaxed);
+                        return;
+                    }
+                }
+                // Waiting for others: poll more slowly the longer nothing changes.
+                let before = lock(&results).iter().filter(|r| r.is_some()).count();
+                nap(idle);
+                let after = lock(&results).iter().filter(|r| r.is_some()).count();
+                idle = if after > before {
+                    Duration::from_millis(100)
+                } else {
+                    (idle * 2).min(Duration::from_secs(2))
+                };
+            }
+        };
+        std::thread::scope(|scope| {
+            // Heartbeat: keeps this process's claims alive while it runs them.
+            scope.spawn(|| {
+                while !finished.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
+                    nap(shared.heartbeat_interval());
+                    if finished.load(Ordering::Relaxed) || stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    if let Err(e) = shared.heartbeat() {
+                        fail(e.into());
+                        finished.store(true, Ordering::Relaxed);
+                    }
+                }
+            });
+            for _ in 0..workers.max(1) {
+                scope.spawn(work);
+            }
+        });
+        if let Some(e) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            return Err(e);
+        }
+        let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+        if results.iter().any(Option::is_none) {
+            // Stopped: give the claims back so the other processes take them now, not after the lease.
+            let _ = shared.release();
             return Ok(None);
         }
         Ok(Some(results.into_iter().flatten().collect()))

@@ -130,6 +130,10 @@ pub enum Entry {
         /// The command line that started the search (for the report's provenance).
         #[serde(default)]
         command: String,
+        /// The database a shared search went through (its URL without password); absent for a search
+        /// of one process.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        storage: Option<String>,
     },
     /// A rule born.
     Candidate(CandidateRecord),
@@ -482,6 +486,7 @@ mod tests {
             spec_hash: "0".into(),
             spec: Box::new(spec),
             command: String::new(),
+            storage: None,
         }
     }
 
@@ -647,6 +652,7 @@ mod tests {
             spec_hash: "0".into(),
             spec,
             command: String::new(),
+            storage: None,
         };
         let ok = write(&[old.clone(), candidate(0), trial(0, 0)]).expect("format 1 reads");
         assert_eq!(ok.format, UNNUMBERED_FORMAT);

@@ -27,6 +27,7 @@ pub mod mutate;
 pub mod objective;
 pub mod spec;
 pub mod state;
+pub mod storage;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -96,6 +97,14 @@ pub enum Error {
         /// Its journal.
         journal: PathBuf,
     },
+    /// A shared search cannot end by minutes: each machine's clock would end it at another round.
+    #[error(
+        "budget.minutes: a search shared through --storage ends by evaluations (each machine's clock would stop it at another round); set budget: (evaluations: N)"
+    )]
+    MinutesShared,
+    /// The database of a shared search.
+    #[error(transparent)]
+    Storage(#[from] storage::Error),
     /// `--resume` without a journal.
     #[error("{dir}: nothing to resume (no journal.jsonl); start the search without --resume")]
     NothingToResume {
@@ -116,10 +125,13 @@ impl Error {
     /// Whether the user can fix it by changing their input (exit status 2); the rest are failures
     /// while writing results.
     pub fn is_input(&self) -> bool {
-        !matches!(
-            self,
-            Error::Journal(journal::Error::Io { .. }) | Error::Files(crate::files::Error::Write { .. })
-        )
+        match self {
+            Error::Storage(e) => e.is_input(),
+            _ => !matches!(
+                self,
+                Error::Journal(journal::Error::Io { .. }) | Error::Files(crate::files::Error::Write { .. })
+            ),
+        }
     }
 }
 
@@ -171,6 +183,11 @@ pub struct Launch {
     pub threads: usize,
     /// The command line, recorded in the journal header.
     pub command: String,
+    /// The database the search is shared through (`--storage`); `None` for a search of this process
+    /// alone.
+    pub storage: Option<std::sync::Arc<storage::Storage>>,
+    /// Follow a shared search without running trials (`--watch`).
+    pub watch: bool,
 }
 
 /// How a search ended.
@@ -194,7 +211,12 @@ pub struct Search<'a> {
     rules: Rules,
     seed_rules: Vec<(PathBuf, CompiledRule)>,
     state: State,
-    journal: Journal,
+    /// Behind a lock: worker threads append to it.
+    journal: std::sync::Mutex<Journal>,
+    /// The database a shared search goes through.
+    shared: Option<storage::Shared>,
+    /// Follow a shared search without running trials.
+    watch: bool,
     /// Trials found in the journal that the snapshot has not folded in yet.
     replay: BTreeMap<(Subject, Stage, u64), TrialResult>,
     /// Candidate records already in the journal (not written again on resume).
@@ -333,10 +355,26 @@ impl<'a> Search<'a> {
             finalists: Vec::new(),
             journal_lines: 0,
         };
+        if launch.storage.is_some() && spec.budget.minutes.is_some() {
+            return Err(Error::MinutesShared);
+        }
+        // A shared search's local journal is rebuilt from the database on every start; what must not
+        // be overwritten is a search of this process alone.
+        let replaceable = |path: &Path| {
+            launch.storage.is_some()
+                && journal::read(path).is_ok_and(|c| {
+                    matches!(c.entries.first(), Some(Entry::Header { storage: Some(_), spec_hash: h, .. }) if *h == hash)
+                })
+        };
         // The journal to continue, if any. One that holds no complete line is a search that stopped
         // before it started: nothing is lost by starting it afresh.
-        let previous = if launch.force || !journal_path.exists() {
+        let previous = if launch.force || !journal_path.exists() || replaceable(&journal_path) {
             None
+        } else if launch.storage.is_some() {
+            return Err(Error::Exists {
+                dir: out.clone(),
+                journal: journal_path,
+            });
         } else {
             match journal::read(&journal_path) {
                 Err(journal::Error::Empty { .. }) => {
@@ -356,6 +394,22 @@ impl<'a> Search<'a> {
                 }
                 result => Some(result?),
             }
+        };
+        let header = Entry::Header {
+            format: journal::FORMAT,
+            name: name.to_string(),
+            spec_hash: hash.clone(),
+            spec: Box::new(spec.clone()),
+            command: launch.command.clone(),
+            storage: launch.storage.as_ref().map(|s| s.url().to_string()),
+        };
+        // Joined before the local journal is written: a refused join leaves the directory as it was.
+        let shared = match &launch.storage {
+            Some(storage) => {
+                let header = serde_json::to_string(&header).expect("the header is plain data");
+                Some(storage.clone().join(name, &hash, &header)?)
+            }
+            None => None,
         };
         let (journal, state, replay, journaled_candidates) = if let Some(contents) = previous {
             if let Some(w) = &contents.warning {
@@ -399,13 +453,6 @@ impl<'a> Search<'a> {
             for f in ["state.json", "lineage.dot", "best.rhai"] {
                 let _ = std::fs::remove_file(out.join(f));
             }
-            let header = Entry::Header {
-                format: journal::FORMAT,
-                name: name.to_string(),
-                spec_hash: hash.clone(),
-                spec: Box::new(spec.clone()),
-                command: launch.command.clone(),
-            };
             (
                 Journal::create(&journal_path, &header)?,
                 fresh_state(),
@@ -426,7 +473,9 @@ impl<'a> Search<'a> {
             rules,
             seed_rules,
             state,
-            journal,
+            journal: std::sync::Mutex::new(journal),
+            shared,
+            watch: launch.watch,
             replay,
             journaled_candidates,
             compiled: BTreeMap::new(),
@@ -523,7 +572,7 @@ impl<'a> Search<'a> {
             }
             self.state.rounds += 1;
             self.state.elapsed = self.elapsed();
-            self.state.journal_lines = self.journal.lines();
+            self.state.journal_lines = self.journal.lock().unwrap_or_else(|e| e.into_inner()).lines();
             self.snapshot()?;
             self.overhead += clock.elapsed().as_secs_f64();
             monitor.update(&self.progress((0, 0)));
