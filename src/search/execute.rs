@@ -254,27 +254,38 @@ impl Search<'_> {
         let fail = |e: Error| {
             lock(&failure).get_or_insert(e);
         };
-        // Takes a record (ours or another process's) into the journal and the results, once.
-        let take = |slot: usize, text: &str| -> Result<(), Error> {
-            let record: TrialRecord = serde_json::from_str(text)
-                .map_err(|e| Error::from(shared.unreadable(number, slot, e.to_string())))?;
-            let job = &jobs[slot];
-            if record.round != number
-                || record.subject != job.subject
-                || record.stage != job.stage
-                || record.seed != job.seed
-            {
-                return Err(shared
-                    .unreadable(number, slot, "it is of another trial".into())
-                    .into());
+        // Takes records (ours or other processes') into the journal and the results, each once; the
+        // database already holds them durably, so one fsync covers the batch.
+        let take = |records: Vec<(usize, String)>| -> Result<(), Error> {
+            let mut parsed = Vec::with_capacity(records.len());
+            for (slot, text) in records {
+                let record: TrialRecord = serde_json::from_str(&text)
+                    .map_err(|e| Error::from(shared.unreadable(number, slot, e.to_string())))?;
+                let job = &jobs[slot];
+                if record.round != number
+                    || record.subject != job.subject
+                    || record.stage != job.stage
+                    || record.seed != job.seed
+                {
+                    return Err(shared
+                        .unreadable(number, slot, "it is of another trial".into())
+                        .into());
+                }
+                parsed.push((slot, record));
             }
             let mut all = lock(&results);
-            if all[slot].is_some() {
+            parsed.retain(|(slot, _)| all[*slot].is_none());
+            if parsed.is_empty() {
                 return Ok(());
             }
-            let result = record.result.clone();
-            lock(journal).append(&Entry::Trial(Box::new(record)))?;
-            all[slot] = Some(result);
+            let entries: Vec<Entry> = parsed
+                .iter()
+                .map(|(_, r)| Entry::Trial(Box::new(r.clone())))
+                .collect();
+            lock(journal).append_all(&entries)?;
+            for (slot, record) in parsed {
+                all[slot] = Some(record.result);
+            }
             let known = all.iter().filter(|r| r.is_some()).count();
             drop(all);
             let mut p = lock(&progress);
@@ -293,64 +304,67 @@ impl Search<'_> {
             if known.len() == total {
                 return Ok(true);
             }
-            for (slot, text) in shared.records(number, &known)? {
-                take(slot, &text)?;
-            }
+            take(shared.records(number, &known)?)?;
             Ok(lock(&results).iter().all(Option::is_some))
         };
+        let known = || lock(&results).iter().filter(|r| r.is_some()).count();
         let nap = |d: Duration| {
             let until = Instant::now() + d;
             while Instant::now() < until && !stop.load(Ordering::Relaxed) && !finished.load(Ordering::Relaxed)
             {
-                std::thread::sleep(Duration::from_millis(50));
+                std::thread::sleep(
+                    Duration::from_millis(10).min(until.saturating_duration_since(Instant::now())),
+                );
             }
         };
         // Workers: claim, run, record; when nothing is free, wait for the others' records.
         let work = || {
-            let mut idle = Duration::from_millis(100);
+            let mut idle = FIRST_POLL;
             loop {
                 if stop.load(Ordering::Relaxed) || finished.load(Ordering::Relaxed) {
                     return;
                 }
-                let step = || -> Result<bool, Error> {
+                let step = || -> Result<Step, Error> {
+                    let before = known();
                     if sync()? {
-                        return Ok(true);
+                        return Ok(Step::Done);
                     }
                     let claimed = if workers > 0 { shared.claim(number)? } else { None };
                     let Some(slot) = claimed else {
-                        return Ok(false);
+                        return Ok(if known() > before {
+                            Step::Worked
+                        } else {
+                            Step::Waiting
+                        });
                     };
                     if lock(&results)[slot].is_none() {
                         let Some(record) = round.run(slot) else {
-                            return Ok(false);
+                            return Ok(Step::Waiting);
                         };
                         let text = serde_json::to_string(&record).expect("a record is plain data");
                         let counted = shared.record(number, slot, &text)?;
-                        take(slot, &counted)?;
+                        take(vec![(slot, counted)])?;
                     }
-                    Ok(false)
+                    Ok(Step::Worked)
                 };
                 match step() {
-                    Ok(true) => {
+                    Ok(Step::Done) => {
                         finished.store(true, Ordering::Relaxed);
                         return;
                     }
-                    Ok(false) => {}
+                    Ok(Step::Worked) => idle = FIRST_POLL,
+                    // Nothing free and nothing new: wait for the others' records, polling more slowly
+                    // the longer nothing changes.
+                    Ok(Step::Waiting) => {
+                        nap(idle);
+                        idle = (idle * 2).min(LAST_POLL);
+                    }
                     Err(e) => {
                         fail(e);
                         finished.store(true, Ordering::Relaxed);
                         return;
                     }
                 }
-                // Waiting for others: poll more slowly the longer nothing changes.
-                let before = lock(&results).iter().filter(|r| r.is_some()).count();
-                nap(idle);
-                let after = lock(&results).iter().filter(|r| r.is_some()).count();
-                idle = if after > before {
-                    Duration::from_millis(100)
-                } else {
-                    (idle * 2).min(Duration::from_secs(2))
-                };
             }
         };
         std::thread::scope(|scope| {
@@ -383,6 +397,22 @@ impl Search<'_> {
         Ok(Some(results.into_iter().flatten().collect()))
     }
 }
+
+/// What one step of a shared-search worker did.
+enum Step {
+    /// The round is complete.
+    Done,
+    /// Ran a trial or took in new records.
+    Worked,
+    /// Nothing to claim and nothing new.
+    Waiting,
+}
+
+/// The first and the longest wait between two polls for other processes' records: short enough that a
+/// round's end costs little, long enough that a thousand idle processes cost the database a few
+/// thousand light queries per second.
+const FIRST_POLL: Duration = Duration::from_millis(20);
+const LAST_POLL: Duration = Duration::from_millis(250);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())

@@ -462,14 +462,23 @@ impl Journal {
 
     /// Appends one entry as the next numbered line and waits until it is on disk.
     pub fn append(&mut self, entry: &Entry) -> Result<(), Error> {
-        let line = numbered_line(self.lines + 1, entry);
+        self.append_all(std::slice::from_ref(entry))
+    }
+
+    /// Appends entries as the next numbered lines and waits once until they are all on disk (for
+    /// records another process already made durable in a shared search's database).
+    pub fn append_all(&mut self, entries: &[Entry]) -> Result<(), Error> {
+        let mut text = String::new();
+        for (k, entry) in entries.iter().enumerate() {
+            text.push_str(&numbered_line(self.lines + 1 + k, entry));
+        }
         let io = |source| Error::Io {
             path: self.path.clone(),
             source,
         };
-        self.file.write_all(line.as_bytes()).map_err(io)?;
+        self.file.write_all(text.as_bytes()).map_err(io)?;
         self.file.sync_data().map_err(io)?;
-        self.lines += 1;
+        self.lines += entries.len();
         Ok(())
     }
 }
