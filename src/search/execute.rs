@@ -278,13 +278,14 @@ impl Search<'_> {
             if parsed.is_empty() {
                 return Ok(());
             }
-            let entries: Vec<Entry> = parsed
-                .iter()
-                .map(|(_, r)| Entry::Trial(Box::new(r.clone())))
-                .collect();
-            lock(journal).append_all(&entries)?;
+            let mut entries = Vec::with_capacity(parsed.len());
             for (slot, record) in parsed {
-                all[slot] = Some(record.result);
+                all[slot] = Some(record.result.clone());
+                entries.push(Entry::Trial(Box::new(record)));
+            }
+            if let Err(e) = lock(journal).append_all(&entries) {
+                // Not journaled, so not counted: the round is taken in again on the next start.
+                return Err(e.into());
             }
             let known = all.iter().filter(|r| r.is_some()).count();
             drop(all);
