@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
+use polars_io::prelude::{CsvWriter, ParquetWriter, SerWriter};
 
 use super::Error;
 use super::render::{self, Plot, Report, Step, Winner};
