@@ -334,6 +334,17 @@ fn a_long_horizon_search_checks_its_finalists_on_a_longer_sequence_and_reports_i
         report.contains("long horizon over windows of 25% of the tasks"),
         "{report}"
     );
+    // Under the winner, the command that takes it to Python, and it works.
+    let line = report
+        .lines()
+        .find(|l| l.starts_with("To use it in Python: `synaptogen export "))
+        .unwrap_or_else(|| panic!("the export command under the winner:\n{report}"));
+    let command = line.split('`').nth(1).expect("the command in backticks");
+    assert!(command.ends_with("report/best.rhai --to numpy"), "{command}");
+    let args: Vec<&str> = command.split(' ').skip(1).collect();
+    let out = synaptogen(dir.path()).args(&args).output().expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("def synapse("));
 }
 
 #[test]

@@ -87,6 +87,34 @@ enum Command {
     /// List the vocabulary rules are written in: every variable with its meaning, scope and access,
     /// and the built-in functions.
     Vars,
+    /// Write a rule as a self-contained Python module for NumPy or PyTorch: one function per section,
+    /// taking the variables it reads and returning those it writes, equal to synaptogen bit for bit.
+    #[command(
+        after_help = "Examples:\n  synaptogen export reports/quickstart/best.rhai --to numpy              # to stdout\n  synaptogen export rules/local/oja.rhai --to torch --out oja_rule.py"
+    )]
+    Export(ExportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ExportArgs {
+    /// The rule script (.rhai).
+    #[arg(value_name = "RULE")]
+    rule: PathBuf,
+    /// The library the module computes with.
+    #[arg(long, value_enum, value_name = "TARGET")]
+    to: ExportTarget,
+    /// Write the module to FILE instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+/// `--to`: one value per [`crate::rule::export::Target`].
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ExportTarget {
+    /// NumPy arrays (float32).
+    Numpy,
+    /// PyTorch tensors (float32), on any device.
+    Torch,
 }
 
 #[derive(Debug, clap::Args)]
@@ -214,6 +242,27 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report(args) => report_command(&args),
         Command::Check(args) => check_command(&args),
         Command::Vars => print_stdout(&rules::vocabulary_table()),
+        Command::Export(args) => export_command(&args),
+    }
+}
+
+fn export_command(args: &ExportArgs) -> anyhow::Result<ExitCode> {
+    let compiled = crate::files::read_rule(&args.rule)?;
+    let target = match args.to {
+        ExportTarget::Numpy => crate::rule::export::Target::Numpy,
+        ExportTarget::Torch => crate::rule::export::Target::Torch,
+    };
+    let file_name = args.rule.file_name().map_or_else(
+        || args.rule.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let module = crate::rule::export::python(&compiled, &file_name, target);
+    match &args.out {
+        Some(path) => {
+            crate::files::write_atomic(path, module.as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        None => print_stdout(&module),
     }
 }
 
@@ -226,13 +275,19 @@ fn report_command(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     for w in &written.warnings {
         eprintln!("warning: {w}");
     }
-    print_stdout(&format!(
+    let mut text = format!(
         "Report written to {}: report.md, report.html, leaderboard.csv, evaluations.parquet, curves.csv{}\n",
         written.dir.display(),
         written
             .winner
             .map_or(String::new(), |w| format!(" (winner: {w})"))
-    ))
+    );
+    if let Some(command) = &written.export {
+        text.push_str(&format!(
+            "To use the winner in Python: {command} (or --to torch)\n"
+        ));
+    }
+    print_stdout(&text)
 }
 
 /// Writes the report of a finished search or multi-learner run: under `DIR/report/` when the user

@@ -29,6 +29,8 @@ pub struct Written {
     pub dir: PathBuf,
     /// The winner, if any.
     pub winner: Option<String>,
+    /// The command that exports the winner's rule to Python (a search's report).
+    pub export: Option<String>,
     /// Warnings met while reading.
     pub warnings: Vec<String>,
 }
@@ -54,7 +56,12 @@ pub fn build(results_dir: &Path, out_dir: Option<&Path>, command: &str) -> Resul
     );
     let out_dir = out_dir.map_or_else(|| Path::new("reports").join(&results.name), Path::to_path_buf);
     let out_dir = out_dir.as_path();
-    let report = compute(&results, &provenance)?;
+    let mut report = compute(&results, &provenance)?;
+    if results.source == Source::Search
+        && let Some(winner) = report.winner.as_mut().filter(|w| w.rhai.is_some())
+    {
+        winner.export = Some(export_command(out_dir));
+    }
     files::create_dir(out_dir)?;
     let plots_dir = out_dir.join("plots");
     files::create_dir(&plots_dir)?;
@@ -97,9 +104,18 @@ pub fn build(results_dir: &Path, out_dir: Option<&Path>, command: &str) -> Resul
     write_file(out_dir, "report.html", render::html(&report).as_bytes())?;
     Ok(Written {
         dir: out_dir.to_path_buf(),
+        export: report.winner.as_ref().and_then(|w| w.export.clone()),
         winner: report.winner.map(|w| w.subject),
         warnings: report.warnings,
     })
+}
+
+/// The command that exports the winner written into `out_dir` to NumPy.
+pub fn export_command(out_dir: &Path) -> String {
+    format!(
+        "synaptogen export {} --to numpy",
+        out_dir.join("best.rhai").display()
+    )
 }
 
 /// Computes every table and plot.
@@ -435,6 +451,7 @@ fn winner(results: &Results, leaderboard: &DataFrame) -> Result<Option<Winner>, 
             subject,
             rhai: None,
             formula: None,
+            export: None,
             reads: Vec::new(),
             lineage: Vec::new(),
             heat_map,
@@ -479,6 +496,7 @@ fn winner(results: &Results, leaderboard: &DataFrame) -> Result<Option<Winner>, 
         subject,
         rhai: Some(best_rhai(results, record)),
         formula,
+        export: None,
         reads,
         lineage: steps,
         heat_map,

@@ -39,6 +39,9 @@ pub struct Winner {
     pub rhai: Option<String>,
     /// The rule as formulas.
     pub formula: Option<String>,
+    /// The command that exports it to Python (None for a built-in learner, or before `build` knows
+    /// where the report goes).
+    pub export: Option<String>,
     /// Variables it reads, with their meaning.
     pub reads: Vec<(String, String)>,
     /// From a seed rule to it.
@@ -369,6 +372,13 @@ pub fn markdown(r: &Report) -> String {
         if let Some(rhai) = &w.rhai {
             let _ = writeln!(out, "```rhai\n{}```\n", rhai);
         }
+        if let Some(command) = &w.export {
+            let _ = writeln!(
+                out,
+                "{}\n",
+                export_sentence(&format!("`{command}`"), "`--to torch`")
+            );
+        }
         if let Some(f) = &w.formula {
             let _ = writeln!(out, "As a formula:\n\n```text\n{f}```\n");
         }
@@ -465,6 +475,14 @@ pub fn html(r: &Report) -> String {
         if let Some(rhai) = &w.rhai {
             let _ = writeln!(out, "<pre><code>{}</code></pre>", escape(rhai));
         }
+        if let Some(command) = &w.export {
+            let code = format!("<code>{}</code>", escape(command));
+            let _ = writeln!(
+                out,
+                "<p>{}</p>",
+                export_sentence(&code, "<code>--to torch</code>")
+            );
+        }
         if let Some(f) = &w.formula {
             let _ = writeln!(out, "<p>As a formula:</p>\n<pre>{}</pre>", escape(f));
         }
@@ -511,4 +529,13 @@ document.body.setAttribute('data-resources',performance.getEntriesByType('resour
     );
     out.push_str("</body>\n</html>\n");
     out
+}
+
+/// The sentence under the winner's rule that says how to take it to Python; `command` and `torch` (the
+/// other target's flag) are already marked up.
+pub fn export_sentence(command: &str, torch: &str) -> String {
+    format!(
+        "To use it in Python: {command} (or {torch}) writes it as a module with one function per \
+         section, equal to synaptogen bit for bit (README, \"Exporting a rule to Python\")."
+    )
 }

@@ -11,6 +11,7 @@
 mod jit;
 mod parse;
 
+pub mod export;
 pub mod ir;
 pub mod math;
 pub mod program;
