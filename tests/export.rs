@@ -39,27 +39,9 @@ fn numpy_python() -> String {
     )
 }
 
-/// Every rule file under `rules/` and every committed `reports/*/best.rhai`.
+/// The shipped rules and winners, at least as many as the repository had when this test was written.
 fn shipped_rules() -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut dirs = vec![repo().join("rules")];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).expect("readable") {
-            let path = entry.expect("an entry").path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "rhai") {
-                found.push(path);
-            }
-        }
-    }
-    for entry in std::fs::read_dir(repo().join("reports")).expect("readable") {
-        let best = entry.expect("an entry").path().join("best.rhai");
-        if best.exists() {
-            found.push(best);
-        }
-    }
-    found.sort();
+    let found = util::shipped_rules();
     assert!(found.len() >= 15, "found only {found:?}");
     found
 }

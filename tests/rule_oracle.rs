@@ -3,6 +3,8 @@
 //! Expressions are generated over the whole vocabulary of synapse() and every deterministic built-in
 //! function (randn draws from our noise stream, which Rhai cannot reproduce).
 
+mod util;
+
 use std::path::Path;
 
 use proptest::prelude::*;
@@ -452,21 +454,7 @@ proptest! {
 
 #[test]
 fn every_shipped_rule_hoists_without_changing_a_bit() {
-    let mut files: Vec<std::path::PathBuf> = Vec::new();
-    for dir in ["rules/baselines", "rules/local", "rules/pruning"] {
-        for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir)).expect("rules/ ships")
-        {
-            files.push(entry.expect("readable").path());
-        }
-    }
-    for entry in
-        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("reports")).expect("reports/ ships")
-    {
-        let best = entry.expect("readable").path().join("best.rhai");
-        if best.exists() {
-            files.push(best);
-        }
-    }
+    let files = util::shipped_rules();
     for path in files {
         let source = std::fs::read_to_string(&path).expect("readable rule");
         let compiled = rule::compile(&source, &path).unwrap_or_else(|e| panic!("{e}"));

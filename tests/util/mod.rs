@@ -93,3 +93,27 @@ pub fn final_state(out: &Path) -> serde_json::Value {
     v.as_object_mut().expect("an object").remove("elapsed");
     v
 }
+
+/// Every rule file under `rules/` and every committed `reports/*/best.rhai`, sorted.
+pub fn shipped_rules() -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![repo().join("rules")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("rules/ ships") {
+            let path = entry.expect("readable").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rhai") {
+                found.push(path);
+            }
+        }
+    }
+    for entry in std::fs::read_dir(repo().join("reports")).expect("reports/ ships") {
+        let best = entry.expect("readable").path().join("best.rhai");
+        if best.exists() {
+            found.push(best);
+        }
+    }
+    found.sort();
+    found
+}
