@@ -12,7 +12,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use synaptogen::data::{self, Batch, DatasetKind, Locator, TaskStream};
 use synaptogen::learner::{self, UpdateContext};
 use synaptogen::rng::{Purpose, Rng};
-use synaptogen::snn::Network;
+use synaptogen::snn::{Network, SparseScratch, Storage, matmul, matmul_skipping_zeros};
 use synaptogen::spec::RunSpec;
 
 fn reference_spec() -> RunSpec {
@@ -87,5 +87,64 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// The first layer's input product `I = b + x·Wᵀ` (196 → 256) on real pixels: gemm against
+/// `matmul_skipping_zeros`, on a training batch (32 rows) and a test chunk (500 rows), with the
+/// packed weights kept between calls (as in a test phase) and packed anew for every call (as in
+/// training, where every update changes them).
+fn products(c: &mut Criterion) {
+    let spec = reference_spec();
+    let data = dataset(&spec);
+    let stream = TaskStream::new(&data, spec.stream_config()).expect("reference sizes fit");
+    let network = Network::new(spec.network_config(data.pixels(), data.classes), 0);
+    let layer = &network.layers()[0];
+    let (k, n) = (layer.inputs(), layer.outputs());
+    let test = stream.test_set(0);
+    let mut group = c.benchmark_group("first_layer");
+    for rows in [32usize, 500] {
+        let x = &test.images[..rows * k];
+        let mut dst = vec![0.0f32; rows * n];
+        let mut scratch = SparseScratch::default();
+        group.throughput(Throughput::Elements(rows as u64));
+        group.bench_function(format!("gemm/{rows}"), |b| {
+            b.iter(|| {
+                matmul(
+                    &mut dst,
+                    black_box(x),
+                    Storage::RowMajor,
+                    layer.weights(),
+                    Storage::Transposed,
+                    (rows, k, n),
+                    true,
+                )
+            })
+        });
+        group.bench_function(format!("skipping_zeros/{rows}"), |b| {
+            b.iter(|| {
+                matmul_skipping_zeros(
+                    &mut dst,
+                    black_box(x),
+                    (layer.weights(), 0),
+                    (rows, k, n),
+                    &mut scratch,
+                )
+            })
+        });
+        let mut version = 0;
+        group.bench_function(format!("skipping_zeros_repacked/{rows}"), |b| {
+            b.iter(|| {
+                version += 1;
+                matmul_skipping_zeros(
+                    &mut dst,
+                    black_box(x),
+                    (layer.weights(), version),
+                    (rows, k, n),
+                    &mut scratch,
+                )
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, products);
 criterion_main!(benches);

@@ -20,9 +20,11 @@
 
 mod matmul;
 pub mod neuron;
+mod sparse;
 
 pub use matmul::{Storage, matmul};
 pub use neuron::{Lif, Reset};
+pub use sparse::{SparseScratch, matmul_skipping_zeros};
 
 use crate::rng::{Purpose, Rng};
 
@@ -155,6 +157,16 @@ pub struct Network {
     step_weights: Vec<f32>,
     /// `Σ_t c_t`: the readout bias's weight in the mean membrane.
     bias_weight: f32,
+    /// Names the weights' current values: a number never used before, given at creation and by every
+    /// method that lends the weights out mutably; a clone keeps it while it holds the same weights.
+    /// So a cache of something computed from the weights, keyed by it, is never stale.
+    version: u64,
+}
+
+/// A [`Network::version`] never handed out before.
+fn fresh_version() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// What a forward pass keeps for the backward pass.
@@ -189,6 +201,8 @@ struct LayerBuffers {
     membrane_sum: Vec<f32>,
     /// Σ over batch and steps of ∂L/∂s, per unit (when recorded).
     error_sum: Vec<f32>,
+    /// Scratch of the input product `x·Wᵀ` (packed weights, kept while the weights are unchanged).
+    sparse: SparseScratch,
 }
 
 /// Reusable buffers for passes through one network; grows to the largest batch it has seen and never
@@ -406,6 +420,7 @@ impl Network {
             thresholds,
             step_weights,
             bias_weight,
+            version: fresh_version(),
         }
     }
 
@@ -423,6 +438,7 @@ impl Network {
     /// sets its bias to 0 and its threshold back to the configured θ (how continual backprop and ReDo
     /// recycle a unit).
     pub fn redraw_incoming(&mut self, layer: usize, unit: usize, rng: &mut Rng) {
+        self.version = fresh_version();
         let (bound, _) = init_bounds(&self.config, layer);
         let dense = &mut self.layers[layer];
         let row = &mut dense.weights[unit * dense.inputs..(unit + 1) * dense.inputs];
@@ -441,6 +457,7 @@ impl Network {
     /// Sets every outgoing weight of `unit` in hidden layer `layer` to 0, so the unit no longer affects
     /// the network's output.
     pub fn zero_outgoing(&mut self, layer: usize, unit: usize) {
+        self.version = fresh_version();
         let next = &mut self.layers[layer + 1];
         let inputs = next.inputs;
         next.weights
@@ -462,6 +479,7 @@ impl Network {
 
     /// Every layer, mutable.
     pub fn layers_mut(&mut self) -> &mut [Dense] {
+        self.version = fresh_version();
         &mut self.layers
     }
 
@@ -489,6 +507,7 @@ impl Network {
 
     /// [`Network::parameters`], mutable.
     pub fn parameters_mut(&mut self) -> impl Iterator<Item = &mut [f32]> {
+        self.version = fresh_version();
         self.layers
             .iter_mut()
             .flat_map(|d| [d.weights.as_mut_slice(), d.bias.as_mut_slice()])
@@ -576,18 +595,17 @@ impl Network {
                 0 => (&ws.input_sequence, t_steps * batch),
                 _ => (&before[l - 1].spikes, t_steps * batch),
             };
-            // I = b + x·Wᵀ, for one step (constant input) or for all steps at once.
+            // I = b + x·Wᵀ, for one step (constant input) or for all steps at once. x is spikes or
+            // pixels, mostly zeros: the product skips them where that is faster, with the same bits.
             for row in buffers.current.chunks_exact_mut(width) {
                 row.copy_from_slice(&layer.bias);
             }
-            matmul(
+            matmul_skipping_zeros(
                 &mut buffers.current,
                 source,
-                Storage::RowMajor,
-                &layer.weights,
-                Storage::Transposed,
+                (&layer.weights, self.version),
                 (rows, layer.inputs, width),
-                true,
+                &mut buffers.sparse,
             );
             buffers.membrane.fill(0.0);
             let per_step_current = buffers.current.len() > per_step;

@@ -1,0 +1,439 @@
+//! `I += x·Wᵀ` from the nonzero entries of `x` alone, with the bits of [`matmul`].
+//!
+//! A hidden layer's input is spikes (0 or 1) or pooled pixels (about three quarters of MNIST's are 0),
+//! so most of a dense product's multiply-adds multiply zeros. Skipping them leaves the result's bits
+//! as they were, because of how `gemm` sums (gemm-common 0.19, `gemm.rs` and `microkernel.rs`): an
+//! element of a product with 3 ≤ k ≤ 512 is one fused multiply-add chain over k in increasing order,
+//! started from +0, added to `dst` once (`mul_add(1, acc, dst)`), on every x86-64 CPU with FMA. For a
+//! finite `w`, `fma(0, w, acc) = acc + (±0) = acc`, since such a chain never holds −0; so the chain
+//! over the nonzero entries is the chain over all of them. gemm's other paths order their sums
+//! differently (k ≤ 2, one row or one column, m·n ≤ 256, k > 512): there, and on other CPUs, and
+//! whenever a weight is not finite (`0·∞` must stay NaN), [`matmul_skipping_zeros`] calls gemm.
+
+use super::matmul::{Storage, matmul};
+
+/// Scratch of [`matmul_skipping_zeros`], kept between calls so a warm forward pass allocates nothing.
+#[derive(Clone, Debug, Default)]
+pub struct SparseScratch {
+    /// `W` in output blocks of [`BLOCK`]: block `j` holds outputs `BLOCK·j ..`, input by input
+    /// (`k` rows of the block's width, padded to a multiple of 8 with zeros), so the weights a block
+    /// reads are contiguous and stay in L1.
+    packed: Vec<f32>,
+    /// Where the packed weights start in `packed`: the first 64-byte boundary, so no load of 8 lanes
+    /// straddles two cache lines.
+    packed_start: usize,
+    /// The version and shape (n, k) of the weights `packed` holds, if any.
+    packed_for: Option<(u64, usize, usize)>,
+    /// Row `r`'s nonzero entries are `indices[offsets[r]..offsets[r + 1]]` (increasing) and the
+    /// matching `values`.
+    offsets: Vec<usize>,
+    indices: Vec<u32>,
+    values: Vec<f32>,
+}
+
+/// Outputs per block of the packed weights: 4 registers of 8 lanes.
+const BLOCK: usize = 32;
+
+/// Whether the sparse kernel gives [`matmul`]'s bits for this shape on this CPU (see the module doc).
+pub fn sparse_rows_supported((m, k, n): (usize, usize, usize)) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        m >= 2
+            && n >= 2
+            && (3..=512).contains(&k)
+            && m * n > 256
+            && std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (m, k, n);
+        false
+    }
+}
+
+/// `dst (m×n) += x (m×k) · Wᵀ`, with `W` `n×k` row-major: [`matmul`]'s result with `accumulate`, bit
+/// for bit, computed from `x`'s nonzero entries alone where that is faster.
+///
+/// `w` comes with a version ([`super::Network`]'s): calls that pass the same version must pass the
+/// same weights, so packing them is done once for all the products that use them (a test phase
+/// runs thousands).
+pub fn matmul_skipping_zeros(
+    dst: &mut [f32],
+    x: &[f32],
+    w: (&[f32], u64),
+    shape: (usize, usize, usize),
+    scratch: &mut SparseScratch,
+) {
+    skipping_zeros(dst, x, w, shape, scratch, false);
+}
+
+/// [`matmul_skipping_zeros`]; `always_sparse` takes the sparse kernel wherever it is supported, even
+/// where gemm would be faster (for tests).
+fn skipping_zeros(
+    dst: &mut [f32],
+    x: &[f32],
+    (w, version): (&[f32], u64),
+    (m, k, n): (usize, usize, usize),
+    scratch: &mut SparseScratch,
+    always_sparse: bool,
+) {
+    let dense = |dst: &mut [f32]| matmul(dst, x, Storage::RowMajor, w, Storage::Transposed, (m, k, n), true);
+    if !sparse_rows_supported((m, k, n)) {
+        return dense(dst);
+    }
+    assert!(dst.len() >= m * n && x.len() >= m * k && w.len() >= n * k);
+    #[cfg(target_arch = "x86_64")]
+    {
+        // Costs measured with `cargo bench --bench train -- first_layer` (196 → 256 on an AVX2
+        // core), in units of gemm's time per multiply-add: the sparse kernel takes about 2 per
+        // nonzero entry and output, packing W about 50 per weight. So a product whose weights
+        // must be packed first needs more than 50 rows to pay (a training batch does not).
+        let packed = scratch.packed_for == Some((version, n, k));
+        let pack_cost = if packed { 0 } else { 500 * k * n };
+        if !always_sparse && pack_cost >= 10 * m * k * n {
+            return dense(dst);
+        }
+        // SAFETY: sparse_rows_supported checked that the CPU has AVX2 and FMA.
+        let nonzero = unsafe { avx2::gather_nonzeros(scratch, &x[..m * k], k) };
+        if !always_sparse && 20 * nonzero * n + pack_cost >= 10 * m * k * n {
+            return dense(dst);
+        }
+        if !packed {
+            scratch.packed_for = None;
+            if !pack(scratch, &w[..n * k], (n, k)) {
+                return dense(dst);
+            }
+            scratch.packed_for = Some((version, n, k));
+        }
+        // SAFETY: as above; the scratch holds m rows of entries with indices < k and W packed for
+        // (n, k), dst holds m·n floats.
+        unsafe { avx2::sparse_rows(&mut dst[..m * n], scratch, (m, k, n)) };
+    }
+}
+
+/// Packs `w` (`n × k` row-major) into [`SparseScratch::packed`]'s layout. Returns whether every weight
+/// is finite.
+fn pack(scratch: &mut SparseScratch, w: &[f32], (n, k): (usize, usize)) -> bool {
+    let padded = n.div_ceil(8) * 8;
+    scratch.packed.clear();
+    scratch.packed.resize(padded * k + 16, 0.0);
+    scratch.packed_start = scratch.packed.as_ptr().align_offset(64).min(16);
+    let packed = &mut scratch.packed[scratch.packed_start..];
+    let mut finite = true;
+    for start in (0..n).step_by(BLOCK) {
+        let width = BLOCK.min(padded - start);
+        let block = &mut packed[start * k..(start + width) * k];
+        for (lane, row) in w[start * k..]
+            .chunks_exact(k)
+            .take(width.min(n - start))
+            .enumerate()
+        {
+            for (i, &v) in row.iter().enumerate() {
+                finite &= v.is_finite();
+                block[i * width + lane] = v;
+            }
+        }
+    }
+    finite
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{BLOCK, SparseScratch};
+
+    /// For each of `x`'s rows of `k`, its nonzero entries into the scratch; returns how many.
+    /// Eight at a time: the nonzero lanes are moved to the front of a register by a permutation
+    /// looked up from the comparison's mask, and stored whole (no branch on where the zeros fall).
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn gather_nonzeros(scratch: &mut SparseScratch, x: &[f32], k: usize) -> usize {
+        let SparseScratch {
+            offsets,
+            indices,
+            values,
+            ..
+        } = scratch;
+        // A full register may be stored at the last count: 8 spare entries.
+        indices.resize(x.len() + 8, 0);
+        values.resize(x.len() + 8, 0.0);
+        offsets.clear();
+        offsets.push(0);
+        let mut count = 0;
+        let zero = _mm256_setzero_ps();
+        let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        for row in x.chunks_exact(k) {
+            let mut chunks = row.chunks_exact(8);
+            let mut base = 0;
+            for chunk in chunks.by_ref() {
+                // SAFETY: chunk holds 8 floats; indices and values hold count + 8 ≤ len entries
+                // (count ≤ the entries read so far).
+                unsafe {
+                    let v = _mm256_loadu_ps(chunk.as_ptr());
+                    let mask = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(v, zero)) as usize;
+                    let order = _mm256_loadu_si256(COMPRESS[mask].as_ptr().cast());
+                    let at = _mm256_add_epi32(lanes, _mm256_set1_epi32(base as i32));
+                    _mm256_storeu_ps(values.as_mut_ptr().add(count), _mm256_permutevar8x32_ps(v, order));
+                    _mm256_storeu_si256(
+                        indices.as_mut_ptr().add(count).cast(),
+                        _mm256_permutevar8x32_epi32(at, order),
+                    );
+                    count += mask.count_ones() as usize;
+                }
+                base += 8;
+            }
+            for (i, &v) in chunks.remainder().iter().enumerate() {
+                indices[count] = (base + i) as u32;
+                values[count] = v;
+                count += usize::from(v != 0.0);
+            }
+            offsets.push(count);
+        }
+        count
+    }
+
+    /// For each 8-bit mask, the lanes whose bit is set, in increasing order, then the others.
+    static COMPRESS: [[u32; 8]; 256] = {
+        let mut table = [[0u32; 8]; 256];
+        let mut mask = 0;
+        while mask < 256 {
+            let mut next = 0;
+            let mut lane = 0;
+            while lane < 8 {
+                if mask & (1 << lane) != 0 {
+                    table[mask][next] = lane as u32;
+                    next += 1;
+                }
+                lane += 1;
+            }
+            let mut lane = 0;
+            while lane < 8 {
+                if mask & (1 << lane) == 0 {
+                    table[mask][next] = lane as u32;
+                    next += 1;
+                }
+                lane += 1;
+            }
+            mask += 1;
+        }
+        table
+    };
+
+    /// `dst += x·Wᵀ` from the gathered entries and packed weights: block by block of outputs (the
+    /// block's weights stay in L1), three rows at a time (independent FMA chains hide the FMA
+    /// latency; interleaving rows' chains changes none of them), then `dst + acc`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn sparse_rows(dst: &mut [f32], scratch: &SparseScratch, (m, k, n): (usize, usize, usize)) {
+        let padded = n.div_ceil(8) * 8;
+        for start in (0..n).step_by(BLOCK) {
+            let width = BLOCK.min(padded - start);
+            let block = Block {
+                weights: &scratch.packed[scratch.packed_start + start * k..][..width * k],
+                scratch,
+                start,
+                real: n.min(start + width) - start,
+                n,
+            };
+            match width / 8 {
+                4 => block.run::<4>(dst, m),
+                3 => block.run::<3>(dst, m),
+                2 => block.run::<2>(dst, m),
+                _ => block.run::<1>(dst, m),
+            }
+        }
+    }
+
+    /// One block of outputs of [`sparse_rows`].
+    struct Block<'a> {
+        /// The block's packed weights: k rows of 8·R.
+        weights: &'a [f32],
+        scratch: &'a SparseScratch,
+        /// Its first output.
+        start: usize,
+        /// Its outputs below n (the rest of its 8·R lanes are padding).
+        real: usize,
+        n: usize,
+    }
+
+    impl Block<'_> {
+        #[target_feature(enable = "avx2,fma")]
+        fn run<const R: usize>(&self, dst: &mut [f32], m: usize) {
+            let SparseScratch {
+                offsets,
+                indices,
+                values,
+                ..
+            } = self.scratch;
+            let width = 8 * R;
+            let weights = self.weights.as_ptr();
+            // acc ← fma(value, W[start.., index], acc) for entry e.
+            let step = |acc: &mut [__m256; R], e: usize| {
+                let v = _mm256_set1_ps(values[e]);
+                let at = indices[e] as usize * width;
+                debug_assert!(at + width <= self.weights.len());
+                for (j, a) in acc.iter_mut().enumerate() {
+                    // SAFETY: indices are < k and the block holds k rows of `width` floats.
+                    *a = _mm256_fmadd_ps(v, unsafe { _mm256_loadu_ps(weights.add(at + 8 * j)) }, *a);
+                }
+            };
+            let store = |dst: &mut [f32], r: usize, acc: &[__m256; R]| {
+                let out = &mut dst[r * self.n + self.start..r * self.n + self.start + self.real];
+                let mut chunks = out.chunks_exact_mut(8);
+                for (chunk, a) in chunks.by_ref().zip(acc) {
+                    let d = chunk.as_mut_ptr();
+                    // SAFETY: chunk holds exactly 8 floats.
+                    unsafe { _mm256_storeu_ps(d, _mm256_add_ps(_mm256_loadu_ps(d), *a)) };
+                }
+                let rest = chunks.into_remainder();
+                if !rest.is_empty() {
+                    let mut sums = [0.0f32; 8];
+                    // SAFETY: sums holds 8 floats.
+                    unsafe { _mm256_storeu_ps(sums.as_mut_ptr(), acc[self.real / 8]) };
+                    for (d, s) in rest.iter_mut().zip(sums) {
+                        *d += s;
+                    }
+                }
+            };
+            // Three rows at a time: 3·R chains in flight (12 for a full block, enough to cover the
+            // FMA's latency at two per cycle).
+            let mut r = 0;
+            while r < m {
+                let rows = [r, r + 1, r + 2].map(|q| match q < m {
+                    true => offsets[q]..offsets[q + 1],
+                    false => 0..0,
+                });
+                let mut acc = [[_mm256_setzero_ps(); R]; 3];
+                let common = rows.iter().map(|e| e.len()).min().unwrap_or(0);
+                for e in 0..common {
+                    step(&mut acc[0], rows[0].start + e);
+                    step(&mut acc[1], rows[1].start + e);
+                    step(&mut acc[2], rows[2].start + e);
+                }
+                for (row, a) in rows.iter().zip(acc.iter_mut()) {
+                    for e in row.start + common..row.end {
+                        step(a, e);
+                    }
+                }
+                for (q, a) in acc.iter().enumerate().take(m - r) {
+                    store(dst, r + q, a);
+                }
+                r += 3;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// xorshift64*: uniform in [0, 1).
+    fn uniform(state: &mut u64) -> f32 {
+        *state ^= *state >> 12;
+        *state ^= *state << 25;
+        *state ^= *state >> 27;
+        (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    /// Values of every magnitude and sign, so that any other summation order would round differently.
+    fn value(state: &mut u64) -> f32 {
+        let mantissa = uniform(state) * 2.0 - 1.0;
+        mantissa * 2f32.powi((uniform(state) * 24.0) as i32 - 12)
+    }
+
+    #[test]
+    fn the_sparse_kernel_gives_gemms_bits_wherever_supported() {
+        if !sparse_rows_supported((500, 196, 256)) {
+            eprintln!("no AVX2 + FMA here: the sparse kernel is never taken");
+            return;
+        }
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut scratch = SparseScratch::default();
+        let mut compared = 0;
+        let mut version = 0;
+        for &m in &[2, 3, 17, 32, 64, 257] {
+            for &k in &[3, 4, 9, 196, 511, 512] {
+                for &n in &[2, 8, 9, 10, 31, 32, 33, 63, 64, 65, 100, 129, 256] {
+                    if !sparse_rows_supported((m, k, n)) {
+                        assert!(m * n <= 256, "{m}×{k}×{n} should be supported");
+                        continue;
+                    }
+                    for density in [0.0, 0.25, 1.0] {
+                        let x: Vec<f32> = (0..m * k)
+                            .map(|_| match uniform(&mut state) {
+                                u if u < density => value(&mut state),
+                                u if u < density + (1.0 - density) / 2.0 => 0.0,
+                                _ => -0.0,
+                            })
+                            .collect();
+                        let w: Vec<f32> = (0..n * k).map(|_| value(&mut state)).collect();
+                        version += 1;
+                        let bias: Vec<f32> = (0..m * n).map(|_| value(&mut state)).collect();
+                        let mut want = bias.clone();
+                        matmul(
+                            &mut want,
+                            &x,
+                            Storage::RowMajor,
+                            &w,
+                            Storage::Transposed,
+                            (m, k, n),
+                            true,
+                        );
+                        for always_sparse in [true, false] {
+                            let mut got = bias.clone();
+                            skipping_zeros(
+                                &mut got,
+                                &x,
+                                (&w, version),
+                                (m, k, n),
+                                &mut scratch,
+                                always_sparse,
+                            );
+                            for (e, (g, w)) in got.iter().zip(&want).enumerate() {
+                                assert_eq!(
+                                    g.to_bits(),
+                                    w.to_bits(),
+                                    "{m}×{k}×{n}, density {density}, element {e}"
+                                );
+                            }
+                        }
+                        compared += 1;
+                    }
+                }
+            }
+        }
+        assert!(compared > 300, "only {compared} shapes compared");
+    }
+
+    #[test]
+    fn a_non_finite_weight_still_spreads_nan_as_gemm_does() {
+        let (m, k, n) = (4, 8, 96);
+        let x = vec![0.0; m * k];
+        let mut w = vec![0.5; n * k];
+        w[3] = f32::INFINITY;
+        let mut got = vec![1.0; m * n];
+        skipping_zeros(
+            &mut got,
+            &x,
+            (&w, 0),
+            (m, k, n),
+            &mut SparseScratch::default(),
+            true,
+        );
+        assert!(got[0].is_nan(), "0·∞ is NaN in gemm: {}", got[0]);
+    }
+
+    #[test]
+    fn shapes_gemm_sums_otherwise_are_refused() {
+        for shape in [
+            (1, 196, 256),
+            (500, 196, 1),
+            (500, 2, 256),
+            (500, 513, 256),
+            (10, 196, 25),
+        ] {
+            assert!(!sparse_rows_supported(shape), "{shape:?}");
+        }
+    }
+}
