@@ -267,10 +267,10 @@ mod avx2 {
             } = self.scratch;
             let width = 8 * R;
             let weights = self.weights.as_ptr();
-            // acc ← fma(value, W[start.., index], acc) for entry e.
-            let step = |acc: &mut [__m256; R], e: usize| {
-                let v = _mm256_set1_ps(values[e]);
-                let at = indices[e] as usize * width;
+            // acc ← fma(value, W[start.., index], acc) for one entry.
+            let step = |acc: &mut [__m256; R], index: u32, value: f32| {
+                let v = _mm256_set1_ps(value);
+                let at = index as usize * width;
                 debug_assert!(at + width <= self.weights.len());
                 for (j, a) in acc.iter_mut().enumerate() {
                     // SAFETY: indices are < k and the block holds k rows of `width` floats.
@@ -299,20 +299,23 @@ mod avx2 {
             // FMA's latency at two per cycle).
             let mut r = 0;
             while r < m {
-                let rows = [r, r + 1, r + 2].map(|q| match q < m {
-                    true => offsets[q]..offsets[q + 1],
-                    false => 0..0,
+                let rows = [r, r + 1, r + 2].map(|q| {
+                    let range = if q < m { offsets[q]..offsets[q + 1] } else { 0..0 };
+                    (&indices[range.clone()], &values[range])
                 });
                 let mut acc = [[_mm256_setzero_ps(); R]; 3];
-                let common = rows.iter().map(|e| e.len()).min().unwrap_or(0);
-                for e in 0..common {
-                    step(&mut acc[0], rows[0].start + e);
-                    step(&mut acc[1], rows[1].start + e);
-                    step(&mut acc[2], rows[2].start + e);
+                let common = rows.iter().map(|(i, _)| i.len()).min().unwrap_or(0);
+                let [(i0, v0), (i1, v1), (i2, v2)] = rows;
+                let heads = i0[..common].iter().zip(&v0[..common]);
+                let heads = heads.zip(i1[..common].iter().zip(&v1[..common]));
+                for ((e0, e1), e2) in heads.zip(i2[..common].iter().zip(&v2[..common])) {
+                    step(&mut acc[0], *e0.0, *e0.1);
+                    step(&mut acc[1], *e1.0, *e1.1);
+                    step(&mut acc[2], *e2.0, *e2.1);
                 }
-                for (row, a) in rows.iter().zip(acc.iter_mut()) {
-                    for e in row.start + common..row.end {
-                        step(a, e);
+                for ((i, v), a) in rows.iter().zip(acc.iter_mut()) {
+                    for (&index, &value) in i[common..].iter().zip(&v[common..]) {
+                        step(a, index, value);
                     }
                 }
                 for (q, a) in acc.iter().enumerate().take(m - r) {
