@@ -23,8 +23,45 @@ pub fn matmul(
     a_storage: Storage,
     b: &[f32],
     b_storage: Storage,
+    shape: (usize, usize, usize),
+    accumulate: bool,
+) {
+    product(dst, a, a_storage, b, b_storage, shape, accumulate, 1.0);
+}
+
+/// `dst = scale · (a · b)`: the bits of [`matmul`] without `accumulate` followed by `*d *= scale`.
+///
+/// Where gemm sums each element as one chain and stores `scale · sum` (the shapes and CPUs of
+/// [`super::sparse::sparse_rows_supported`], see `sparse.rs`), gemm scales as it stores, saving a pass
+/// over `dst`; elsewhere its other paths apply the factor differently, so the scaling is a pass of
+/// its own.
+pub fn matmul_scaled(
+    dst: &mut [f32],
+    a: &[f32],
+    a_storage: Storage,
+    b: &[f32],
+    b_storage: Storage,
+    (m, k, n): (usize, usize, usize),
+    scale: f32,
+) {
+    if super::sparse::sparse_rows_supported((m, k, n)) {
+        product(dst, a, a_storage, b, b_storage, (m, k, n), false, scale);
+    } else {
+        product(dst, a, a_storage, b, b_storage, (m, k, n), false, 1.0);
+        dst[..m * n].iter_mut().for_each(|d| *d *= scale);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn product(
+    dst: &mut [f32],
+    a: &[f32],
+    a_storage: Storage,
+    b: &[f32],
+    b_storage: Storage,
     (m, k, n): (usize, usize, usize),
     accumulate: bool,
+    scale: f32,
 ) {
     assert!(dst.len() >= m * n, "dst holds {} < {m}×{n}", dst.len());
     assert!(a.len() >= m * k, "a holds {} < {m}×{k}", a.len());
@@ -66,7 +103,7 @@ pub fn matmul(
             b_cs,
             b_rs,
             1.0,
-            1.0,
+            scale,
             false,
             false,
             false,
@@ -85,6 +122,54 @@ mod tests {
         (0..m * n)
             .map(|ij| (0..k).map(|p| ga(ij / n, p) * gb(p, ij % n)).sum())
             .collect()
+    }
+
+    #[test]
+    fn scaled_products_have_the_bits_of_a_product_then_a_scaling_pass() {
+        // gemm's paths differ by shape (small, one row or column, k ≤ 2, k > 512): cover each.
+        for (m, k, n) in [
+            (5, 7, 3),
+            (256, 32, 196),
+            (10, 32, 256),
+            (1, 40, 9),
+            (17, 600, 20),
+            (3, 2, 2),
+            (40, 1, 30),
+            (9, 40, 1),
+            (64, 800, 48),
+            (256, 512, 196),
+            (256, 513, 196),
+            (2, 32, 2),
+            (20, 20, 20),
+        ] {
+            let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos() * 3.0).collect();
+            let scale = 1.0 / 96.0;
+            let mut want = vec![f32::NAN; m * n];
+            matmul(
+                &mut want,
+                &a,
+                Storage::Transposed,
+                &b,
+                Storage::RowMajor,
+                (m, k, n),
+                false,
+            );
+            want.iter_mut().for_each(|w| *w *= scale);
+            let mut got = vec![f32::NAN; m * n];
+            matmul_scaled(
+                &mut got,
+                &a,
+                Storage::Transposed,
+                &b,
+                Storage::RowMajor,
+                (m, k, n),
+                scale,
+            );
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(g.to_bits(), w.to_bits(), "{m}×{k}×{n}: {g} vs {w}");
+            }
+        }
     }
 
     #[test]

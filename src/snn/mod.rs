@@ -22,7 +22,7 @@ mod matmul;
 pub mod neuron;
 mod sparse;
 
-pub use matmul::{Storage, matmul};
+pub use matmul::{Storage, matmul, matmul_scaled};
 pub use neuron::{Lif, Reset};
 pub use sparse::{SparseScratch, matmul_skipping_zeros};
 
@@ -284,15 +284,10 @@ impl Workspace {
         let per_step = self.batch * width;
         let spikes = &self.layers[layer].spikes[..];
         let steps = spikes.len() / per_step.max(1);
+        let scale = 1.0 / steps.max(1) as f32;
         out.clear();
         out.resize(per_step, 0.0);
-        for step in spikes.chunks_exact(per_step).take(steps) {
-            for (o, s) in out.iter_mut().zip(step) {
-                *o += s;
-            }
-        }
-        let scale = 1.0 / steps.max(1) as f32;
-        out.iter_mut().for_each(|o| *o *= scale);
+        neuron::mean_over_steps(&spikes[..steps * per_step], scale, out);
     }
 
     /// Non-zero inputs reaching each hidden layer and the readout over the last pass, per input unit,

@@ -264,27 +264,89 @@ impl Lif {
     }
 }
 
-/// `acc += c · x`, element by element, compiled for AVX2 where the CPU has it (as [`Lif::step`]: the
-/// same bits either way).
-pub fn accumulate_scaled(acc: &mut [f32], x: &[f32], c: f32) {
-    #[inline(always)]
-    fn portable(acc: &mut [f32], x: &[f32], c: f32) {
+/// Defines an element-wise slice function once, compiled twice: for AVX2 (taken where the CPU has it)
+/// and portably. The body is the same Rust either way and never fuses a product into a sum, so both
+/// give the same bits; only the vector width differs.
+macro_rules! avx2_or_portable {
+    ($(#[$doc:meta])* pub fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$doc])*
+        pub fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn portable($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2")]
+            unsafe fn avx2($($arg: $ty),*) {
+                portable($($arg),*);
+            }
+            #[cfg(target_arch = "x86_64")]
+            if std::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2, checked just above.
+                unsafe { avx2($($arg),*) };
+                return;
+            }
+            portable($($arg),*);
+        }
+    };
+}
+
+avx2_or_portable! {
+    /// `acc += c · x`, element by element (as [`Lif::step`]: the same bits on every CPU).
+    pub fn accumulate_scaled(acc: &mut [f32], x: &[f32], c: f32) {
         for (a, &s) in acc.iter_mut().zip(x) {
             *a += c * s;
         }
     }
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    unsafe fn avx2(acc: &mut [f32], x: &[f32], c: f32) {
-        portable(acc, x, c);
+}
+
+avx2_or_portable! {
+    /// `acc = β·acc + x`, element by element (a product then a sum).
+    pub fn decay_and_add(acc: &mut [f32], beta: f32, x: &[f32]) {
+        for (a, &s) in acc.iter_mut().zip(x) {
+            *a = beta * *a + s;
+        }
     }
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2, checked just above.
-        unsafe { avx2(acc, x, c) };
-        return;
+}
+
+avx2_or_portable! {
+    /// `sum += row` for each row of `rows` (`k × sum.len()`), in row order.
+    pub fn add_rows(sum: &mut [f32], rows: &[f32]) {
+        for row in rows.chunks_exact(sum.len().max(1)) {
+            for (s, &v) in sum.iter_mut().zip(row) {
+                *s += v;
+            }
+        }
     }
-    portable(acc, x, c);
+}
+
+avx2_or_portable! {
+    /// `out[i] = scale · (0 + x[0][i] + x[1][i] + …)` over the steps of `x` (`steps × out.len()`), summed
+    /// in step order, block by block in registers (one pass over `x`).
+    pub fn mean_over_steps(x: &[f32], scale: f32, out: &mut [f32]) {
+        const BLOCK: usize = 64;
+        let per_step = out.len();
+        if per_step == 0 {
+            return;
+        }
+        for (start, block) in (0..per_step).step_by(BLOCK).zip(out.chunks_mut(BLOCK)) {
+            let width = block.len();
+            let mut sums = [0.0f32; BLOCK];
+            for step in x.chunks_exact(per_step) {
+                if width == BLOCK {
+                    let step: &[f32; BLOCK] = step[start..start + BLOCK].try_into().expect("a full block");
+                    for (sum, s) in sums.iter_mut().zip(step) {
+                        *sum += s;
+                    }
+                } else {
+                    for (sum, s) in sums.iter_mut().zip(&step[start..start + width]) {
+                        *sum += s;
+                    }
+                }
+            }
+            for (o, sum) in block.iter_mut().zip(sums) {
+                *o = sum * scale;
+            }
+        }
+    }
 }
 
 /// ReLU for the ANN mode: `h = max(0, I)`, with derivative `1[I > 0]` into `psi` when given.
@@ -403,5 +465,43 @@ mod tests {
         let mut g = vec![2.0, 3.0];
         backward_through_time(&mut g, &[0.5, 0.25], 1, 0.9);
         assert_eq!(g, vec![2.0 * 0.5 + 0.9 * 0.75, 0.75]);
+    }
+
+    #[test]
+    fn mean_over_steps_sums_in_step_order_for_every_width() {
+        // Widths below, at and across the block of 64; values whose sum depends on the order.
+        for (width, steps) in [(1, 3), (63, 8), (64, 8), (65, 5), (200, 8), (0, 4)] {
+            let x: Vec<f32> = (0..width * steps)
+                .map(|i| ((i * 7919) % 1000) as f32 * 1e-3 + if i % 3 == 0 { 1e7 } else { -0.0 })
+                .collect();
+            let scale = 1.0 / steps as f32;
+            let mut out = vec![f32::NAN; width];
+            mean_over_steps(&x, scale, &mut out);
+            for (i, got) in out.iter().enumerate() {
+                let want = (0..steps).fold(0.0f32, |sum, t| sum + x[t * width + i]) * scale;
+                assert_eq!(got.to_bits(), want.to_bits(), "width {width}, unit {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn vector_helpers_have_the_bits_of_their_scalar_definitions() {
+        let x: Vec<f32> = (0..3 * 37)
+            .map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.3)
+            .collect();
+        let mut acc: Vec<f32> = x[..37].iter().map(|v| v * 7.0).collect();
+        let want: Vec<f32> = acc.iter().zip(&x[37..74]).map(|(a, s)| 0.9 * a + s).collect();
+        decay_and_add(&mut acc, 0.9, &x[37..74]);
+        assert_eq!(
+            acc.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            want.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+        let mut sum = vec![0.5f32; 37];
+        let want: Vec<f32> = (0..37).map(|j| ((0.5 + x[j]) + x[37 + j]) + x[74 + j]).collect();
+        add_rows(&mut sum, &x);
+        assert_eq!(
+            sum.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            want.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
     }
 }

@@ -34,7 +34,8 @@ pub struct SparseScratch {
 /// Outputs per block of the packed weights: 4 registers of 8 lanes.
 const BLOCK: usize = 32;
 
-/// Whether the sparse kernel gives [`matmul`]'s bits for this shape on this CPU (see the module doc).
+/// Whether gemm sums each element of a product of this shape, on this CPU, as one chain stored once (see
+/// the module doc): then the sparse kernel gives [`matmul`]'s bits, and so does gemm scaling as it stores.
 pub fn sparse_rows_supported((m, k, n): (usize, usize, usize)) -> bool {
     #[cfg(target_arch = "x86_64")]
     {

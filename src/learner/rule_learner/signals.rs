@@ -22,7 +22,7 @@ use super::super::Backprop;
 use crate::data::Batch;
 use crate::rule::Program;
 use crate::rule::vocab::Var;
-use crate::snn::{Storage, Workspace, accumulate_softmax, matmul};
+use crate::snn::{Storage, Workspace, accumulate_softmax, matmul, matmul_scaled, neuron};
 
 /// Decay of `pre_trace`, `post_trace`, `rate_trace` and `loss_trace` per update.
 pub const TRACE_DECAY: f32 = 0.99;
@@ -181,17 +181,22 @@ pub struct Signals {
     pub err: Vec<f32>,
     /// Per synapse.
     pub hebb: Vec<f32>,
-    /// Per synapse, or per presynaptic neuron on the readout ([`Signals::elig_per_column`]).
+    /// Per synapse (hidden layers).
     pub elig: Vec<f32>,
-    /// Whether `elig` holds one value per presynaptic neuron (the readout, where ψ = 1).
+    /// Per presynaptic neuron: `elig` of the readout, where ψ = 1 ([`Signals::elig_per_column`]).
+    /// Kept apart from `elig` so neither buffer is shrunk and refilled on every update.
+    pub elig_columns: Vec<f32>,
+    /// Whether this matrix's `elig` is `elig_columns` (the readout).
     pub elig_per_column: bool,
     /// `elig` of the biases (synapses from an always-on input): per neuron, or one value on the readout.
     pub bias_elig: Vec<f32>,
     /// What [`Signals::compute`] has computed since the learner last cleared it (for tests that a rule
     /// pays only for what it reads).
     pub computed: Reads,
-    /// Scratch: activities, the readout's softmax, the presynaptic trace sequence.
-    activity: Vec<f32>,
+    /// Scratch: the presynaptic and postsynaptic layers' firing rates (`batch × width`), the
+    /// readout's softmax.
+    pre_activity: Vec<f32>,
+    post_activity: Vec<f32>,
     probabilities: Vec<f32>,
     /// Scratch of `elig`: the presynaptic traces, or for a constant input the c_t-weighted surrogate.
     trace: Vec<f32>,
@@ -207,22 +212,28 @@ impl Signals {
         let (inputs, outputs) = (layer.inputs(), layer.outputs());
         let ws = &core.workspace;
         let (steps, rows) = (config.time_steps, batch.len());
+        // The firing rates pre, post and hebb share, each computed once.
+        let direct_first = l == 0 && ws.input_sequence().is_empty();
+        if l > 0 && (reads.pre || (reads.hebb && l == hidden)) {
+            ws.activity_into(l - 1, inputs, &mut self.pre_activity);
+        }
+        if l < hidden && (reads.post || (reads.hebb && direct_first)) {
+            ws.activity_into(l, outputs, &mut self.post_activity);
+        }
         self.pre.clear();
         if reads.pre {
             self.computed.pre = true;
             if l == 0 {
                 row_mean_into(&batch.images, inputs, &mut self.pre);
             } else {
-                ws.activity_into(l - 1, inputs, &mut self.activity);
-                row_mean_into(&self.activity, inputs, &mut self.pre);
+                row_mean_into(&self.pre_activity, inputs, &mut self.pre);
             }
         }
         self.post.clear();
         if reads.post {
             self.computed.post = true;
             if l < hidden {
-                ws.activity_into(l, outputs, &mut self.activity);
-                row_mean_into(&self.activity, outputs, &mut self.post);
+                row_mean_into(&self.post_activity, outputs, &mut self.post);
             } else {
                 self.probabilities.clear();
                 self.probabilities.resize(ws.logits().len(), 0.0);
@@ -282,48 +293,62 @@ impl Signals {
         let (steps, rows) = (config.time_steps, batch.len());
         self.hebb.resize(outputs * inputs, 0.0);
         if l == hidden {
-            // Readout: mean over the batch of softmax probability × presynaptic firing rate.
-            ws.activity_into(l - 1, inputs, &mut self.activity);
+            // Readout: mean over the batch of softmax probability × presynaptic firing rate
+            // (computed by `compute`).
             matmul(
                 &mut self.hebb,
                 &self.probabilities,
                 Storage::Transposed,
-                &self.activity,
+                &self.pre_activity,
                 Storage::RowMajor,
                 (outputs, rows, inputs),
                 false,
             );
             self.hebb.iter_mut().for_each(|h| *h /= rows as f32);
         } else if l == 0 && ws.input_sequence().is_empty() {
-            // Direct input is the same at every step: Σ_t s[t]ᵀx = T·(rate)ᵀx.
-            ws.activity_into(0, outputs, &mut self.activity);
-            matmul(
-                &mut self.hebb,
-                &self.activity,
-                Storage::Transposed,
-                &batch.images,
-                Storage::RowMajor,
-                (outputs, rows, inputs),
-                false,
-            );
-            self.hebb.iter_mut().for_each(|h| *h /= rows as f32);
+            // Direct input is the same at every step: Σ_t s[t]ᵀx = T·(rate)ᵀx (the rate computed by
+            // `compute`).
+            let (a, b) = (&self.post_activity[..], &batch.images[..]);
+            let shape = (outputs, rows, inputs);
+            if rows.is_power_of_two() {
+                // Dividing by a power of two is multiplying by its exact reciprocal: the same bits.
+                let scale = 1.0 / rows as f32;
+                matmul_scaled(
+                    &mut self.hebb,
+                    a,
+                    Storage::Transposed,
+                    b,
+                    Storage::RowMajor,
+                    shape,
+                    scale,
+                );
+            } else {
+                matmul(
+                    &mut self.hebb,
+                    a,
+                    Storage::Transposed,
+                    b,
+                    Storage::RowMajor,
+                    shape,
+                    false,
+                );
+                self.hebb.iter_mut().for_each(|h| *h /= rows as f32);
+            }
         } else {
             let pre_steps = if l == 0 {
                 ws.input_sequence()
             } else {
                 ws.spikes(l - 1)
             };
-            matmul(
+            matmul_scaled(
                 &mut self.hebb,
                 ws.spikes(l),
                 Storage::Transposed,
                 pre_steps,
                 Storage::RowMajor,
                 (outputs, steps * rows, inputs),
-                false,
+                1.0 / (steps * rows) as f32,
             );
-            let scale = 1.0 / (steps * rows) as f32;
-            self.hebb.iter_mut().for_each(|h| *h *= scale);
         }
     }
 
@@ -346,36 +371,56 @@ impl Signals {
             let mut c = 0.0f32;
             for psi in ws.surrogate(l).chunks_exact(per_step) {
                 c = beta * c + 1.0;
-                for (weighted, &p) in self.trace.iter_mut().zip(psi) {
-                    *weighted += c * p;
-                }
+                neuron::accumulate_scaled(&mut self.trace, psi, c);
             }
             self.elig.resize(outputs * inputs, 0.0);
-            matmul(
+            matmul_scaled(
                 &mut self.elig,
                 &self.trace,
                 Storage::Transposed,
                 &batch.images,
                 Storage::RowMajor,
                 (outputs, rows, inputs),
-                false,
+                1.0 / (steps * rows) as f32,
             );
-            let scale = 1.0 / (steps * rows) as f32;
-            self.elig.iter_mut().for_each(|e| *e *= scale);
             return;
         }
-        // The presynaptic trace at every step, T × batch × inputs.
         let per_step = rows * inputs;
-        self.trace.clear();
-        self.trace.resize(steps * per_step, 0.0);
-        for t in 0..steps {
-            let x: &[f32] = if direct_first {
+        let input_at = |t: usize| -> &[f32] {
+            if direct_first {
                 &batch.images
             } else if l == 0 {
                 &ws.input_sequence()[t * per_step..(t + 1) * per_step]
             } else {
                 &ws.spikes(l - 1)[t * per_step..(t + 1) * per_step]
-            };
+            }
+        };
+        if l == hidden {
+            // ψ = 1 for the linear readout: the mean trace of each presynaptic unit over steps and
+            // batch, summed row by row as the trace advances (so only one step of it is kept).
+            self.trace.clear();
+            self.trace.resize(per_step, 0.0);
+            self.elig_columns.clear();
+            self.elig_columns.resize(inputs, 0.0);
+            for t in 0..steps {
+                let x = input_at(t);
+                if t == 0 {
+                    self.trace.copy_from_slice(x);
+                } else {
+                    neuron::decay_and_add(&mut self.trace, beta, x);
+                }
+                neuron::add_rows(&mut self.elig_columns, &self.trace);
+            }
+            let samples = (steps * rows).max(1) as f32;
+            self.elig_columns.iter_mut().for_each(|m| *m /= samples);
+            self.elig_per_column = true;
+            return;
+        }
+        // The presynaptic trace at every step, T × batch × inputs.
+        self.trace.clear();
+        self.trace.resize(steps * per_step, 0.0);
+        for t in 0..steps {
+            let x = input_at(t);
             let (before, now) = self.trace.split_at_mut(t * per_step);
             let now = &mut now[..per_step];
             if t == 0 {
@@ -387,24 +432,16 @@ impl Signals {
                 }
             }
         }
-        if l == hidden {
-            // ψ = 1 for the linear readout: the mean trace of each presynaptic unit.
-            row_mean_into(&self.trace, inputs, &mut self.elig);
-            self.elig_per_column = true;
-        } else {
-            self.elig.resize(outputs * inputs, 0.0);
-            matmul(
-                &mut self.elig,
-                ws.surrogate(l),
-                Storage::Transposed,
-                &self.trace,
-                Storage::RowMajor,
-                (outputs, steps * rows, inputs),
-                false,
-            );
-            let scale = 1.0 / (steps * rows) as f32;
-            self.elig.iter_mut().for_each(|e| *e *= scale);
-        }
+        self.elig.resize(outputs * inputs, 0.0);
+        matmul_scaled(
+            &mut self.elig,
+            ws.surrogate(l),
+            Storage::Transposed,
+            &self.trace,
+            Storage::RowMajor,
+            (outputs, steps * rows, inputs),
+            1.0 / (steps * rows) as f32,
+        );
     }
 
     /// `elig` of layer `l`'s biases, synapses from an input that is 1 at every step: the mean over
@@ -487,11 +524,7 @@ fn row_mean_into(values: &[f32], width: usize, mean: &mut Vec<f32>) {
     mean.clear();
     mean.resize(width, 0.0);
     let rows = values.len() / width.max(1);
-    for row in values.chunks_exact(width) {
-        for (m, v) in mean.iter_mut().zip(row) {
-            *m += v;
-        }
-    }
+    neuron::add_rows(mean, &values[..rows * width]);
     mean.iter_mut().for_each(|m| *m /= rows.max(1) as f32);
 }
 

@@ -122,7 +122,7 @@ impl SynapseView<'_> {
             Var::W0 => Input::PerSynapse(&state.w0),
             Var::Grad => Input::PerSynapse(self.grad),
             Var::Hebb => Input::PerSynapse(&signals.hebb),
-            Var::Elig if signals.elig_per_column => Input::PerColumn(&signals.elig),
+            Var::Elig if signals.elig_per_column => Input::PerColumn(&signals.elig_columns),
             Var::Elig => Input::PerSynapse(&signals.elig),
             Var::Age => Input::PerSynapse(&state.age),
             Var::M => Input::PerSynapse(&state.m),
