@@ -31,6 +31,7 @@ pub(super) fn bias_correction(decay: f32, age: u32) -> f32 {
 
 /// Σ|x| with eight independent accumulators: a single running sum is a chain of dependent float adds
 /// the compiler may not reorder, which runs at add latency instead of vector width.
+#[inline(always)]
 pub(super) fn sum_abs(xs: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 8];
     let chunks = xs.chunks_exact(8);
@@ -45,12 +46,23 @@ pub(super) fn sum_abs(xs: &[f32]) -> f32 {
 
 /// `mean_j |W[i,j]|` of every unit i of `layer`: the mean magnitude of its incoming weights.
 pub(crate) fn incoming_magnitude(layer: &Dense) -> Vec<f32> {
-    let fan_in = layer.inputs();
-    layer
-        .weights()
-        .chunks_exact(fan_in)
-        .map(|row| sum_abs(row) / fan_in as f32)
-        .collect()
+    let mut magnitude = vec![0.0f32; layer.outputs()];
+    row_abs_means(layer.weights(), &mut magnitude);
+    magnitude
+}
+
+crate::snn::neuron::avx2_or_portable! {
+    /// `out[i] = Σ_j |w[i][j]| / width` for the rows of `w` (`out.len()` rows).
+    fn row_abs_means(w: &[f32], out: &mut [f32]) {
+        let width = w.len() / out.len().max(1);
+        if width == 0 {
+            out.fill(0.0);
+            return;
+        }
+        for (o, row) in out.iter_mut().zip(w.chunks_exact(width)) {
+            *o = sum_abs(row) / width as f32;
+        }
+    }
 }
 
 /// `mean_k |W[k,i]|` of every input i of `next`: the mean magnitude of a unit's outgoing weights,

@@ -268,9 +268,9 @@ impl Lif {
 /// and portably. The body is the same Rust either way and never fuses a product into a sum, so both
 /// give the same bits; only the vector width differs.
 macro_rules! avx2_or_portable {
-    ($(#[$doc:meta])* pub fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+    ($(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
         $(#[$doc])*
-        pub fn $name($($arg: $ty),*) {
+        $vis fn $name($($arg: $ty),*) {
             #[inline(always)]
             fn portable($($arg: $ty),*) $body
             #[cfg(target_arch = "x86_64")]
@@ -289,6 +289,8 @@ macro_rules! avx2_or_portable {
     };
 }
 
+pub(crate) use avx2_or_portable;
+
 avx2_or_portable! {
     /// `acc += c · x`, element by element (as [`Lif::step`]: the same bits on every CPU).
     pub fn accumulate_scaled(acc: &mut [f32], x: &[f32], c: f32) {
@@ -303,6 +305,43 @@ avx2_or_portable! {
     pub fn decay_and_add(acc: &mut [f32], beta: f32, x: &[f32]) {
         for (a, &s) in acc.iter_mut().zip(x) {
             *a = beta * *a + s;
+        }
+    }
+}
+
+avx2_or_portable! {
+    /// The trace `acc = β·acc + x` advanced one step and, row by row (`x` and `acc` are rows of
+    /// `sum.len()`), added to `sum`: `decay_and_add` then `add_rows` in one pass, with their bits.
+    pub fn decay_add_and_sum_rows(acc: &mut [f32], beta: f32, x: &[f32], sum: &mut [f32]) {
+        let width = sum.len().max(1);
+        for (row, x) in acc.chunks_exact_mut(width).zip(x.chunks_exact(width)) {
+            for ((a, &xi), s) in row.iter_mut().zip(x).zip(sum.iter_mut()) {
+                *a = beta * *a + xi;
+                *s += *a;
+            }
+        }
+    }
+}
+
+avx2_or_portable! {
+    /// `out[i] = 0 + w[0]·x[0][i] + w[1]·x[1][i] + …` over the steps of `x` (`w.len() × out.len()`),
+    /// in step order, block by block in registers: the bits of `accumulate_scaled` step by step into
+    /// zeros, in one pass over `x`.
+    pub fn weighted_sum_over_steps(x: &[f32], w: &[f32], out: &mut [f32]) {
+        const BLOCK: usize = 64;
+        let per_step = out.len();
+        if per_step == 0 {
+            return;
+        }
+        for (start, block) in (0..per_step).step_by(BLOCK).zip(out.chunks_mut(BLOCK)) {
+            let width = block.len();
+            let mut sums = [0.0f32; BLOCK];
+            for (step, &c) in x.chunks_exact(per_step).zip(w) {
+                for (sum, s) in sums.iter_mut().zip(&step[start..start + width]) {
+                    *sum += c * s;
+                }
+            }
+            block.copy_from_slice(&sums[..width]);
         }
     }
 }
@@ -503,5 +542,32 @@ mod tests {
             sum.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
             want.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn fused_helpers_have_the_bits_of_the_steps_they_fuse() {
+        let x: Vec<f32> = (0..8 * 70)
+            .map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.3)
+            .collect();
+        let w: Vec<f32> = (0..8).map(|t| 1.0 + 0.9 * t as f32 / 7.0).collect();
+        // weighted_sum_over_steps = accumulate_scaled step by step into zeros.
+        let mut want = vec![0.0f32; 70];
+        for (t, step) in x.chunks_exact(70).enumerate() {
+            accumulate_scaled(&mut want, step, w[t]);
+        }
+        let mut got = vec![f32::NAN; 70];
+        weighted_sum_over_steps(&x, &w, &mut got);
+        assert_eq!(bits(&got), bits(&want));
+        // decay_add_and_sum_rows = decay_and_add then add_rows (rows of 7).
+        let (mut acc, mut sum) = (x[..70].to_vec(), vec![0.25f32; 7]);
+        let (mut acc2, mut sum2) = (acc.clone(), sum.clone());
+        decay_and_add(&mut acc2, 0.9, &x[70..140]);
+        add_rows(&mut sum2, &acc2);
+        decay_add_and_sum_rows(&mut acc, 0.9, &x[70..140], &mut sum);
+        assert_eq!((bits(&acc), bits(&sum)), (bits(&acc2), bits(&sum2)));
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
     }
 }

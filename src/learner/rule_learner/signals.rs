@@ -368,11 +368,13 @@ impl Signals {
             let per_step = rows * outputs;
             self.trace.clear();
             self.trace.resize(per_step, 0.0);
-            let mut c = 0.0f32;
-            for psi in ws.surrogate(l).chunks_exact(per_step) {
-                c = beta * c + 1.0;
-                neuron::accumulate_scaled(&mut self.trace, psi, c);
-            }
+            let weights: Vec<f32> = (0..steps)
+                .scan(0.0f32, |c, _| {
+                    *c = beta * *c + 1.0;
+                    Some(*c)
+                })
+                .collect();
+            neuron::weighted_sum_over_steps(&ws.surrogate(l)[..steps * per_step], &weights, &mut self.trace);
             self.elig.resize(outputs * inputs, 0.0);
             matmul_scaled(
                 &mut self.elig,
@@ -406,10 +408,10 @@ impl Signals {
                 let x = input_at(t);
                 if t == 0 {
                     self.trace.copy_from_slice(x);
+                    neuron::add_rows(&mut self.elig_columns, &self.trace);
                 } else {
-                    neuron::decay_and_add(&mut self.trace, beta, x);
+                    neuron::decay_add_and_sum_rows(&mut self.trace, beta, x, &mut self.elig_columns);
                 }
-                neuron::add_rows(&mut self.elig_columns, &self.trace);
             }
             let samples = (steps * rows).max(1) as f32;
             self.elig_columns.iter_mut().for_each(|m| *m /= samples);
