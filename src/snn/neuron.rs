@@ -325,24 +325,9 @@ avx2_or_portable! {
 
 avx2_or_portable! {
     /// `out[i] = 0 + w[0]·x[0][i] + w[1]·x[1][i] + …` over the steps of `x` (`w.len() × out.len()`),
-    /// in step order, block by block in registers: the bits of `accumulate_scaled` step by step into
-    /// zeros, in one pass over `x`.
+    /// in step order: the bits of `accumulate_scaled` step by step into zeros, in one pass over `x`.
     pub fn weighted_sum_over_steps(x: &[f32], w: &[f32], out: &mut [f32]) {
-        const BLOCK: usize = 64;
-        let per_step = out.len();
-        if per_step == 0 {
-            return;
-        }
-        for (start, block) in (0..per_step).step_by(BLOCK).zip(out.chunks_mut(BLOCK)) {
-            let width = block.len();
-            let mut sums = [0.0f32; BLOCK];
-            for (step, &c) in x.chunks_exact(per_step).zip(w) {
-                for (sum, s) in sums.iter_mut().zip(&step[start..start + width]) {
-                    *sum += c * s;
-                }
-            }
-            block.copy_from_slice(&sums[..width]);
-        }
+        sum_steps_in_blocks(&x[..w.len() * out.len()], |t| w[t], 1.0, out);
     }
 }
 
@@ -358,32 +343,41 @@ avx2_or_portable! {
 }
 
 avx2_or_portable! {
-    /// `out[i] = scale · (0 + x[0][i] + x[1][i] + …)` over the steps of `x` (`steps × out.len()`), summed
-    /// in step order, block by block in registers (one pass over `x`).
+    /// `out[i] = scale · (0 + x[0][i] + x[1][i] + …)` over the steps of `x` (`steps × out.len()`),
+    /// summed in step order, in one pass over `x`.
     pub fn mean_over_steps(x: &[f32], scale: f32, out: &mut [f32]) {
-        const BLOCK: usize = 64;
-        let per_step = out.len();
-        if per_step == 0 {
-            return;
-        }
-        for (start, block) in (0..per_step).step_by(BLOCK).zip(out.chunks_mut(BLOCK)) {
-            let width = block.len();
-            let mut sums = [0.0f32; BLOCK];
-            for step in x.chunks_exact(per_step) {
-                if width == BLOCK {
-                    let step: &[f32; BLOCK] = step[start..start + BLOCK].try_into().expect("a full block");
-                    for (sum, s) in sums.iter_mut().zip(step) {
-                        *sum += s;
-                    }
-                } else {
-                    for (sum, s) in sums.iter_mut().zip(&step[start..start + width]) {
-                        *sum += s;
-                    }
+        sum_steps_in_blocks(x, |_| 1.0, scale, out);
+    }
+}
+
+/// `out[i] = scale · (0 + weight(0)·x[0][i] + weight(1)·x[1][i] + …)` over the steps of `x`
+/// (`steps × out.len()`), in step order, 64 outputs at a time summed in registers, so `x` is read
+/// once and `out` written once. A weight of 1 multiplies exactly, as does a scale of 1.
+#[inline(always)]
+fn sum_steps_in_blocks(x: &[f32], weight: impl Fn(usize) -> f32, scale: f32, out: &mut [f32]) {
+    const BLOCK: usize = 64;
+    let per_step = out.len();
+    if per_step == 0 {
+        return;
+    }
+    for (start, block) in (0..per_step).step_by(BLOCK).zip(out.chunks_mut(BLOCK)) {
+        let width = block.len();
+        let mut sums = [0.0f32; BLOCK];
+        for (t, step) in x.chunks_exact(per_step).enumerate() {
+            let c = weight(t);
+            if width == BLOCK {
+                let step: &[f32; BLOCK] = step[start..start + BLOCK].try_into().expect("a full block");
+                for (sum, s) in sums.iter_mut().zip(step) {
+                    *sum += c * s;
+                }
+            } else {
+                for (sum, s) in sums.iter_mut().zip(&step[start..start + width]) {
+                    *sum += c * s;
                 }
             }
-            for (o, sum) in block.iter_mut().zip(sums) {
-                *o = sum * scale;
-            }
+        }
+        for (o, sum) in block.iter_mut().zip(sums) {
+            *o = sum * scale;
         }
     }
 }
