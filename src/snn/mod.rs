@@ -222,9 +222,18 @@ pub struct Workspace {
     weighted_spikes: Vec<f32>,
     logits: Vec<f32>,
     grad_logits: Vec<f32>,
+    /// A number no other forward pass (of any workspace) has had: the last one's, so what is derived
+    /// from a pass can be cached against it.
+    pass_id: u64,
 }
 
 impl Workspace {
+    /// The last forward pass's number, unique in the process ([`Workspace::activity_into`] and other
+    /// derived quantities change exactly when it does).
+    pub fn pass_id(&self) -> u64 {
+        self.pass_id
+    }
+
     /// Makes later passes record per-unit membrane sums (`membrane`) and error sums (`error`).
     pub fn record(&mut self, membrane: bool, error: bool) {
         self.record_membrane = membrane;
@@ -566,6 +575,7 @@ impl Network {
     /// `ws.logits()`. `rng` drives Bernoulli encoding and is untouched otherwise.
     pub fn forward(&self, input: &[f32], batch: usize, ws: &mut Workspace, pass: Pass, rng: &mut Rng) {
         self.prepare(ws, batch, pass);
+        ws.pass_id = fresh_version();
         let t_steps = self.config.time_steps;
         let n_in = self.config.inputs;
         let constant_first = self.config.encoding == Encoding::Direct;

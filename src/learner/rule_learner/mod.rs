@@ -427,9 +427,10 @@ impl RuleLearner {
             signals::neuron_signals(workspace, l, [config.hidden[l], steps, rows], wanted)
         };
         let noise = &self.noise;
+        let rates = self.signals.rates.hidden(workspace, &config.hidden);
         let replaced = neurons.run(
             &mut self.core.network,
-            workspace,
+            &rates,
             globals,
             &row_stats,
             &mut |chunk| noise.fill(chunk, noise_rng),

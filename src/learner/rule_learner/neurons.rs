@@ -35,7 +35,7 @@ use crate::rng::{Purpose, Rng};
 use crate::rule::Program;
 use crate::rule::program::{Input, Scratch};
 use crate::rule::vocab::Var;
-use crate::snn::{Network, Workspace};
+use crate::snn::Network;
 
 /// How units are replaced (the spec's `learner.replacement`).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -140,7 +140,6 @@ pub struct NeuronPass {
     layers: Vec<LayerState>,
     seed: u64,
     reads: Vec<Var>,
-    activity: Vec<f32>,
     scratch: Scratch,
     /// Every replacement so far: (update, layer, unit).
     replaced: Vec<(u64, usize, usize)>,
@@ -184,7 +183,6 @@ impl NeuronPass {
             layers,
             seed,
             reads,
-            activity: Vec::new(),
             scratch: Scratch::default(),
             replaced: Vec::new(),
             computed: NeuronWork::default(),
@@ -225,7 +223,7 @@ impl NeuronPass {
     pub fn run(
         &mut self,
         network: &mut Network,
-        workspace: &Workspace,
+        rates: &[&[f32]],
         globals: Globals,
         row_stats: RowStats,
         noise: &mut dyn FnMut(&mut [f32]),
@@ -251,9 +249,9 @@ impl NeuronPass {
         let config = network.config().clone();
         for (l, state) in self.layers.iter_mut().enumerate() {
             let width = config.hidden[l];
-            workspace.activity_into(l, width, &mut self.activity);
-            let batch = (self.activity.len() / width).max(1);
-            let rate = row_mean(&self.activity, width);
+            let activity = rates[l];
+            let batch = (activity.len() / width).max(1);
+            let rate = row_mean(activity, width);
             state.age.iter_mut().for_each(|a| *a += 1.0);
             for (t, r) in state.rate_trace.iter_mut().zip(&rate) {
                 *t = TRACE_DECAY * *t + (1.0 - TRACE_DECAY) * r;
@@ -271,7 +269,7 @@ impl NeuronPass {
                     .map(|(f, c)| f / c)
                     .collect();
                 state.act_dev.fill(0.0);
-                for row in self.activity.chunks_exact(width) {
+                for row in activity.chunks_exact(width) {
                     for ((s, h), f) in state.act_dev.iter_mut().zip(row).zip(&f_hat) {
                         *s += (h - f).abs();
                     }

@@ -193,13 +193,49 @@ pub struct Signals {
     /// What [`Signals::compute`] has computed since the learner last cleared it (for tests that a rule
     /// pays only for what it reads).
     pub computed: Reads,
-    /// Scratch: the presynaptic and postsynaptic layers' firing rates (`batch × width`), the
-    /// readout's softmax.
-    pre_activity: Vec<f32>,
-    post_activity: Vec<f32>,
+    /// Each hidden layer's firing rates in the last pass, shared by the matrices and the neuron pass.
+    pub rates: Rates,
+    /// Scratch: the readout's softmax.
     probabilities: Vec<f32>,
     /// Scratch of `elig`: the presynaptic traces, or for a constant input the c_t-weighted surrogate.
     trace: Vec<f32>,
+}
+
+/// Hidden layers' firing rates (`batch × width`, [`Workspace::activity_into`]), each computed at most
+/// once per forward pass.
+#[derive(Debug, Default)]
+pub struct Rates {
+    /// Per hidden layer: the pass the rates are of, and the rates.
+    layers: Vec<(Option<u64>, Vec<f32>)>,
+}
+
+impl Rates {
+    /// Layer `l`'s rates in `ws`'s last pass (`width` units), computed unless they already are.
+    pub fn of(&mut self, ws: &Workspace, l: usize, width: usize) -> &[f32] {
+        if self.layers.len() <= l {
+            self.layers.resize_with(l + 1, Default::default);
+        }
+        let (pass, rates) = &mut self.layers[l];
+        if *pass != Some(ws.pass_id()) {
+            ws.activity_into(l, width, rates);
+            *pass = Some(ws.pass_id());
+        }
+        rates
+    }
+
+    /// Every hidden layer's rates in `ws`'s last pass (`widths` units each), computed unless they
+    /// already are.
+    pub fn hidden(&mut self, ws: &Workspace, widths: &[usize]) -> Vec<&[f32]> {
+        for (l, &width) in widths.iter().enumerate() {
+            self.of(ws, l, width);
+        }
+        self.layers[..widths.len()].iter().map(|(_, r)| &r[..]).collect()
+    }
+
+    /// Layer `l`'s rates as [`Rates::of`] last computed them.
+    fn get(&self, l: usize) -> &[f32] {
+        &self.layers[l].1
+    }
 }
 
 impl Signals {
@@ -212,13 +248,13 @@ impl Signals {
         let (inputs, outputs) = (layer.inputs(), layer.outputs());
         let ws = &core.workspace;
         let (steps, rows) = (config.time_steps, batch.len());
-        // The firing rates pre, post and hebb share, each computed once.
+        // The firing rates pre, post and hebb share, computed once per pass.
         let direct_first = l == 0 && ws.input_sequence().is_empty();
         if l > 0 && (reads.pre || (reads.hebb && l == hidden)) {
-            ws.activity_into(l - 1, inputs, &mut self.pre_activity);
+            self.rates.of(ws, l - 1, inputs);
         }
         if l < hidden && (reads.post || (reads.hebb && direct_first)) {
-            ws.activity_into(l, outputs, &mut self.post_activity);
+            self.rates.of(ws, l, outputs);
         }
         self.pre.clear();
         if reads.pre {
@@ -226,14 +262,14 @@ impl Signals {
             if l == 0 {
                 row_mean_into(&batch.images, inputs, &mut self.pre);
             } else {
-                row_mean_into(&self.pre_activity, inputs, &mut self.pre);
+                row_mean_into(self.rates.get(l - 1), inputs, &mut self.pre);
             }
         }
         self.post.clear();
         if reads.post {
             self.computed.post = true;
             if l < hidden {
-                row_mean_into(&self.post_activity, outputs, &mut self.post);
+                row_mean_into(self.rates.get(l), outputs, &mut self.post);
             } else {
                 self.probabilities.clear();
                 self.probabilities.resize(ws.logits().len(), 0.0);
@@ -299,7 +335,7 @@ impl Signals {
                 &mut self.hebb,
                 &self.probabilities,
                 Storage::Transposed,
-                &self.pre_activity,
+                self.rates.get(l - 1),
                 Storage::RowMajor,
                 (outputs, rows, inputs),
                 false,
@@ -308,7 +344,7 @@ impl Signals {
         } else if l == 0 && ws.input_sequence().is_empty() {
             // Direct input is the same at every step: Σ_t s[t]ᵀx = T·(rate)ᵀx (the rate computed by
             // `compute`).
-            let (a, b) = (&self.post_activity[..], &batch.images[..]);
+            let (a, b) = (self.rates.get(0), &batch.images[..]);
             let shape = (outputs, rows, inputs);
             if rows.is_power_of_two() {
                 // Dividing by a power of two is multiplying by its exact reciprocal: the same bits.
