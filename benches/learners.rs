@@ -70,19 +70,31 @@ fn bench(c: &mut Criterion) {
         ));
     }
     for (label, spec) in specs {
-        let mut learner = learner::build(&spec, reference_network(), 0, &rules);
-        let mut step = 0usize;
         group.bench_function(label, |b| {
-            b.iter(|| {
-                // A task boundary every 100 updates, so boundary work is in the measurement.
-                let context = UpdateContext {
-                    task: step / 100,
-                    step: step % 100,
-                    new_task: step.is_multiple_of(100),
-                    updates_per_task: 100,
-                };
-                step += 1;
-                black_box(learner.update(black_box(&batch), context, &mut rng))
+            // Every measured update is one of the first 200 of a fresh learner (built and rebuilt
+            // outside the timing): trained for long on one batch, a rule's weights drift (a Hebbian
+            // term grows them), and the time of an update would depend on how long criterion ran.
+            b.iter_custom(|iterations| {
+                let mut elapsed = std::time::Duration::ZERO;
+                let mut left = iterations;
+                while left > 0 {
+                    let mut learner = learner::build(&spec, reference_network(), 0, &rules);
+                    let run = left.min(200);
+                    let started = std::time::Instant::now();
+                    for step in 0..run as usize {
+                        // A task boundary every 100 updates, so boundary work is in the measurement.
+                        let context = UpdateContext {
+                            task: step / 100,
+                            step: step % 100,
+                            new_task: step.is_multiple_of(100),
+                            updates_per_task: 100,
+                        };
+                        black_box(learner.update(black_box(&batch), context, &mut rng));
+                    }
+                    elapsed += started.elapsed();
+                    left -= run;
+                }
+                elapsed
             })
         });
     }
