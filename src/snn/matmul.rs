@@ -52,6 +52,27 @@ pub fn matmul_scaled(
     }
 }
 
+/// `dst = (a · b) / divisor`: the bits of [`matmul`] without `accumulate` followed by `*d /= divisor`
+/// (a mean over `divisor` rows). Dividing by a power of two is multiplying by its exact reciprocal,
+/// so then gemm can scale as it stores ([`matmul_scaled`]); other divisors keep the division pass.
+pub fn matmul_divided(
+    dst: &mut [f32],
+    a: &[f32],
+    a_storage: Storage,
+    b: &[f32],
+    b_storage: Storage,
+    (m, k, n): (usize, usize, usize),
+    divisor: usize,
+) {
+    if divisor.is_power_of_two() {
+        let scale = 1.0 / divisor as f32;
+        matmul_scaled(dst, a, a_storage, b, b_storage, (m, k, n), scale);
+    } else {
+        product(dst, a, a_storage, b, b_storage, (m, k, n), false, 1.0);
+        dst[..m * n].iter_mut().for_each(|d| *d /= divisor as f32);
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn product(
     dst: &mut [f32],
@@ -124,10 +145,38 @@ mod tests {
             .collect()
     }
 
+    /// Asserts that `fused` (a product written with its pass folded in) has, element for element, the
+    /// bits of a plain product of the same operands followed by `pass` over its elements.
+    fn assert_bits_of_product_then(
+        (m, k, n): (usize, usize, usize),
+        pass: impl Fn(f32) -> f32,
+        fused: impl Fn(&mut [f32], &[f32], &[f32]),
+    ) {
+        let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos() * 3.0).collect();
+        let mut want = vec![f32::NAN; m * n];
+        let shape = (m, k, n);
+        matmul(
+            &mut want,
+            &a,
+            Storage::Transposed,
+            &b,
+            Storage::RowMajor,
+            shape,
+            false,
+        );
+        want.iter_mut().for_each(|w| *w = pass(*w));
+        let mut got = vec![f32::NAN; m * n];
+        fused(&mut got, &a, &b);
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g.to_bits(), w.to_bits(), "{m}×{k}×{n}: {g} vs {w}");
+        }
+    }
+
     #[test]
     fn scaled_products_have_the_bits_of_a_product_then_a_scaling_pass() {
         // gemm's paths differ by shape (small, one row or column, k ≤ 2, k > 512): cover each.
-        for (m, k, n) in [
+        for shape in [
             (5, 7, 3),
             (256, 32, 196),
             (10, 32, 256),
@@ -142,33 +191,31 @@ mod tests {
             (2, 32, 2),
             (20, 20, 20),
         ] {
-            let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
-            let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos() * 3.0).collect();
             let scale = 1.0 / 96.0;
-            let mut want = vec![f32::NAN; m * n];
-            matmul(
-                &mut want,
-                &a,
-                Storage::Transposed,
-                &b,
-                Storage::RowMajor,
-                (m, k, n),
-                false,
+            assert_bits_of_product_then(
+                shape,
+                |x| x * scale,
+                |dst, a, b| matmul_scaled(dst, a, Storage::Transposed, b, Storage::RowMajor, shape, scale),
             );
-            want.iter_mut().for_each(|w| *w *= scale);
-            let mut got = vec![f32::NAN; m * n];
-            matmul_scaled(
-                &mut got,
-                &a,
-                Storage::Transposed,
-                &b,
-                Storage::RowMajor,
-                (m, k, n),
-                scale,
+        }
+    }
+
+    #[test]
+    fn divided_products_have_the_bits_of_a_product_then_a_division_pass() {
+        for (shape, divisor) in [
+            ((256, 32, 196), 32),
+            ((10, 32, 256), 32),
+            ((10, 20, 256), 20),
+            ((100, 1, 196), 1),
+        ] {
+            assert_bits_of_product_then(
+                shape,
+                |x| x / divisor as f32,
+                |dst, a, b| {
+                    let (at, bt) = (Storage::Transposed, Storage::RowMajor);
+                    matmul_divided(dst, a, at, b, bt, shape, divisor)
+                },
             );
-            for (g, w) in got.iter().zip(&want) {
-                assert_eq!(g.to_bits(), w.to_bits(), "{m}×{k}×{n}: {g} vs {w}");
-            }
         }
     }
 

@@ -22,7 +22,7 @@ mod matmul;
 pub mod neuron;
 mod sparse;
 
-pub use matmul::{Storage, matmul, matmul_scaled};
+pub use matmul::{Storage, matmul, matmul_divided, matmul_scaled};
 pub use neuron::{Lif, Reset};
 pub use sparse::{SparseScratch, matmul_skipping_zeros};
 

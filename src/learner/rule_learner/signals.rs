@@ -22,7 +22,7 @@ use super::super::Backprop;
 use crate::data::Batch;
 use crate::rule::Program;
 use crate::rule::vocab::Var;
-use crate::snn::{Storage, Workspace, accumulate_softmax, matmul, matmul_scaled, neuron};
+use crate::snn::{Storage, Workspace, accumulate_softmax, matmul_divided, matmul_scaled, neuron};
 
 /// Decay of `pre_trace`, `post_trace`, `rate_trace` and `loss_trace` per update.
 pub const TRACE_DECAY: f32 = 0.99;
@@ -331,45 +331,27 @@ impl Signals {
         if l == hidden {
             // Readout: mean over the batch of softmax probability × presynaptic firing rate
             // (computed by `compute`).
-            matmul(
+            matmul_divided(
                 &mut self.hebb,
                 &self.probabilities,
                 Storage::Transposed,
                 self.rates.get(l - 1),
                 Storage::RowMajor,
                 (outputs, rows, inputs),
-                false,
+                rows,
             );
-            self.hebb.iter_mut().for_each(|h| *h /= rows as f32);
         } else if l == 0 && ws.input_sequence().is_empty() {
             // Direct input is the same at every step: Σ_t s[t]ᵀx = T·(rate)ᵀx (the rate computed by
             // `compute`).
-            let (a, b) = (self.rates.get(0), &batch.images[..]);
-            let shape = (outputs, rows, inputs);
-            if rows.is_power_of_two() {
-                // Dividing by a power of two is multiplying by its exact reciprocal: the same bits.
-                let scale = 1.0 / rows as f32;
-                matmul_scaled(
-                    &mut self.hebb,
-                    a,
-                    Storage::Transposed,
-                    b,
-                    Storage::RowMajor,
-                    shape,
-                    scale,
-                );
-            } else {
-                matmul(
-                    &mut self.hebb,
-                    a,
-                    Storage::Transposed,
-                    b,
-                    Storage::RowMajor,
-                    shape,
-                    false,
-                );
-                self.hebb.iter_mut().for_each(|h| *h /= rows as f32);
-            }
+            matmul_divided(
+                &mut self.hebb,
+                self.rates.get(0),
+                Storage::Transposed,
+                &batch.images,
+                Storage::RowMajor,
+                (outputs, rows, inputs),
+                rows,
+            );
         } else {
             let pre_steps = if l == 0 {
                 ws.input_sequence()
@@ -402,7 +384,7 @@ impl Signals {
             // A constant input x makes the trace c_t·x with c_t = Σ_{k≤t} βᵏ, so
             // Σ_t ψ[t]ᵀ·(c_t x) = (Σ_t c_t ψ[t])ᵀ·x: one product over the batch, not over T × batch.
             let per_step = rows * outputs;
-            self.trace.clear();
+            // Every element is written by the weighted sum: no need to zero it first.
             self.trace.resize(per_step, 0.0);
             let weights: Vec<f32> = (0..steps)
                 .scan(0.0f32, |c, _| {
