@@ -12,7 +12,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use synaptogen::data::{self, Batch, DatasetKind, Locator, TaskStream};
 use synaptogen::learner::{self, UpdateContext};
 use synaptogen::rng::{Purpose, Rng};
-use synaptogen::snn::{Network, SparseScratch, Storage, matmul, matmul_skipping_zeros};
+use synaptogen::snn::{Network, SparseScratch, Storage, Workspace, matmul, matmul_skipping_zeros};
 use synaptogen::spec::RunSpec;
 
 fn reference_spec() -> RunSpec {
@@ -146,5 +146,41 @@ fn products(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench, products);
+/// Testing one task: the 2,000 examples of a test set predicted in chunks of 500 (as `run` does after
+/// every task, 4,169 times in a 200-task `pmnist-200` run), forward only.
+fn testing(c: &mut Criterion) {
+    let spec = reference_spec();
+    let data = dataset(&spec);
+    let stream = TaskStream::new(&data, spec.stream_config()).expect("reference sizes fit");
+    let network = Network::new(spec.network_config(data.pixels(), data.classes), 0);
+    let learner = learner::build(&spec.learner, network, spec.seed, &Default::default());
+    let test = stream.test_set(0);
+    let pixels = test.images.len() / test.len();
+    let chunks: Vec<Batch> = (0..test.len())
+        .step_by(500)
+        .map(|start| {
+            let end = (start + 500).min(test.len());
+            Batch {
+                images: test.images[start * pixels..end * pixels].to_vec(),
+                labels: test.labels[start..end].to_vec(),
+            }
+        })
+        .collect();
+    let mut workspace = Workspace::default();
+    let mut predictions = Vec::new();
+    let mut rng = Rng::stream(0, Purpose::Encoding, &[]);
+    let mut group = c.benchmark_group("test");
+    group.throughput(Throughput::Elements(test.len() as u64));
+    group.bench_function("predict/2000-examples", |b| {
+        b.iter(|| {
+            for chunk in &chunks {
+                learner.predict(chunk, &mut workspace, &mut rng, &mut predictions);
+                black_box(&predictions);
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, products, testing);
 criterion_main!(benches);
