@@ -156,16 +156,6 @@ fn testing(c: &mut Criterion) {
     let learner = learner::build(&spec.learner, network, spec.seed, &Default::default());
     let test = stream.test_set(0);
     let pixels = test.images.len() / test.len();
-    let chunks: Vec<Batch> = (0..test.len())
-        .step_by(500)
-        .map(|start| {
-            let end = (start + 500).min(test.len());
-            Batch {
-                images: test.images[start * pixels..end * pixels].to_vec(),
-                labels: test.labels[start..end].to_vec(),
-            }
-        })
-        .collect();
     let mut workspace = Workspace::default();
     let mut predictions = Vec::new();
     let mut rng = Rng::stream(0, Purpose::Encoding, &[]);
@@ -173,7 +163,7 @@ fn testing(c: &mut Criterion) {
     group.throughput(Throughput::Elements(test.len() as u64));
     group.bench_function("predict/2000-examples", |b| {
         b.iter(|| {
-            for chunk in &chunks {
+            for chunk in test.images.chunks(500 * pixels) {
                 learner.predict(chunk, &mut workspace, &mut rng, &mut predictions);
                 black_box(&predictions);
             }

@@ -80,25 +80,70 @@ fn accuracy(
     rng: &mut Rng,
 ) -> f32 {
     let pixels = batch.images.len() / batch.len().max(1);
-    let mut chunk = Batch::default();
     let mut predictions = Vec::new();
     let mut correct = 0usize;
-    for start in (0..batch.len()).step_by(eval_batch) {
-        let end = (start + eval_batch).min(batch.len());
-        chunk.images.clear();
-        chunk
-            .images
-            .extend_from_slice(&batch.images[start * pixels..end * pixels]);
-        chunk.labels.clear();
-        chunk.labels.extend_from_slice(&batch.labels[start..end]);
-        learner.predict(&chunk, ws, rng, &mut predictions);
-        correct += predictions
-            .iter()
-            .zip(&chunk.labels)
-            .filter(|(p, y)| p == y)
-            .count();
+    for (images, labels) in batch
+        .images
+        .chunks(eval_batch * pixels)
+        .zip(batch.labels.chunks(eval_batch))
+    {
+        learner.predict(images, ws, rng, &mut predictions);
+        correct += predictions.iter().zip(labels).filter(|(p, y)| p == y).count();
     }
     correct as f32 / batch.len() as f32
+}
+
+/// The earlier tasks tested after training task `t` (0-based) of `tasks`: every one after the last
+/// task, else [`metrics::retention_sample`].
+fn tested_before(t: usize, tasks: usize, retention_sample: usize) -> Vec<usize> {
+    if t + 1 == tasks {
+        (0..t).collect()
+    } else {
+        metrics::retention_sample(t, retention_sample)
+    }
+}
+
+/// Test sets kept from one task's tests to the next. The tasks tested after consecutive tasks are
+/// mostly the same (the recent half of [`metrics::retention_sample`]), and building a test set
+/// (a permuted copy of every test image) cost 8% of a 200-task run when each was built anew.
+/// Only sets the next task's tests need are kept, at most [`TestSets::KEEP_BYTES`] of them.
+#[derive(Default)]
+struct TestSets {
+    kept: std::collections::BTreeMap<usize, Batch>,
+    /// A buffer to build the next set into.
+    spare: Batch,
+}
+
+impl TestSets {
+    /// Test images kept per run at most: 21 sets of 2,000 pooled MNIST images are 33 MB; of
+    /// full-size ones, 132 MB, of which the most recent sets are kept.
+    const KEEP_BYTES: usize = 64 << 20;
+
+    /// Task `j`'s test set: kept from earlier, or built.
+    fn take(&mut self, stream: &TaskStream, j: usize) -> Batch {
+        self.kept.remove(&j).unwrap_or_else(|| {
+            let mut set = std::mem::take(&mut self.spare);
+            stream.fill_test_set(j, &mut set);
+            set
+        })
+    }
+
+    /// Gives back task `j`'s set after testing: kept if `next` (the tasks the next tests need,
+    /// ascending) holds `j` among its most recent sets that fit in the budget.
+    fn give_back(&mut self, j: usize, set: Batch, next: &[usize]) {
+        let bytes = set.images.len() * std::mem::size_of::<f32>() + set.labels.len();
+        let fit = (Self::KEEP_BYTES / bytes.max(1)).min(next.len());
+        if next[next.len() - fit..].contains(&j) {
+            self.kept.insert(j, set);
+        } else {
+            self.spare = set;
+        }
+    }
+
+    /// Drops the kept sets `next` does not hold.
+    fn keep_only(&mut self, next: &[usize]) {
+        self.kept.retain(|j, _| next.contains(j));
+    }
 }
 
 /// Trains `learner` over every task of `stream`.
@@ -113,6 +158,7 @@ pub fn run(
     let mut records = Vec::with_capacity(config.tasks);
     let mut matrix = AccuracyMatrix::default();
     let mut eval_ws = Workspace::default();
+    let mut test_sets = TestSets::default();
     let mut batch = Batch::default();
     let samples_total = config.train_per_task * config.epochs;
     let updates_per_task = config.epochs * config.train_per_task.div_ceil(config.batch);
@@ -195,14 +241,14 @@ pub fn run(
             };
         }
 
-        let tested: Vec<usize> = if t + 1 == config.tasks {
-            (0..t).collect()
-        } else {
-            metrics::retention_sample(t, options.retention_sample)
-        };
+        let tested = tested_before(t, config.tasks, options.retention_sample);
+        let mut next = Vec::new();
+        if t + 1 < config.tasks {
+            next = tested_before(t + 1, config.tasks, options.retention_sample);
+        }
         let mut row = vec![None; t + 1];
         for &j in tested.iter().chain(std::iter::once(&t)) {
-            let test = stream.test_set(j);
+            let test = test_sets.take(stream, j);
             let mut rng = Rng::stream(seed, Purpose::Encoding, &[t as u64, (1 << 40) + j as u64]);
             row[j] = Some(accuracy(
                 &*learner,
@@ -211,7 +257,9 @@ pub fn run(
                 &mut eval_ws,
                 &mut rng,
             ));
+            test_sets.give_back(j, test, &next);
         }
+        test_sets.keep_only(&next);
         let plasticity = row[t].expect("the current task is always tested");
         let retention = (!tested.is_empty()).then(|| {
             tested.iter().map(|&j| row[j].expect("tested above")).sum::<f32>() / tested.len() as f32
@@ -284,6 +332,48 @@ mod tests {
 
     struct NoObserver;
     impl Observer for NoObserver {}
+
+    #[test]
+    fn kept_test_sets_are_the_sets_and_only_those_the_next_tests_need() {
+        let data = synthetic(30, 40).pooled(2).expect("2 divides 16");
+        let config = StreamConfig {
+            tasks: 40,
+            train_per_task: 30,
+            test_per_task: 40,
+            batch: 10,
+            epochs: 1,
+            seed: 3,
+        };
+        let stream = TaskStream::new(&data, config).expect("sizes fit");
+        let mut sets = TestSets::default();
+        let (mut taken, mut kept_hits) = (0, 0);
+        for t in 0..40 {
+            let next = if t + 1 < 40 {
+                tested_before(t + 1, 40, 6)
+            } else {
+                vec![]
+            };
+            for j in tested_before(t, 40, 6).into_iter().chain([t]) {
+                kept_hits += usize::from(sets.kept.contains_key(&j));
+                let set = sets.take(&stream, j);
+                let fresh = stream.test_set(j);
+                assert_eq!(
+                    (&set.images, &set.labels),
+                    (&fresh.images, &fresh.labels),
+                    "task {j} after {t}"
+                );
+                taken += 1;
+                sets.give_back(j, set, &next);
+            }
+            sets.keep_only(&next);
+            assert!(sets.kept.keys().all(|j| next.contains(j)));
+        }
+        // The recent half of every sample was tested the task before.
+        assert!(
+            kept_hits * 2 > taken,
+            "{kept_hits} of {taken} taken from the kept sets"
+        );
+    }
 
     #[test]
     fn learns_the_synthetic_tasks_and_fills_the_matrix() {

@@ -138,17 +138,22 @@ impl<'d> TaskStream<'d> {
     /// Task `index`'s test set: the first `test_per_task` test examples under its permutation. Needs
     /// only the permutation, not the task's shuffled training examples.
     pub fn test_set(&self, index: usize) -> Batch {
-        let indices: Vec<u32> = (0..self.config.test_per_task as u32).collect();
         let mut out = Batch::default();
+        self.fill_test_set(index, &mut out);
+        out
+    }
+
+    /// [`TaskStream::test_set`] into `out`, reusing its buffers.
+    pub fn fill_test_set(&self, index: usize, out: &mut Batch) {
+        let indices: Vec<u32> = (0..self.config.test_per_task as u32).collect();
         let permutation = self.permutation(index);
         gather(
             &self.data.test.images,
             &self.data.test.labels,
             &permutation,
             &indices,
-            &mut out,
+            out,
         );
-        out
     }
 
     /// A probe batch for representation metrics at the task's start: its first `n` training examples.

@@ -139,14 +139,14 @@ impl Learner for Mesu {
         stats
     }
 
-    fn predict(&self, batch: &Batch, workspace: &mut Workspace, rng: &mut Rng, predictions: &mut Vec<u8>) {
+    fn predict(&self, images: &[f32], workspace: &mut Workspace, rng: &mut Rng, predictions: &mut Vec<u8>) {
         stochastic::predict(
             &self.scratch,
             &self.mean,
             &self.sigma,
             self.params.test_samples,
             &self.noise,
-            batch,
+            images,
             workspace,
             rng,
             predictions,
@@ -235,7 +235,12 @@ mod tests {
             labels: data.test.labels.clone(),
         };
         let mut predictions = vec![];
-        m.predict(&test, &mut Workspace::default(), &mut rng, &mut predictions);
+        m.predict(
+            &test.images,
+            &mut Workspace::default(),
+            &mut rng,
+            &mut predictions,
+        );
         let right = predictions
             .iter()
             .zip(&test.labels)

@@ -69,23 +69,25 @@ pub trait Learner: Send {
         None
     }
 
-    /// Predicted classes for `batch`, written into `predictions`. Learners whose prediction is not
-    /// one deterministic forward pass (MESU averages samples) override this.
-    fn predict(&self, batch: &Batch, workspace: &mut Workspace, rng: &mut Rng, predictions: &mut Vec<u8>) {
-        predict_once(self.network(), batch, workspace, rng, predictions);
+    /// Predicted classes of the examples in `images` (`examples × inputs`, row-major), written into
+    /// `predictions`. Learners whose prediction is not one deterministic forward pass (MESU averages
+    /// samples) override this.
+    fn predict(&self, images: &[f32], workspace: &mut Workspace, rng: &mut Rng, predictions: &mut Vec<u8>) {
+        predict_once(self.network(), images, workspace, rng, predictions);
     }
 }
 
-/// Predicted classes for `batch` from one deterministic forward pass of `network`.
+/// Predicted classes of the examples in `images` from one deterministic forward pass of `network`.
 pub fn predict_once(
     network: &Network,
-    batch: &Batch,
+    images: &[f32],
     workspace: &mut Workspace,
     rng: &mut Rng,
     predictions: &mut Vec<u8>,
 ) {
     let classes = network.config().classes;
-    network.forward(&batch.images, batch.len(), workspace, Pass::Predict, rng);
+    let examples = images.len() / network.config().inputs.max(1);
+    network.forward(images, examples, workspace, Pass::Predict, rng);
     predictions.clear();
     predictions.extend(
         workspace

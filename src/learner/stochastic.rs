@@ -119,7 +119,8 @@ impl PredictScratch {
     }
 }
 
-/// Predicted classes of `batch`: the argmax of the softmax averaged over `samples` weight samples.
+/// Predicted classes of the examples in `images`: the argmax of the softmax averaged over `samples`
+/// weight samples.
 #[allow(clippy::too_many_arguments)]
 pub fn predict(
     scratch: &PredictScratch,
@@ -127,7 +128,7 @@ pub fn predict(
     sigma: &[f32],
     samples: usize,
     noise: &NoiseTable,
-    batch: &Batch,
+    images: &[f32],
     workspace: &mut Workspace,
     rng: &mut Rng,
     predictions: &mut Vec<u8>,
@@ -138,13 +139,14 @@ pub fn predict(
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let (network, eps, probabilities) = &mut *guard;
     let classes = network.config().classes;
+    let examples = images.len() / network.config().inputs.max(1);
     eps.resize(mean.len(), 0.0);
     probabilities.clear();
-    probabilities.resize(batch.len() * classes, 0.0);
+    probabilities.resize(examples * classes, 0.0);
     for _ in 0..samples {
         noise.fill(eps, rng);
         write_sample(network, mean, sigma, eps);
-        network.forward(&batch.images, batch.len(), workspace, Pass::Predict, rng);
+        network.forward(images, examples, workspace, Pass::Predict, rng);
         accumulate_softmax(workspace.logits(), classes, probabilities);
     }
     predictions.clear();
@@ -336,7 +338,7 @@ impl StochasticWeights {
     pub fn predict(
         &self,
         noise: &NoiseTable,
-        batch: &Batch,
+        images: &[f32],
         workspace: &mut Workspace,
         rng: &mut Rng,
         predictions: &mut Vec<u8>,
@@ -347,7 +349,7 @@ impl StochasticWeights {
             &self.sigma,
             self.sampling.test_samples,
             noise,
-            batch,
+            images,
             workspace,
             rng,
             predictions,

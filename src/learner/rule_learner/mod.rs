@@ -541,10 +541,10 @@ impl Learner for RuleLearner {
         stats
     }
 
-    fn predict(&self, batch: &Batch, workspace: &mut Workspace, rng: &mut Rng, predictions: &mut Vec<u8>) {
+    fn predict(&self, images: &[f32], workspace: &mut Workspace, rng: &mut Rng, predictions: &mut Vec<u8>) {
         match &self.stochastic {
-            Some(st) => st.predict(&self.noise, batch, workspace, rng, predictions),
-            None => super::predict_once(self.network(), batch, workspace, rng, predictions),
+            Some(st) => st.predict(&self.noise, images, workspace, rng, predictions),
+            None => super::predict_once(self.network(), images, workspace, rng, predictions),
         }
     }
 }
