@@ -2,7 +2,9 @@
 # A shared search's speed against a local one, on this machine: the quickstart with a budget of 100
 # evaluations and no held-out check, run alternately as a local search (1 and 2 threads) and as a
 # search shared through PostgreSQL (1 process and 2 processes of one thread), ROUNDS times, each in a
-# fresh database. Prints every run's wall time; every run must end with the same best rule.
+# fresh database. Prints every run's wall time; every run must end with the same best rule. Last in
+# each round, two independent local searches of one thread at once: the machine's own ceiling for two
+# workers (two cores sharing caches, memory and clock), against which the two-worker figures stand.
 #
 #   pg_virtualenv scripts/storage-speed.sh [ROUNDS] [BINARY]      (needs scripts/fetch-data.sh)
 #
@@ -41,11 +43,18 @@ shared() { # processes run
   done
   wait
 }
+two_at_once() { # run: two independent local searches of one thread, side by side
+  for p in 1 2; do
+    "$bin" search "$dir/spec.ron" --threads 1 --out "$dir/both$p-$1" --quiet --no-report &
+  done
+  wait
+}
 for round in $(seq "$rounds"); do
   timed "local, 1 thread" "$bin" search "$dir/spec.ron" --threads 1 --out "$dir/l1-$round" --quiet --no-report
   timed "shared, 1 process" shared 1 "s1r$round"
   timed "shared, 2 processes" shared 2 "s2r$round"
   timed "local, 2 threads" "$bin" search "$dir/spec.ron" --threads 2 --out "$dir/l2-$round" --quiet --no-report
+  timed "2 local searches at once" two_at_once "$round"
 done
 echo "best rules (all must be equal):"
 md5sum "$dir"/*/best.rhai | awk '{print $1}' | sort | uniq -c

@@ -220,6 +220,8 @@ pub struct Workspace {
     row_spikes: Vec<f32>,
     layers: Vec<LayerBuffers>,
     weighted_spikes: Vec<f32>,
+    /// Scratch of the readout's product (its packed weights).
+    readout_sparse: SparseScratch,
     logits: Vec<f32>,
     grad_logits: Vec<f32>,
     /// A number no other forward pass (of any workspace) has had: the last one's, so what is derived
@@ -713,14 +715,13 @@ impl Network {
                 *o = b * self.bias_weight;
             }
         }
-        matmul(
+        // Spike sums are mostly zeros too (silent units): on a test chunk the product skips them.
+        matmul_skipping_zeros(
             &mut ws.logits,
             &ws.weighted_spikes,
-            Storage::RowMajor,
-            &readout.weights,
-            Storage::Transposed,
+            (&readout.weights, self.version),
             (batch, last_width, readout.outputs),
-            true,
+            &mut ws.readout_sparse,
         );
     }
 
