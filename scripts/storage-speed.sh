@@ -9,7 +9,9 @@
 #   pg_virtualenv scripts/storage-speed.sh [ROUNDS] [BINARY]      (needs scripts/fetch-data.sh)
 #
 # BATCH=32 (and POPULATION=32) run it with rounds of 32 trials instead of the quickstart's 8: a round
-# ends with its longest trial, so with few trials per round a second worker idles more.
+# ends with its longest trial, so with few trials per round a second worker idles more. BUDGET=300
+# runs 300 evaluations: the first round (the baselines, MESU's 20-task trial alone about 60% of it)
+# weighs less in a longer search.
 #
 # Run it on an otherwise idle machine. The URL comes from PGHOST, PGPORT and PGUSER (pg_virtualenv
 # sets them).
@@ -20,11 +22,11 @@ cd "$(dirname "$0")/.."
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 sed -e 's/name: "quickstart"/name: "storage-speed"/' \
-    -e 's/budget: (evaluations: 240)/budget: (evaluations: 100)/' \
+    -e "s/budget: (evaluations: 240)/budget: (evaluations: ${BUDGET:-100})/" \
     -e 's/held_out: (finalists: 3,/held_out: (finalists: 0,/' \
     -e "s/population: 16,/population: ${POPULATION:-16},/" \
     -e "s/batch: 8,/batch: ${BATCH:-8},/" searches/quickstart.ron > "$dir/spec.ron"
-grep -q 'evaluations: 100' "$dir/spec.ron" && grep -q 'finalists: 0' "$dir/spec.ron" \
+grep -q "evaluations: ${BUDGET:-100}" "$dir/spec.ron" && grep -q 'finalists: 0' "$dir/spec.ron" \
   || { echo "storage-speed.sh: searches/quickstart.ron changed; update the sed lines" >&2; exit 2; }
 timed() { # label command...: runs it (its output dropped), prints the label and the wall time
   local label=$1; shift
