@@ -128,21 +128,34 @@ impl TestSets {
         })
     }
 
-    /// Gives back task `j`'s set after testing: kept if `next` (the tasks the next tests need,
-    /// ascending) holds `j` among its most recent sets that fit in the budget.
+    /// Gives back task `j`'s set after testing: kept if it is among the sets [`TestSets::keep_only`]
+    /// would keep for `next` (the tasks the next tests need, ascending).
     fn give_back(&mut self, j: usize, set: Batch, next: &[usize]) {
-        let bytes = set.images.len() * std::mem::size_of::<f32>() + set.labels.len();
-        let fit = (Self::KEEP_BYTES / bytes.max(1)).min(next.len());
-        if next[next.len() - fit..].contains(&j) {
+        if Self::wanted(next, Self::bytes(&set)).contains(&j) {
             self.kept.insert(j, set);
         } else {
             self.spare = set;
         }
     }
 
-    /// Drops the kept sets `next` does not hold.
+    /// Drops the kept sets other than those `next` needs, of which the most recent that fit in
+    /// [`TestSets::KEEP_BYTES`].
     fn keep_only(&mut self, next: &[usize]) {
-        self.kept.retain(|j, _| next.contains(j));
+        let Some(bytes) = self.kept.values().next().map(Self::bytes) else {
+            return;
+        };
+        let wanted = Self::wanted(next, bytes);
+        self.kept.retain(|j, _| wanted.contains(j));
+    }
+
+    /// The most recent tasks of `next` whose sets, of `bytes` each, fit in the budget.
+    fn wanted(next: &[usize], bytes: usize) -> &[usize] {
+        let fit = (Self::KEEP_BYTES / bytes.max(1)).min(next.len());
+        &next[next.len() - fit..]
+    }
+
+    fn bytes(set: &Batch) -> usize {
+        set.images.len() * std::mem::size_of::<f32>() + set.labels.len()
     }
 }
 
