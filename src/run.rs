@@ -255,10 +255,12 @@ pub fn run(
         }
 
         let tested = tested_before(t, config.tasks, options.retention_sample);
-        let mut next = Vec::new();
-        if t + 1 < config.tasks {
-            next = tested_before(t + 1, config.tasks, options.retention_sample);
-        }
+        // The tasks the next task's tests need (none after the last).
+        let next = if t + 1 < config.tasks {
+            tested_before(t + 1, config.tasks, options.retention_sample)
+        } else {
+            Vec::new()
+        };
         let mut row = vec![None; t + 1];
         for &j in tested.iter().chain(std::iter::once(&t)) {
             let test = test_sets.take(stream, j);
