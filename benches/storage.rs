@@ -1,6 +1,8 @@
 //! The database side of a search shared through PostgreSQL (`--storage`): what one trial costs
-//! (claim, one heartbeat, record) and taking in a round of 1,000 records (fetch, parse, one journal
-//! append with one fsync). Needs a server; without one it says so and measures nothing:
+//! (claim, one heartbeat, record), taking in a round of 1,000 records (fetch, parse, one journal
+//! append with one fsync), and one look of an idle process waiting for a round's last records (the
+//! count it asks first, and the fetch it avoids). Needs a server; without one it says so and measures
+//! nothing:
 //!
 //!   pg_virtualenv cargo bench --bench storage
 
@@ -89,6 +91,15 @@ fn storage(c: &mut Criterion) {
             journal.append_all(&entries).expect("append");
             assert_eq!(entries.len(), 1000);
         })
+    });
+    // What an idle process waiting for a round's last records costs the server each time it looks:
+    // 1,000 workers look about 4 times a second each.
+    let known: Vec<usize> = (0..1000).collect();
+    group.bench_function("poll a round of 1,000 records: count the unrecorded", |b| {
+        b.iter(|| assert_eq!(shared.unrecorded(r).expect("count"), 0))
+    });
+    group.bench_function("poll a round of 1,000 records: fetch the unknown", |b| {
+        b.iter(|| assert!(shared.records(r, &known).expect("records").is_empty()))
     });
     group.finish();
 }

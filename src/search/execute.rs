@@ -305,6 +305,11 @@ impl Search<'_> {
             if known.len() == total {
                 return Ok(true);
             }
+            // Fetch only when there is something new: the count costs the server a fraction of what
+            // comparing every recorded slot with `known` does.
+            if total - shared.unrecorded(number)? == known.len() {
+                return Ok(false);
+            }
             take(shared.records(number, &known)?)?;
             Ok(lock(&results).iter().all(Option::is_some))
         };

@@ -15,12 +15,14 @@
 
 pub mod credentials;
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use postgres::error::SqlState;
-use postgres::{Client, Config, NoTls};
+use postgres::types::ToSql;
+use postgres::{Client, Config, NoTls, Row, Statement};
 
 /// Version of the tables this synaptogen writes; a database holding another is refused.
 pub const FORMAT: i32 = 1;
@@ -55,6 +57,10 @@ CREATE TABLE IF NOT EXISTS synaptogen_trials (
     recorded_by text,
     PRIMARY KEY (search, round, slot)
 );
+-- The trials not yet recorded, in the order they are claimed: claiming one and counting them (what an
+-- idle process asks, several times a second) read only these, not the whole round.
+CREATE INDEX IF NOT EXISTS synaptogen_open_trials ON synaptogen_trials (search, round, tasks DESC, slot)
+    WHERE record IS NULL;
 ";
 
 /// Errors of a shared search.
@@ -202,11 +208,69 @@ pub fn build() -> String {
     }
 }
 
+/// One connection and the statements prepared on it. Each query is parsed and planned once per
+/// connection rather than at every call (after five runs PostgreSQL keeps a generic plan): an idle
+/// process asks several times a second, and planning cost the server more than running the queries.
+struct Session {
+    client: Client,
+    prepared: HashMap<&'static str, Statement>,
+}
+
+impl Session {
+    fn new(client: Client) -> Session {
+        Session {
+            client,
+            prepared: HashMap::new(),
+        }
+    }
+
+    fn statement(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
+        if let Some(statement) = self.prepared.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql)?;
+        self.prepared.insert(sql, statement.clone());
+        Ok(statement)
+    }
+
+    fn execute(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.client.execute(&statement, params)
+    }
+
+    fn query(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.client.query(&statement, params)
+    }
+
+    fn query_one(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.client.query_one(&statement, params)
+    }
+
+    fn query_opt(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.client.query_opt(&statement, params)
+    }
+}
+
 /// Where a search is stored, before joining it.
 pub struct Storage {
     config: Config,
     url: String,
-    client: Mutex<Option<Client>>,
+    session: Mutex<Option<Session>>,
     outage: Duration,
     /// Seconds a claim lasts without a heartbeat.
     lease: f64,
@@ -321,7 +385,7 @@ impl Storage {
         Ok(Storage {
             config,
             url,
-            client: Mutex::new(Some(client)),
+            session: Mutex::new(Some(Session::new(client))),
             outage: Duration::from_secs(outage_seconds),
             lease: lease_seconds.max(1) as f64,
             owner: format!("{host}:{}:{nanos:08x}", std::process::id()),
@@ -336,13 +400,13 @@ impl Storage {
     /// Runs `f` on the connection, re-opening it with backoff while the database is unreachable, for
     /// at most the outage timeout. Every `f` must be safe to run twice (an answer lost with the
     /// connection makes it run again).
-    fn with<T>(&self, mut f: impl FnMut(&mut Client) -> Result<T, postgres::Error>) -> Result<T, Error> {
-        let mut guard = self.client.lock().unwrap_or_else(|e| e.into_inner());
+    fn with<T>(&self, mut f: impl FnMut(&mut Session) -> Result<T, postgres::Error>) -> Result<T, Error> {
+        let mut guard = self.session.lock().unwrap_or_else(|e| e.into_inner());
         let mut lost: Option<Instant> = None;
         let mut wait = Duration::from_millis(200);
         loop {
             let why = match guard.as_mut() {
-                Some(client) => match f(client) {
+                Some(session) => match f(session) {
                     Ok(v) => return Ok(v),
                     Err(e) if is_connection(&e) => {
                         *guard = None;
@@ -357,7 +421,7 @@ impl Storage {
                 },
                 None => match self.config.connect(NoTls) {
                     Ok(client) => {
-                        *guard = Some(client);
+                        *guard = Some(Session::new(client));
                         continue;
                     }
                     Err(e) => message(&e),
@@ -382,7 +446,7 @@ impl Storage {
     pub fn join(self: Arc<Self>, name: &str, spec_hash: &str, header: &str) -> Result<Shared, Error> {
         let ours = build();
         let joined = self.with(|c| {
-            let mut tx = c.transaction()?;
+            let mut tx = c.client.transaction()?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])?;
             tx.batch_execute(SCHEMA)?;
             let format: Option<i32> = tx
@@ -464,19 +528,28 @@ impl Shared {
         let tasks: Vec<i32> = trials.iter().map(|t| t.tasks as i32).collect();
         let (search, r) = (self.search, round as i32);
         let stored = self.storage.with(|c| {
+            let read = |c: &mut Session| -> Result<Vec<(i32, String)>, postgres::Error> {
+                Ok(c.query(
+                    "SELECT slot, job FROM synaptogen_trials WHERE search = $1 AND round = $2 ORDER BY slot",
+                    &[&search, &r],
+                )?
+                .into_iter()
+                .map(|row| (row.get::<_, i32>(0), row.get::<_, String>(1)))
+                .collect())
+            };
+            // Usually another process posted the round already: reading it is cheaper for the server
+            // than inserting every trial again only to skip each as a conflict.
+            let stored = read(c)?;
+            if stored.len() >= trials.len() {
+                return Ok(stored);
+            }
             c.execute(
                 "INSERT INTO synaptogen_trials (search, round, slot, job, tasks) \
                  SELECT $1, $2, s, j, t FROM unnest($3::int4[], $4::text[], $5::int4[]) AS x(s, j, t) \
                  ON CONFLICT DO NOTHING",
                 &[&search, &r, &slots, &jobs, &tasks],
             )?;
-            Ok(c.query(
-                "SELECT slot, job FROM synaptogen_trials WHERE search = $1 AND round = $2 ORDER BY slot",
-                &[&search, &r],
-            )?
-            .into_iter()
-            .map(|row| (row.get::<_, i32>(0), row.get::<_, String>(1)))
-            .collect::<Vec<_>>())
+            read(c)
         })?;
         let diverged = |why: String| Error::Diverged {
             name: self.name.clone(),
@@ -547,14 +620,29 @@ impl Shared {
         })
     }
 
-    /// The records of `round` whose slots are not in `known`, as (slot, record).
+    /// How many trials of `round` are not yet recorded: the cheap question an idle process asks before
+    /// fetching records (it reads the unrecorded trials' index entries only).
+    pub fn unrecorded(&self, round: usize) -> Result<usize, Error> {
+        let (search, r) = (self.search, round as i32);
+        let count = self.storage.with(|c| {
+            Ok(c.query_one(
+                "SELECT count(*) FROM synaptogen_trials WHERE search = $1 AND round = $2 AND record IS NULL",
+                &[&search, &r],
+            )?
+            .get::<_, i64>(0))
+        })?;
+        Ok(count as usize)
+    }
+
+    /// The records of `round` whose slots are not in `known`, as (slot, record). `NOT IN` a subquery is
+    /// a hash lookup per row; `<> ALL($3)` would compare each row with every known slot.
     pub fn records(&self, round: usize, known: &[usize]) -> Result<Vec<(usize, String)>, Error> {
         let (search, r) = (self.search, round as i32);
         let known: Vec<i32> = known.iter().map(|&k| k as i32).collect();
         self.storage.with(|c| {
             Ok(c.query(
                 "SELECT slot, record FROM synaptogen_trials WHERE search = $1 AND round = $2 \
-                     AND record IS NOT NULL AND NOT (slot = ANY($3)) ORDER BY slot",
+                     AND record IS NOT NULL AND slot NOT IN (SELECT unnest($3::int4[])) ORDER BY slot",
                 &[&search, &r, &known],
             )?
             .into_iter()
