@@ -214,6 +214,10 @@ pub struct Workspace {
     /// read `v` or `err` ask for it; nothing else pays for it).
     record_membrane: bool,
     record_error: bool,
+    /// Layers whose weight gradient backward passes leave out (a rule that reads `err` but not `grad`
+    /// needs the backward pass's errors, not the weight products: the first layer's is the largest
+    /// product of an update). Empty: every layer's is computed.
+    skip_weight_gradients: Vec<bool>,
     input_sequence: Vec<f32>,
     zeros: Vec<f32>,
     /// One row's previous-step spikes, scratch of a `Pass::Predict` layer.
@@ -240,6 +244,17 @@ impl Workspace {
     pub fn record(&mut self, membrane: bool, error: bool) {
         self.record_membrane = membrane;
         self.record_error = error;
+    }
+
+    /// Makes later backward passes leave out the weight gradient of every layer `l` with
+    /// `skip[l]` (they keep what they held); biases' gradients and the errors are still computed.
+    pub fn skip_weight_gradients(&mut self, skip: Vec<bool>) {
+        self.skip_weight_gradients = skip;
+    }
+
+    /// Whether backward passes compute layer `l`'s weight gradient.
+    fn weight_gradient(&self, l: usize) -> bool {
+        !self.skip_weight_gradients.get(l).copied().unwrap_or(false)
     }
 
     /// Whether passes record (the membrane sums, the error sums), as [`Workspace::record`] set.
@@ -742,15 +757,17 @@ impl Network {
         let readout = &self.layers[hidden_count];
         // Readout: ∂W_o = gᵀ·(Σ_t c_t s_L[t]), ∂b_o = (Σ_t c_t)·Σ_batch g.
         let gr = &mut grads.layers[hidden_count];
-        matmul(
-            &mut gr.weights,
-            &ws.grad_logits,
-            Storage::Transposed,
-            &ws.weighted_spikes,
-            Storage::RowMajor,
-            (classes, batch, readout.inputs),
-            false,
-        );
+        if ws.weight_gradient(hidden_count) {
+            matmul(
+                &mut gr.weights,
+                &ws.grad_logits,
+                Storage::Transposed,
+                &ws.weighted_spikes,
+                Storage::RowMajor,
+                (classes, batch, readout.inputs),
+                false,
+            );
+        }
         gr.bias.fill(0.0);
         for row in ws.grad_logits.chunks_exact(classes) {
             for (b, &g) in gr.bias.iter_mut().zip(row) {
@@ -793,6 +810,7 @@ impl Network {
             let layer = &self.layers[l];
             let width = layer.outputs;
             let per_step = batch * width;
+            let weight_gradient = ws.weight_gradient(l);
             let (before, rest) = ws.layers.split_at_mut(l);
             let buffers = &mut rest[0];
             if ws.record_error {
@@ -810,7 +828,7 @@ impl Network {
                     *b += d;
                 }
             }
-            if l == 0 && constant_first {
+            if weight_gradient && l == 0 && constant_first {
                 // x is the same at every step: ∂W = (Σ_t ∂I[t])ᵀ·x.
                 buffers.grad_sum.copy_from_slice(&buffers.grad[..per_step]);
                 for chunk in buffers.grad[per_step..].chunks_exact(per_step) {
@@ -827,7 +845,7 @@ impl Network {
                     (width, batch, layer.inputs),
                     false,
                 );
-            } else {
+            } else if weight_gradient {
                 let source: &[f32] = if l == 0 {
                     &ws.input_sequence
                 } else {

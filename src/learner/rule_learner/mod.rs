@@ -56,6 +56,8 @@ pub struct RuleLearner {
     /// False when nothing reads a gradient: every matrix and bias follows the rule and no section reads
     /// `grad` or `err`, so the backward pass is skipped.
     backward: bool,
+    /// Whether the backward pass computes the weight gradients of the matrices that follow the rule.
+    weight_gradients: bool,
     /// ∂L/∂logits scratch of a forward-only update.
     scratch: Vec<f32>,
     /// Stochastic weights, when the rule reads or writes `sigma`.
@@ -91,6 +93,9 @@ pub struct RuleLearner {
 pub struct Work {
     /// The backward pass (BPTT).
     pub backward: bool,
+    /// The backward pass's weight gradients of the matrices that follow the rule (a rule that reads
+    /// `err` but not `grad` needs the errors, not these products).
+    pub weight_gradients: bool,
     /// The weight samples of stochastic weights (`sigma`).
     pub sampled_weights: bool,
     /// The per-layer signals computed for the synapse and prune sections, and the age counted.
@@ -179,14 +184,15 @@ impl RuleLearner {
         let (neuron_v, neuron_err) = neurons.as_ref().map_or((false, false), NeuronPass::reads_v_err);
         // The synapse program, not the file's sections: a rule without synapse() runs the default
         // `dw = -lr * grad`.
-        let reads_grad = std::iter::once(&program)
-            .chain(
+        let sections = || {
+            std::iter::once(&program).chain(
                 rule.programs
                     .iter()
                     .filter(|(s, _)| *s != Section::Synapse)
                     .map(|(_, p)| p),
             )
-            .any(reads_gradient);
+        };
+        let reads_grad = sections().any(reads_gradient);
         let uses_sigma = rule.programs.iter().any(|(_, p)| {
             p.inputs.iter().any(|v| matches!(v, Var::Sigma | Var::GradSigma))
                 || p.outputs.iter().any(|(v, _)| *v == Var::Sigma)
@@ -205,7 +211,16 @@ impl RuleLearner {
         });
         let backward =
             reads_grad || settings.hidden_only || !settings.biases_follow_rule || stochastic.is_some();
+        // A weight gradient is needed where SGD moves the weights (the readout under `apply_to:
+        // Hidden`), where the weight samples' estimate is built from it, or where a section reads
+        // `grad`; elsewhere the backward pass computes only the errors and the biases' gradients.
+        let weight_gradients = sections().any(|p| p.inputs.contains(&Var::Grad)) || stochastic.is_some();
         let mut core = Backprop::new(network);
+        core.workspace.skip_weight_gradients(
+            (0..=hidden)
+                .map(|l| follows_rule(l) && !weight_gradients)
+                .collect(),
+        );
         let recorded = reads.union(prune_reads);
         core.workspace
             .record(recorded.v || neuron_v, recorded.err || neuron_err);
@@ -216,6 +231,7 @@ impl RuleLearner {
             prune,
             neurons,
             backward,
+            weight_gradients: backward && weight_gradients,
             scratch: Vec::new(),
             stochastic,
             lr: settings.lr,
@@ -532,6 +548,7 @@ impl Learner for RuleLearner {
         }
         self.work = Work {
             backward: self.stochastic.is_some() || self.backward,
+            weight_gradients: self.stochastic.is_some() || self.weight_gradients,
             sampled_weights: self.stochastic.is_some(),
             signals: self.signals.computed,
             recorded: self.core.workspace.recording(),

@@ -717,10 +717,12 @@ fn cost(var: Var, section: Section) -> Work {
     match var {
         Var::Grad => Work {
             backward: true,
+            weight_gradients: true,
             ..Work::default()
         },
         Var::Sigma | Var::GradSigma => Work {
             backward: true,
+            weight_gradients: true,
             sampled_weights: true,
             ..Work::default()
         },
