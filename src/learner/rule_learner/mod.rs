@@ -548,7 +548,7 @@ impl Learner for RuleLearner {
         }
         self.work = Work {
             backward: self.stochastic.is_some() || self.backward,
-            weight_gradients: self.stochastic.is_some() || self.weight_gradients,
+            weight_gradients: self.weight_gradients,
             sampled_weights: self.stochastic.is_some(),
             signals: self.signals.computed,
             recorded: self.core.workspace.recording(),
