@@ -33,8 +33,8 @@ pub struct Mesu {
     mean: Vec<f32>,
     /// σ, flat in parameter order.
     sigma: Vec<f32>,
-    /// ε of every sample of the current update, `samples × parameters`.
-    noise_draws: Vec<f32>,
+    /// A noise window that wraps around the table's end ([`NoiseTable::window`]).
+    noise_scratch: Vec<f32>,
     grad_mean: Vec<f32>,
     grad_sigma: Vec<f32>,
     noise: NoiseTable,
@@ -56,7 +56,7 @@ impl Mesu {
             params,
             mean,
             sigma,
-            noise_draws: Vec::new(),
+            noise_scratch: Vec::new(),
             grad_mean: vec![0.0; n],
             grad_sigma: vec![0.0; n],
             noise: NoiseTable::new(seed),
@@ -120,7 +120,7 @@ impl Learner for Mesu {
             &mut noise_rng,
             batch,
             rng,
-            &mut self.noise_draws,
+            &mut self.noise_scratch,
             &mut self.grad_mean,
             &mut self.grad_sigma,
         );

@@ -266,7 +266,25 @@ impl NoiseTable {
 
     /// Fills `out` with consecutive table values from a random offset, wrapping around the end.
     pub fn fill(&self, out: &mut [f32], rng: &mut Rng) {
-        let mut start = rng.below(Self::LEN);
+        let start = rng.below(Self::LEN);
+        self.copy_from(start, out);
+    }
+
+    /// The `len` values [`NoiseTable::fill`] would write, drawing the same offset from `rng`: borrowed
+    /// from the table when they do not wrap around its end (nearly always: a window is the size of a
+    /// network), copied into `scratch` when they do. Saves a copy of the window on every weight sample.
+    pub fn window<'a>(&'a self, len: usize, rng: &mut Rng, scratch: &'a mut Vec<f32>) -> &'a [f32] {
+        let start = rng.below(Self::LEN);
+        if start + len <= Self::LEN {
+            return &self.values[start..start + len];
+        }
+        scratch.resize(len, 0.0);
+        self.copy_from(start, scratch);
+        scratch
+    }
+
+    /// Writes the table's values from `start` on into `out`, wrapping around the end.
+    fn copy_from(&self, mut start: usize, out: &mut [f32]) {
         let mut done = 0;
         while done < out.len() {
             let take = (out.len() - done).min(Self::LEN - start);
@@ -274,5 +292,41 @@ impl NoiseTable {
             done += take;
             start = 0;
         }
+    }
+}
+
+#[cfg(test)]
+mod noise_table_tests {
+    use super::NoiseTable;
+    use crate::rng::{Purpose, Rng};
+
+    #[test]
+    fn a_window_is_what_fill_writes_from_the_same_draw() {
+        let table = NoiseTable::new(3);
+        // Half the offsets make a window this long wrap around the table's end.
+        let len = NoiseTable::LEN / 2 + 3;
+        let (mut borrowed, mut wrapped) = (0, 0);
+        let mut scratch = Vec::new();
+        for seed in 0..16 {
+            let mut filled = vec![0.0; len];
+            let mut rng = Rng::stream(seed, Purpose::Noise, &[1]);
+            table.fill(&mut filled, &mut rng);
+            let after_fill = rng.next_u64();
+            let mut rng = Rng::stream(seed, Purpose::Noise, &[1]);
+            let at = table.window(len, &mut rng, &mut scratch).as_ptr() as usize;
+            let is_scratch = at == scratch.as_ptr() as usize;
+            let window = table.window(len, &mut Rng::stream(seed, Purpose::Noise, &[1]), &mut scratch);
+            assert_eq!(window, filled.as_slice(), "seed {seed}");
+            if is_scratch {
+                wrapped += 1;
+            } else {
+                borrowed += 1;
+            }
+            assert_eq!(rng.next_u64(), after_fill, "window draws what fill draws");
+        }
+        assert!(
+            borrowed > 0 && wrapped > 0,
+            "both cases seen: {borrowed} borrowed, {wrapped} wrapped"
+        );
     }
 }

@@ -29,23 +29,24 @@ pub struct Sampling {
 pub fn write_sample(network: &mut Network, mean: &[f32], sigma: &[f32], eps: &[f32]) {
     let mut offset = 0;
     for p in network.parameters_mut() {
-        let range = offset..offset + p.len();
-        for (((w, m), s), e) in p
-            .iter_mut()
-            .zip(&mean[range.clone()])
-            .zip(&sigma[range.clone()])
-            .zip(&eps[range])
-        {
+        let n = p.len();
+        let (m, s, e) = (
+            &mean[offset..offset + n],
+            &sigma[offset..offset + n],
+            &eps[offset..offset + n],
+        );
+        for (((w, m), s), e) in p.iter_mut().zip(m).zip(s).zip(e) {
             *w = m + s * e;
         }
-        offset += p.len();
+        offset += n;
     }
 }
 
 /// The sums over `samples` weight samples of the batch-mean gradient (into `grad_sum`) and of ε × it
-/// (into `grad_sigma_sum`), drawing ε from `noise` with `noise_rng`; `eps` receives every sample's ε
-/// (`samples × parameters`). The network holds the last sample afterwards. Returns the mean loss over
-/// samples and the examples the sample-averaged softmax got right.
+/// (into `grad_sigma_sum`), drawing each sample's ε as a window of `noise` with `noise_rng` (read in
+/// place; `scratch` holds a window that wraps around the table's end). The network holds the last
+/// sample afterwards. Returns the mean loss over samples and the examples the sample-averaged softmax
+/// got right.
 #[allow(clippy::too_many_arguments)]
 pub fn sample_gradients(
     core: &mut Backprop,
@@ -56,36 +57,35 @@ pub fn sample_gradients(
     noise_rng: &mut Rng,
     batch: &Batch,
     rng: &mut Rng,
-    eps: &mut Vec<f32>,
+    scratch: &mut Vec<f32>,
     grad_sum: &mut [f32],
     grad_sigma_sum: &mut [f32],
 ) -> UpdateStats {
     let n = mean.len();
     let classes = core.network.config().classes;
-    eps.resize(samples * n, 0.0);
     grad_sum.fill(0.0);
     grad_sigma_sum.fill(0.0);
     let mut probabilities = vec![0.0f32; batch.len() * classes];
     let mut loss = 0.0;
-    for s in 0..samples {
-        let eps = &mut eps[s * n..(s + 1) * n];
-        noise.fill(eps, noise_rng);
+    for _ in 0..samples {
+        let eps = noise.window(n, noise_rng, scratch);
         write_sample(&mut core.network, mean, sigma, eps);
         let stats = core.compute(batch, rng);
         loss += stats.loss;
         accumulate_softmax(core.workspace.logits(), classes, &mut probabilities);
         let mut offset = 0;
         for g in core.gradients.slices() {
-            let range = offset..offset + g.len();
-            for ((gm, gs), (&gi, &e)) in grad_sum[range.clone()]
-                .iter_mut()
-                .zip(&mut grad_sigma_sum[range.clone()])
-                .zip(g.iter().zip(&eps[range]))
-            {
+            let k = g.len();
+            let (gm, gs, e) = (
+                &mut grad_sum[offset..offset + k],
+                &mut grad_sigma_sum[offset..offset + k],
+                &eps[offset..offset + k],
+            );
+            for (((gm, gs), &gi), &e) in gm.iter_mut().zip(gs.iter_mut()).zip(g).zip(e) {
                 *gm += gi;
                 *gs += e * gi;
             }
-            offset += g.len();
+            offset += k;
         }
     }
     let correct = probabilities
@@ -137,14 +137,13 @@ pub fn predict(
         .0
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let (network, eps, probabilities) = &mut *guard;
+    let (network, scratch, probabilities) = &mut *guard;
     let classes = network.config().classes;
     let examples = images.len() / network.config().inputs.max(1);
-    eps.resize(mean.len(), 0.0);
     probabilities.clear();
     probabilities.resize(examples * classes, 0.0);
     for _ in 0..samples {
-        noise.fill(eps, rng);
+        let eps = noise.window(mean.len(), rng, scratch);
         write_sample(network, mean, sigma, eps);
         network.forward(images, examples, workspace, Pass::Predict, rng);
         accumulate_softmax(workspace.logits(), classes, probabilities);
@@ -181,13 +180,13 @@ pub fn initial_sigma(network: &Network, sigma_init: f32) -> Vec<f32> {
 #[derive(Debug)]
 pub struct StochasticWeights {
     sampling: Sampling,
-    /// μ, σ, σ at creation, the ∂L/∂σ estimate, the gradient sum and the sampled ε.
+    /// μ, σ, σ at creation, the ∂L/∂σ estimate, the gradient sum, and a noise window that wraps.
     mean: Vec<f32>,
     sigma: Vec<f32>,
     initial: Vec<f32>,
     grad_sigma: Vec<f32>,
     grad_sum: Vec<f32>,
-    eps: Vec<f32>,
+    scratch_eps: Vec<f32>,
     /// Where each layer's weights and biases start in the flat buffers.
     offsets: Vec<(usize, usize)>,
     scratch: PredictScratch,
@@ -236,7 +235,7 @@ impl StochasticWeights {
             sigma,
             grad_sigma: vec![0.0; total],
             grad_sum: vec![0.0; total],
-            eps: Vec::new(),
+            scratch_eps: Vec::new(),
             offsets,
             scratch: PredictScratch::new(network),
         }
@@ -262,7 +261,7 @@ impl StochasticWeights {
             noise_rng,
             batch,
             rng,
-            &mut self.eps,
+            &mut self.scratch_eps,
             &mut self.grad_sum,
             &mut self.grad_sigma,
         );
@@ -330,8 +329,9 @@ impl StochasticWeights {
 
     /// After the update: μ is the network's parameters.
     pub fn take_mean(&mut self, network: &Network) {
+        // Slice by slice: a flattened iterator copies one value at a time.
         self.mean.clear();
-        self.mean.extend(network.parameters().flatten());
+        network.parameters().for_each(|p| self.mean.extend_from_slice(p));
     }
 
     /// Predicted classes: the softmax averaged over the test-time weight samples ([`predict`]).
