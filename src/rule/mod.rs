@@ -92,6 +92,31 @@ pub struct CompiledRule {
     pub programs: Vec<(Section, Program)>,
 }
 
+impl CompiledRule {
+    /// The `synapse()` program with `dw` replaced by `w + dw`, the weights after the update: a learner
+    /// stores them in place of the old ones, so the addition runs inside the program's loop instead of
+    /// as a pass of its own over `dw` (the same single rounding either way). `None` without a
+    /// `synapse()` section.
+    pub fn synapse_applied(&self) -> Option<Program> {
+        let outputs = self.canonical.sections.get(&Section::Synapse)?;
+        let applied: Vec<(vocab::Var, ir::Expr)> = outputs
+            .iter()
+            .map(|(var, e)| match var {
+                vocab::Var::Dw => (
+                    *var,
+                    ir::Expr::Binary(
+                        ir::BinOp::Add,
+                        Box::new(ir::Expr::Var(vocab::Var::W)),
+                        Box::new(e.clone()),
+                    ),
+                ),
+                _ => (*var, e.clone()),
+            })
+            .collect();
+        Some(Program::compile(&applied, &self.canonical.constants))
+    }
+}
+
 /// Parses, checks, canonicalises and compiles `source`; `path` is used in messages only.
 pub fn compile(source: &str, path: &Path) -> Result<CompiledRule, Error> {
     let rule = parse::parse(source).map_err(|diagnostics| Error {

@@ -103,6 +103,12 @@ impl Dense {
     pub fn weights_mut(&mut self) -> &mut [f32] {
         &mut self.weights
     }
+    /// Replaces the weights with `new` (as many, same layout), leaving the old ones in `new`: a
+    /// learner that computes the next weights into a buffer of its own takes them without a copy.
+    pub fn swap_weights(&mut self, new: &mut Vec<f32>) {
+        assert_eq!(new.len(), self.weights.len(), "a weight matrix keeps its shape");
+        std::mem::swap(&mut self.weights, new);
+    }
     /// Biases.
     pub fn bias(&self) -> &[f32] {
         &self.bias

@@ -133,13 +133,16 @@ impl RuleLearner {
                 .find(|(s, _)| *s == wanted)
                 .map(|(_, p)| p.clone())
         };
-        let program = section(Section::Synapse).unwrap_or_else(|| {
-            let default = crate::rule::compile(
+        // The synapse program writes `w + dw` into the `dw` buffer ([`CompiledRule::synapse_applied`]),
+        // which then replaces the weights.
+        let program = rule.synapse_applied().unwrap_or_else(|| {
+            crate::rule::compile(
                 "fn synapse() { dw = -lr * grad; }",
                 std::path::Path::new("default"),
             )
-            .expect("the default synapse rule compiles");
-            default.programs[0].1.clone()
+            .expect("the default synapse rule compiles")
+            .synapse_applied()
+            .expect("it has a synapse() section")
         });
         let prune = section(Section::Prune);
         let reads = Reads::of(&program);
@@ -404,7 +407,7 @@ impl RuleLearner {
         state.outputs = outs;
         let written = || self.program.outputs.iter().map(|(v, _)| *v);
         let layer = &mut self.core.network.layers_mut()[l];
-        synapses::write_back(written(), l, state, layer.weights_mut(), self.stochastic.as_mut());
+        synapses::write_back(written(), l, state, layer, self.stochastic.as_mut());
         if let (Some(bias), Some(bias_outs)) = (&mut state.bias, bias_outs) {
             bias.outputs = bias_outs;
             synapses::write_back_biases(written(), l, bias, layer.bias_mut(), self.stochastic.as_mut());

@@ -10,6 +10,7 @@ use crate::learner::stochastic::StochasticWeights;
 use crate::learner::structure::Connectivity;
 use crate::rule::program::Input;
 use crate::rule::vocab::Var;
+use crate::snn::Dense;
 
 /// What one weight matrix's synapses remember between updates.
 #[derive(Clone, Debug)]
@@ -274,13 +275,14 @@ impl Globals {
     }
 }
 
-/// Applies what the synapse program wrote for matrix `l`: `w += dw` on existing synapses, the slots
-/// `m` and `u`, and σ (floored, through `stochastic`).
+/// Applies what the synapse program wrote for matrix `l`: the new weights (`w + dw`, see
+/// [`crate::rule::CompiledRule::synapse_applied`]) on existing synapses, the slots `m` and `u`, and σ
+/// (floored, through `stochastic`).
 pub fn write_back(
     outputs: impl IntoIterator<Item = Var>,
     l: usize,
     state: &mut MatrixState,
-    weights: &mut [f32],
+    layer: &mut Dense,
     stochastic: Option<&mut StochasticWeights>,
 ) {
     let present = state.connectivity.as_ref().map(Connectivity::present);
@@ -289,14 +291,27 @@ pub fn write_back(
         m: &mut state.m,
         u: &mut state.u,
     };
-    apply(outputs, slots, weights, present, |sigma| {
+    let store = |new: &mut Vec<f32>| match present {
+        // The buffer becomes the weights, and the old weights the next update's buffer.
+        None => layer.swap_weights(new),
+        Some(present) => {
+            // A bitwise blend of the new and the old weight, not a branch, so it vectorises: about
+            // half the synapses are present mid-schedule, and a branch on each is mispredicted at
+            // every other synapse. Every bit is the branch's.
+            for ((w, n), &present) in layer.weights_mut().iter_mut().zip(new.iter()).zip(present) {
+                let keep = (present as u32).wrapping_neg();
+                *w = f32::from_bits((n.to_bits() & keep) | (w.to_bits() & !keep));
+            }
+        }
+    };
+    apply(outputs, slots, store, |sigma| {
         stochastic
             .expect("a rule that writes sigma is stochastic")
             .write_weights(l, sigma, present);
     });
 }
 
-/// Applies what the synapse program wrote for layer `l`'s biases.
+/// Applies what the synapse program wrote for layer `l`'s biases (`b + db` in the `dw` buffer).
 pub fn write_back_biases(
     outputs: impl IntoIterator<Item = Var>,
     l: usize,
@@ -309,11 +324,16 @@ pub fn write_back_biases(
         m: &mut bias.m,
         u: &mut bias.u,
     };
-    apply(outputs, slots, biases, None, |sigma| {
-        stochastic
-            .expect("a rule that writes sigma is stochastic")
-            .write_biases(l, sigma);
-    });
+    apply(
+        outputs,
+        slots,
+        |new| biases.copy_from_slice(new),
+        |sigma| {
+            stochastic
+                .expect("a rule that writes sigma is stochastic")
+                .write_biases(l, sigma);
+        },
+    );
 }
 
 /// The program's output buffers and the persistent slots they replace.
@@ -323,32 +343,25 @@ struct Slots<'a> {
     u: &'a mut Vec<f32>,
 }
 
-/// Writes each output back: `dw` is added to `params` where a synapse exists, `m` and `u` swap with
-/// their buffers (the old slot becomes the next update's buffer), `sigma` goes to `write_sigma`.
+/// Writes each output back: the `dw` buffer, which holds the new parameters, goes to `store`, `m` and
+/// `u` swap with their buffers (the old slot becomes the next update's buffer), `sigma` goes to
+/// `write_sigma`.
 fn apply(
     outputs: impl IntoIterator<Item = Var>,
     slots: Slots,
-    params: &mut [f32],
-    present: Option<&[bool]>,
+    store: impl FnOnce(&mut Vec<f32>),
     write_sigma: impl FnOnce(&[f32]),
 ) {
+    let mut store = Some(store);
     let mut write_sigma = Some(write_sigma);
     for (k, var) in outputs.into_iter().enumerate() {
         let buffer = &mut slots.buffers[k];
         match var {
-            Var::Dw => match present {
-                None => params.iter_mut().zip(buffer.iter()).for_each(|(w, d)| *w += d),
-                Some(present) => {
-                    // A bitwise blend of `w + d` and `w`, not a branch, so it vectorises: about half
-                    // the synapses are present mid-schedule, and a branch on each is mispredicted at
-                    // every other synapse. Every bit is the branch's.
-                    for ((w, d), &present) in params.iter_mut().zip(buffer.iter()).zip(present) {
-                        let keep = (present as u32).wrapping_neg();
-                        let sum = (*w + d).to_bits();
-                        *w = f32::from_bits((sum & keep) | (w.to_bits() & !keep));
-                    }
+            Var::Dw => {
+                if let Some(store) = store.take() {
+                    store(buffer);
                 }
-            },
+            }
             Var::M => std::mem::swap(slots.m, buffer),
             Var::U => std::mem::swap(slots.u, buffer),
             Var::Sigma => {
