@@ -186,7 +186,7 @@ pub struct StochasticWeights {
     initial: Vec<f32>,
     grad_sigma: Vec<f32>,
     grad_sum: Vec<f32>,
-    scratch_eps: Vec<f32>,
+    noise_scratch: Vec<f32>,
     /// Where each layer's weights and biases start in the flat buffers.
     offsets: Vec<(usize, usize)>,
     scratch: PredictScratch,
@@ -235,7 +235,7 @@ impl StochasticWeights {
             sigma,
             grad_sigma: vec![0.0; total],
             grad_sum: vec![0.0; total],
-            scratch_eps: Vec::new(),
+            noise_scratch: Vec::new(),
             offsets,
             scratch: PredictScratch::new(network),
         }
@@ -261,7 +261,7 @@ impl StochasticWeights {
             noise_rng,
             batch,
             rng,
-            &mut self.scratch_eps,
+            &mut self.noise_scratch,
             &mut self.grad_sum,
             &mut self.grad_sigma,
         );
