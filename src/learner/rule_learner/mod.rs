@@ -30,7 +30,7 @@ pub use signals::TRACE_DECAY;
 
 use super::stochastic::{Sampled, StochasticWeights};
 use super::structure::{self, Connectivity, Schedule};
-use super::{Backprop, Learner, NoiseTable, UpdateContext, UpdateStats};
+use super::{Backprop, LazyNoiseTable, Learner, UpdateContext, UpdateStats};
 use crate::data::Batch;
 use crate::rng::{Purpose, Rng};
 use crate::rule::program::{Input, Scratch};
@@ -67,7 +67,8 @@ pub struct RuleLearner {
     schedule: Schedule,
     matrices: Vec<MatrixState>,
     loss_trace: Option<f32>,
-    noise: NoiseTable,
+    /// Built only if a program draws noise or the weights are stochastic.
+    noise: LazyNoiseTable,
     seed: u64,
     updates: u64,
     /// The current matrix's signals, and the programs' scratch.
@@ -242,7 +243,7 @@ impl RuleLearner {
             schedule: settings.structure,
             matrices,
             loss_trace: None,
-            noise: NoiseTable::new(seed),
+            noise: LazyNoiseTable::new(seed),
             seed,
             updates: 0,
             signals: Signals::default(),
@@ -287,7 +288,7 @@ impl RuleLearner {
     /// The pass of one update: the loss, and the gradients where something reads them.
     fn pass(&mut self, batch: &Batch, noise_rng: &mut Rng, rng: &mut Rng) -> UpdateStats {
         if let Some(st) = &mut self.stochastic {
-            st.estimate(&mut self.core, &self.noise, noise_rng, batch, rng)
+            st.estimate(&mut self.core, self.noise.get(), noise_rng, batch, rng)
         } else if self.backward {
             self.core.compute(batch, rng)
         } else {
@@ -363,7 +364,7 @@ impl RuleLearner {
                 inputs,
                 &program_inputs,
                 &mut out_slices,
-                &mut |chunk| noise.fill(chunk, noise_rng),
+                &mut |chunk| noise.get().fill(chunk, noise_rng),
                 &mut self.program_scratch,
             );
             if let Some(prune) = pruning.and(self.prune.as_ref()) {
@@ -374,7 +375,7 @@ impl RuleLearner {
                     inputs,
                     &prune_inputs,
                     &mut [self.scores.as_mut_slice()],
-                    &mut |chunk| noise.fill(chunk, noise_rng),
+                    &mut |chunk| noise.get().fill(chunk, noise_rng),
                     &mut self.program_scratch,
                 );
             }
@@ -398,7 +399,7 @@ impl RuleLearner {
                     1,
                     &bias_inputs,
                     &mut out_slices,
-                    &mut |chunk| noise.fill(chunk, noise_rng),
+                    &mut |chunk| noise.get().fill(chunk, noise_rng),
                     &mut self.program_scratch,
                 );
             }
@@ -452,7 +453,7 @@ impl RuleLearner {
             &rates,
             globals,
             &row_stats,
-            &mut |chunk| noise.fill(chunk, noise_rng),
+            &mut |chunk| noise.get().fill(chunk, noise_rng),
             self.updates,
         );
         for (l, unit) in replaced {
@@ -563,7 +564,7 @@ impl Learner for RuleLearner {
 
     fn predict(&self, images: &[f32], workspace: &mut Workspace, rng: &mut Rng, predictions: &mut Vec<u8>) {
         match &self.stochastic {
-            Some(st) => st.predict(&self.noise, images, workspace, rng, predictions),
+            Some(st) => st.predict(self.noise.get(), images, workspace, rng, predictions),
             None => super::predict_once(self.network(), images, workspace, rng, predictions),
         }
     }

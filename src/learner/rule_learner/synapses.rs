@@ -294,21 +294,25 @@ pub fn write_back(
     let store = |new: &mut Vec<f32>| match present {
         // The buffer becomes the weights, and the old weights the next update's buffer.
         None => layer.swap_weights(new),
-        Some(present) => {
-            // A bitwise blend of the new and the old weight, not a branch, so it vectorises: about
-            // half the synapses are present mid-schedule, and a branch on each is mispredicted at
-            // every other synapse. Every bit is the branch's.
-            for ((w, n), &present) in layer.weights_mut().iter_mut().zip(new.iter()).zip(present) {
-                let keep = (present as u32).wrapping_neg();
-                *w = f32::from_bits((n.to_bits() & keep) | (w.to_bits() & !keep));
-            }
-        }
+        Some(present) => keep_present(layer.weights_mut(), new, present),
     };
     apply(outputs, slots, store, |sigma| {
         stochastic
             .expect("a rule that writes sigma is stochastic")
             .write_weights(l, sigma, present);
     });
+}
+
+crate::snn::neuron::avx2_or_portable! {
+    /// `weights[i] = new[i]` where `present[i]`, else unchanged. A bitwise blend of the new and the
+    /// old weight, not a branch, so it vectorises: about half the synapses are present mid-schedule,
+    /// and a branch on each is mispredicted at every other synapse. Every bit is the branch's.
+    fn keep_present(weights: &mut [f32], new: &[f32], present: &[bool]) {
+        for ((w, n), &present) in weights.iter_mut().zip(new).zip(present) {
+            let keep = (present as u32).wrapping_neg();
+            *w = f32::from_bits((n.to_bits() & keep) | (w.to_bits() & !keep));
+        }
+    }
 }
 
 /// Applies what the synapse program wrote for layer `l`'s biases (`b + db` in the `dw` buffer).
