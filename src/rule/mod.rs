@@ -90,31 +90,31 @@ pub struct CompiledRule {
     pub canonical: Rule,
     /// One program per section present, compiled from the canonical form.
     pub programs: Vec<(Section, Program)>,
-}
-
-impl CompiledRule {
     /// The `synapse()` program with `dw` replaced by `w + dw`, the weights after the update: a learner
     /// stores them in place of the old ones, so the addition runs inside the program's loop instead of
     /// as a pass of its own over `dw` (the same single rounding either way). `None` without a
-    /// `synapse()` section.
-    pub fn synapse_applied(&self) -> Option<Program> {
-        let outputs = self.canonical.sections.get(&Section::Synapse)?;
-        let applied: Vec<(vocab::Var, ir::Expr)> = outputs
-            .iter()
-            .map(|(var, e)| match var {
-                vocab::Var::Dw => (
-                    *var,
-                    ir::Expr::Binary(
-                        ir::BinOp::Add,
-                        Box::new(ir::Expr::Var(vocab::Var::W)),
-                        Box::new(e.clone()),
-                    ),
+    /// `synapse()` section. Compiled here, once per rule, so the learners built from the rule share
+    /// its native kernels (clones of a [`Program`] do).
+    pub synapse_applied: Option<Program>,
+}
+
+/// `outputs` of a `synapse()` section with `dw` replaced by `w + dw` (see
+/// [`CompiledRule::synapse_applied`]).
+fn applied(outputs: &[(vocab::Var, ir::Expr)]) -> Vec<(vocab::Var, ir::Expr)> {
+    outputs
+        .iter()
+        .map(|(var, e)| match var {
+            vocab::Var::Dw => (
+                *var,
+                ir::Expr::Binary(
+                    ir::BinOp::Add,
+                    Box::new(ir::Expr::Var(vocab::Var::W)),
+                    Box::new(e.clone()),
                 ),
-                _ => (*var, e.clone()),
-            })
-            .collect();
-        Some(Program::compile(&applied, &self.canonical.constants))
-    }
+            ),
+            _ => (*var, e.clone()),
+        })
+        .collect()
 }
 
 /// Parses, checks, canonicalises and compiles `source`; `path` is used in messages only.
@@ -129,10 +129,15 @@ pub fn compile(source: &str, path: &Path) -> Result<CompiledRule, Error> {
         .iter()
         .map(|(section, outputs)| (*section, Program::compile(outputs, &canonical.constants)))
         .collect();
+    let synapse_applied = canonical
+        .sections
+        .get(&Section::Synapse)
+        .map(|outputs| Program::compile(&applied(outputs), &canonical.constants));
     Ok(CompiledRule {
         rule,
         canonical,
         programs,
+        synapse_applied,
     })
 }
 

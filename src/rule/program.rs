@@ -154,17 +154,14 @@ impl Granularity {
     }
 }
 
-/// Plans by arrangement: the granularity of every input and of a single element.
-#[derive(Default)]
-struct Plans(Mutex<Vec<(PlanKey, Arc<Plan>)>>);
+/// Plans by arrangement: the granularity of every input and of a single element. Clones share them,
+/// with their native kernels: every learner built from one compiled rule (a search builds one per
+/// seed and rung) uses the kernels the first one built.
+#[derive(Clone, Default)]
+struct Plans(Arc<Mutex<Vec<KeyedPlan>>>);
 
 type PlanKey = (Vec<Granularity>, Granularity);
-
-impl Clone for Plans {
-    fn clone(&self) -> Self {
-        Plans(Mutex::new(self.0.lock().expect("not poisoned").clone()))
-    }
-}
+type KeyedPlan = (PlanKey, Arc<Plan>);
 
 impl fmt::Debug for Plans {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

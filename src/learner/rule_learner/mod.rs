@@ -118,6 +118,21 @@ struct Step {
     task: usize,
 }
 
+/// The synapse program of a rule without a `synapse()` section, `dw = -lr * grad` (as applied, see
+/// [`CompiledRule::synapse_applied`]): compiled once per process, so its kernels are built once.
+fn default_synapse() -> &'static Program {
+    static DEFAULT: std::sync::OnceLock<Program> = std::sync::OnceLock::new();
+    DEFAULT.get_or_init(|| {
+        crate::rule::compile(
+            "fn synapse() { dw = -lr * grad; }",
+            std::path::Path::new("default"),
+        )
+        .expect("the default synapse rule compiles")
+        .synapse_applied
+        .expect("it has a synapse() section")
+    })
+}
+
 impl RuleLearner {
     /// The learner for `rule`. The structure schedule applies to the matrices that follow the rule
     /// when the rule has a `prune()` section.
@@ -136,15 +151,10 @@ impl RuleLearner {
         };
         // The synapse program writes `w + dw` into the `dw` buffer ([`CompiledRule::synapse_applied`]),
         // which then replaces the weights.
-        let program = rule.synapse_applied().unwrap_or_else(|| {
-            crate::rule::compile(
-                "fn synapse() { dw = -lr * grad; }",
-                std::path::Path::new("default"),
-            )
-            .expect("the default synapse rule compiles")
-            .synapse_applied()
-            .expect("it has a synapse() section")
-        });
+        let program = rule
+            .synapse_applied
+            .clone()
+            .unwrap_or_else(|| default_synapse().clone());
         let prune = section(Section::Prune);
         let reads = Reads::of(&program);
         let prune_reads = prune.as_ref().map(Reads::of).unwrap_or_default();
