@@ -252,30 +252,6 @@ pub struct NoiseTable {
     values: Vec<f32>,
 }
 
-/// A [`NoiseTable`] built on first use. Most rules draw no noise, and building a table (2^20
-/// Box–Muller draws) costs about as much as a hundred training updates of the reference network, paid
-/// again by every learner a search builds.
-#[derive(Clone, Debug)]
-pub struct LazyNoiseTable {
-    seed: u64,
-    table: std::sync::OnceLock<NoiseTable>,
-}
-
-impl LazyNoiseTable {
-    /// The table [`NoiseTable::new`] builds for `seed`, once something reads it.
-    pub fn new(seed: u64) -> LazyNoiseTable {
-        LazyNoiseTable {
-            seed,
-            table: std::sync::OnceLock::new(),
-        }
-    }
-
-    /// The table, built now if this is the first read.
-    pub fn get(&self) -> &NoiseTable {
-        self.table.get_or_init(|| NoiseTable::new(self.seed))
-    }
-}
-
 impl NoiseTable {
     /// Entries in the table.
     pub const LEN: usize = 1 << 20;

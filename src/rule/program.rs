@@ -508,6 +508,11 @@ impl Program {
         }
     }
 
+    /// Whether the program calls `randn()` (its `randn` argument is never called otherwise).
+    pub fn draws_noise(&self) -> bool {
+        self.randn_count() > 0
+    }
+
     /// How many `randn()` instructions the program has.
     fn randn_count(&self) -> usize {
         self.instructions

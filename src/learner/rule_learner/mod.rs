@@ -30,7 +30,7 @@ pub use signals::TRACE_DECAY;
 
 use super::stochastic::{Sampled, StochasticWeights};
 use super::structure::{self, Connectivity, Schedule};
-use super::{Backprop, LazyNoiseTable, Learner, UpdateContext, UpdateStats};
+use super::{Backprop, Learner, NoiseTable, UpdateContext, UpdateStats};
 use crate::data::Batch;
 use crate::rng::{Purpose, Rng};
 use crate::rule::program::{Input, Scratch};
@@ -67,8 +67,10 @@ pub struct RuleLearner {
     schedule: Schedule,
     matrices: Vec<MatrixState>,
     loss_trace: Option<f32>,
-    /// Built only if a program draws noise or the weights are stochastic.
-    noise: LazyNoiseTable,
+    /// Only when a program calls `randn()` or the weights are stochastic: most rules draw no noise,
+    /// and building the table (2^20 Box–Muller draws) costs about as much as a hundred training
+    /// updates of the reference network, paid by every learner a search builds.
+    noise: Option<NoiseTable>,
     seed: u64,
     updates: u64,
     /// The current matrix's signals, and the programs' scratch.
@@ -116,6 +118,13 @@ struct Step {
     event: Option<usize>,
     globals: Globals,
     task: usize,
+}
+
+/// The learner's noise table, which exists whenever something draws from it.
+fn table(noise: &Option<NoiseTable>) -> &NoiseTable {
+    noise
+        .as_ref()
+        .expect("built when a program calls randn() or the weights are stochastic")
 }
 
 /// The synapse program of a rule without a `synapse()` section, `dw = -lr * grad` (as applied, see
@@ -253,7 +262,8 @@ impl RuleLearner {
             schedule: settings.structure,
             matrices,
             loss_trace: None,
-            noise: LazyNoiseTable::new(seed),
+            noise: (uses_sigma || rule.programs.iter().any(|(_, p)| p.draws_noise()))
+                .then(|| NoiseTable::new(seed)),
             seed,
             updates: 0,
             signals: Signals::default(),
@@ -298,7 +308,7 @@ impl RuleLearner {
     /// The pass of one update: the loss, and the gradients where something reads them.
     fn pass(&mut self, batch: &Batch, noise_rng: &mut Rng, rng: &mut Rng) -> UpdateStats {
         if let Some(st) = &mut self.stochastic {
-            st.estimate(&mut self.core, self.noise.get(), noise_rng, batch, rng)
+            st.estimate(&mut self.core, table(&self.noise), noise_rng, batch, rng)
         } else if self.backward {
             self.core.compute(batch, rng)
         } else {
@@ -374,7 +384,7 @@ impl RuleLearner {
                 inputs,
                 &program_inputs,
                 &mut out_slices,
-                &mut |chunk| noise.get().fill(chunk, noise_rng),
+                &mut |chunk| table(noise).fill(chunk, noise_rng),
                 &mut self.program_scratch,
             );
             if let Some(prune) = pruning.and(self.prune.as_ref()) {
@@ -385,7 +395,7 @@ impl RuleLearner {
                     inputs,
                     &prune_inputs,
                     &mut [self.scores.as_mut_slice()],
-                    &mut |chunk| noise.get().fill(chunk, noise_rng),
+                    &mut |chunk| table(noise).fill(chunk, noise_rng),
                     &mut self.program_scratch,
                 );
             }
@@ -409,7 +419,7 @@ impl RuleLearner {
                     1,
                     &bias_inputs,
                     &mut out_slices,
-                    &mut |chunk| noise.get().fill(chunk, noise_rng),
+                    &mut |chunk| table(noise).fill(chunk, noise_rng),
                     &mut self.program_scratch,
                 );
             }
@@ -463,7 +473,7 @@ impl RuleLearner {
             &rates,
             globals,
             &row_stats,
-            &mut |chunk| noise.get().fill(chunk, noise_rng),
+            &mut |chunk| table(noise).fill(chunk, noise_rng),
             self.updates,
         );
         for (l, unit) in replaced {
@@ -574,7 +584,7 @@ impl Learner for RuleLearner {
 
     fn predict(&self, images: &[f32], workspace: &mut Workspace, rng: &mut Rng, predictions: &mut Vec<u8>) {
         match &self.stochastic {
-            Some(st) => st.predict(self.noise.get(), images, workspace, rng, predictions),
+            Some(st) => st.predict(table(&self.noise), images, workspace, rng, predictions),
             None => super::predict_once(self.network(), images, workspace, rng, predictions),
         }
     }
