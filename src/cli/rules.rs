@@ -29,11 +29,32 @@ pub fn check_report(path: &Path, compiled: &CompiledRule) -> String {
     for line in rule.to_rhai().lines() {
         let _ = writeln!(out, "    {line}");
     }
+    let never_written = rule.never_written();
     for (section, program) in &compiled.programs {
         let written: Vec<Var> = program.outputs.iter().map(|(v, _)| *v).collect();
         let _ = writeln!(out, "\n{}():", section.function());
         let _ = writeln!(out, "  reads:  {}", list(&program.inputs));
         let _ = writeln!(out, "  writes: {}", list(&written));
+        let zero: Vec<Var> = program
+            .inputs
+            .iter()
+            .copied()
+            .filter(|v| never_written.contains(v))
+            .collect();
+        if !zero.is_empty() {
+            let training = match (section, &compiled.synapse_applied) {
+                (Section::Synapse, Some(applied)) => format!(
+                    "; training reads it as the number 0 and runs {} (adding dw to w included)",
+                    split(*section, applied)
+                ),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "  note:   no section writes {}, so it stays 0{training}",
+                list(&zero)
+            );
+        }
         let _ = writeln!(
             out,
             "  program: {} operations over {} registers, array-at-a-time",
@@ -67,24 +88,8 @@ pub fn check_report(path: &Path, compiled: &CompiledRule) -> String {
 /// Where a section's operations run: how many per synapse, per neuron and once per update (each is
 /// computed once at the finest granularity of what it reads), and whether on native code.
 fn work(section: Section, program: &Program) -> String {
-    let inputs: Vec<Granularity> = program
-        .inputs
-        .iter()
-        .map(|v| match v.scope_in(section) {
-            Scope::Synapse => Granularity::PerSynapse,
-            Scope::Postsynaptic | Scope::Neuron => Granularity::PerRow,
-            Scope::Presynaptic => Granularity::PerColumn,
-            Scope::Global => Granularity::Once,
-        })
-        .collect();
-    let [once, per_row, per_column, per_synapse] = program.split(&inputs);
-    let split = if section == Section::Neuron {
-        format!("{per_row} per neuron, {once} once per update")
-    } else {
-        format!(
-            "{per_synapse} per synapse, {per_row} per postsynaptic neuron, {per_column} per presynaptic neuron, {once} once per update"
-        )
-    };
+    let inputs = granularities(section, program);
+    let split = split(section, program);
     let path = if !program::native_enabled() {
         "interpreted (SYNAPTOGEN_JIT=off)".to_string()
     } else {
@@ -94,6 +99,32 @@ fn work(section: Section, program: &Program) -> String {
         }
     };
     format!("runs: {split}; {path}")
+}
+
+/// How each of `program`'s inputs varies over what `section` runs on.
+fn granularities(section: Section, program: &Program) -> Vec<Granularity> {
+    program
+        .inputs
+        .iter()
+        .map(|v| match v.scope_in(section) {
+            Scope::Synapse => Granularity::PerSynapse,
+            Scope::Postsynaptic | Scope::Neuron => Granularity::PerRow,
+            Scope::Presynaptic => Granularity::PerColumn,
+            Scope::Global => Granularity::Once,
+        })
+        .collect()
+}
+
+/// How many of `program`'s operations run per synapse, per neuron and once per update.
+fn split(section: Section, program: &Program) -> String {
+    let [once, per_row, per_column, per_synapse] = program.split(&granularities(section, program));
+    if section == Section::Neuron {
+        format!("{per_row} per neuron, {once} once per update")
+    } else {
+        format!(
+            "{per_synapse} per synapse, {per_row} per postsynaptic neuron, {per_column} per presynaptic neuron, {once} once per update"
+        )
+    }
 }
 
 fn list(vars: &[Var]) -> String {

@@ -98,24 +98,13 @@ fn reads(rule: &Rule, section: Section) -> Vec<Var> {
     read
 }
 
-fn uses_randn(expr: &Expr) -> bool {
-    match expr {
-        Expr::Call(Func::Randn, _) => true,
-        Expr::Call(_, args) => args.iter().any(uses_randn),
-        Expr::Neg(a) | Expr::Not(a) => uses_randn(a),
-        Expr::Binary(_, a, b) => uses_randn(a) || uses_randn(b),
-        Expr::Select(c, a, b) => uses_randn(c) || uses_randn(a) || uses_randn(b),
-        Expr::Num(_) | Expr::Bool(_) | Expr::Var(_) | Expr::Const(_) => false,
-    }
-}
-
 /// Which outputs of `section` depend on `randn()` (they cannot equal synaptogen's draws).
 pub fn random_outputs(rule: &Rule, section: Section) -> Vec<Var> {
     rule.sections
         .get(&section)
         .into_iter()
         .flatten()
-        .filter(|(_, e)| uses_randn(e))
+        .filter(|(_, e)| e.draws_noise())
         .map(|(v, _)| *v)
         .collect()
 }
@@ -197,7 +186,7 @@ fn docstring(out: &mut String, rule: &Rule, file_name: &str, target: Target) {
             Target::Torch => "PyTorch's",
         }
     );
-    if rule.sections.values().flatten().any(|(_, e)| uses_randn(e)) {
+    if rule.sections.values().flatten().any(|(_, e)| e.draws_noise()) {
         out.push('\n');
         out.push_str(match target {
             Target::Numpy => {
@@ -218,7 +207,7 @@ fn docstring(out: &mut String, rule: &Rule, file_name: &str, target: Target) {
 /// One section as a Python function.
 fn function(out: &mut String, rule: &Rule, section: Section, outputs: &[(Var, Expr)], target: Target) {
     let read = reads(rule, section);
-    let random = outputs.iter().any(|(_, e)| uses_randn(e));
+    let random = outputs.iter().any(|(_, e)| e.draws_noise());
     let mut params: Vec<String> = read.iter().map(|v| v.name().to_string()).collect();
     if random {
         params.push(match target {

@@ -311,6 +311,25 @@ impl Expr {
         }
     }
 
+    /// Whether the expression calls `randn()`.
+    pub fn draws_noise(&self) -> bool {
+        matches!(self, Expr::Call(Func::Randn, _)) || self.children().any(Expr::draws_noise)
+    }
+
+    /// The expression with every read of a variable in `zero` replaced by the number 0.
+    pub fn with_zeros(&self, zero: &[Var]) -> Expr {
+        let sub = |e: &Expr| Box::new(e.with_zeros(zero));
+        match self {
+            Expr::Var(var) if zero.contains(var) => Expr::Num(0.0),
+            Expr::Num(_) | Expr::Bool(_) | Expr::Var(_) | Expr::Const(_) => self.clone(),
+            Expr::Neg(a) => Expr::Neg(sub(a)),
+            Expr::Not(a) => Expr::Not(sub(a)),
+            Expr::Binary(op, a, b) => Expr::Binary(*op, sub(a), sub(b)),
+            Expr::Call(f, args) => Expr::Call(*f, args.iter().map(|a| a.with_zeros(zero)).collect()),
+            Expr::Select(c, a, b) => Expr::Select(sub(c), sub(a), sub(b)),
+        }
+    }
+
     /// Every vocabulary variable the expression reads.
     pub fn reads(&self, out: &mut Vec<Var>) {
         if let Expr::Var(var) = self
@@ -681,6 +700,28 @@ impl Rule {
     /// and value).
     pub fn structural_hash(&self) -> u64 {
         fnv1a(self.canonical().to_rhai().as_bytes())
+    }
+
+    /// The free persistent slots the rule reads but never writes: they keep their starting value, 0,
+    /// for the whole run. `m` and `u` are written only by `synapse()`, `h` only by `neuron()`, and
+    /// `pre_h` is the presynaptic neuron's `h`.
+    pub fn never_written(&self) -> Vec<Var> {
+        let writes = |section: Section, var: Var| {
+            self.sections
+                .get(&section)
+                .is_some_and(|outputs| outputs.iter().any(|(v, _)| *v == var))
+        };
+        let read: Vec<Var> = Section::ALL.into_iter().flat_map(|s| self.reads(s)).collect();
+        [
+            (Var::M, Section::Synapse, Var::M),
+            (Var::U, Section::Synapse, Var::U),
+            (Var::H, Section::Neuron, Var::H),
+            (Var::PreH, Section::Neuron, Var::H),
+        ]
+        .into_iter()
+        .filter(|&(var, section, slot)| read.contains(&var) && !writes(section, slot))
+        .map(|(var, _, _)| var)
+        .collect()
     }
 
     /// Every vocabulary variable the rule reads, per section.

@@ -94,7 +94,8 @@ pub struct CompiledRule {
     /// stores them in place of the old ones, so the addition runs inside the program's loop instead of
     /// as a pass of its own over `dw` (the same single rounding either way). `None` without a
     /// `synapse()` section. Compiled here, once per rule, so the learners built from the rule share
-    /// its native kernels (clones of a [`Program`] do).
+    /// its native kernels (clones of a [`Program`] do); slots no section writes are read as the number
+    /// 0 they always hold ([`Rule::never_written`]).
     pub synapse_applied: Option<Program>,
 }
 
@@ -117,6 +118,24 @@ fn applied(outputs: &[(vocab::Var, ir::Expr)]) -> Vec<(vocab::Var, ir::Expr)> {
         .collect()
 }
 
+/// [`CompiledRule::synapse_applied`] with the variables in `zero` read as the number 0. A slot no
+/// section writes is 0 throughout, so reading it as the number computes the same values, and what
+/// depends on it alone is computed once per update instead of once per synapse (evolved rules often
+/// carry such terms: `tanh(m * x)` with `m` never written). Nothing is substituted where randn() is
+/// drawn: subexpressions made equal are computed once, which could merge two draws into one.
+pub(crate) fn applied_synapse(canonical: &Rule, zero: &[vocab::Var]) -> Option<Program> {
+    let outputs = applied(canonical.sections.get(&Section::Synapse)?);
+    let outputs = if outputs.iter().any(|(_, e)| e.draws_noise()) {
+        outputs
+    } else {
+        outputs
+            .iter()
+            .map(|(var, e)| (*var, e.with_zeros(zero)))
+            .collect()
+    };
+    Some(Program::compile(&outputs, &canonical.constants))
+}
+
 /// Parses, checks, canonicalises and compiles `source`; `path` is used in messages only.
 pub fn compile(source: &str, path: &Path) -> Result<CompiledRule, Error> {
     let rule = parse::parse(source).map_err(|diagnostics| Error {
@@ -129,10 +148,7 @@ pub fn compile(source: &str, path: &Path) -> Result<CompiledRule, Error> {
         .iter()
         .map(|(section, outputs)| (*section, Program::compile(outputs, &canonical.constants)))
         .collect();
-    let synapse_applied = canonical
-        .sections
-        .get(&Section::Synapse)
-        .map(|outputs| Program::compile(&applied(outputs), &canonical.constants));
+    let synapse_applied = applied_synapse(&canonical, &canonical.never_written());
     Ok(CompiledRule {
         rule,
         canonical,

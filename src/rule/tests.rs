@@ -260,3 +260,40 @@ fn limits_on_size_and_depth() {
         diagnostic(&deep)
     );
 }
+
+#[test]
+fn slots_no_section_writes_are_read_as_zero_by_the_applied_synapse_program() {
+    use vocab::Var;
+    let inputs = |c: &CompiledRule| c.synapse_applied.as_ref().expect("has synapse()").inputs.clone();
+    // `m` and `h` are read and never written: both 0 throughout, and the program the learner runs
+    // reads neither (the section's own program, which the search's behaviour hash runs, still does).
+    let zeroed = check("fn synapse() { dw = -lr * (grad + sign(m) * tanh(tanh(m * step))) + h * w; }")
+        .expect("compiles");
+    assert_eq!(zeroed.canonical.never_written(), vec![Var::M, Var::H]);
+    let applied = inputs(&zeroed);
+    assert!(
+        !applied.contains(&Var::M) && !applied.contains(&Var::H),
+        "{applied:?}"
+    );
+    assert!(zeroed.programs[0].1.inputs.contains(&Var::M));
+    // Written slots are left alone: `m` by synapse(), `h` by neuron().
+    let written =
+        check("fn synapse() { m = 0.9 * m + grad; dw = -lr * m + h * w; }\n fn neuron() { h = h + rate; }")
+            .expect("compiles");
+    assert!(written.canonical.never_written().is_empty());
+    let applied = inputs(&written);
+    assert!(
+        applied.contains(&Var::M) && applied.contains(&Var::H),
+        "{applied:?}"
+    );
+    // `pre_h` is the presynaptic `h`: zero unless neuron() writes `h`.
+    let pre = check("fn synapse() { dw = -lr * grad * (1.0 + pre_h); }").expect("compiles");
+    assert_eq!(pre.canonical.never_written(), vec![Var::PreH]);
+    // Where randn() is drawn nothing is substituted, so merging subexpressions cannot merge draws.
+    let noisy = check("fn synapse() { dw = -lr * grad + m * randn() + u * randn(); }").expect("compiles");
+    let applied = inputs(&noisy);
+    assert!(
+        applied.contains(&Var::M) && applied.contains(&Var::U),
+        "{applied:?}"
+    );
+}

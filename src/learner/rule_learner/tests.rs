@@ -665,6 +665,11 @@ fn cost(var: Var, section: Section) -> Work {
         ..Work::default()
     };
     let plain = NeuronWork::default();
+    // `h` that no neuron() writes is 0 throughout, and the synapse program the learner runs reads it
+    // as that number (`rule::applied_synapse`): nothing to compute.
+    if matches!(var, Var::H | Var::PreH) && section == Section::Synapse {
+        return Work::default();
+    }
     // The neuron statistics, read by any section: the neuron pass runs and computes just that one.
     let statistic = match var {
         Var::RateTrace | Var::PreRateTrace | Var::H | Var::PreH => Some(plain),
@@ -914,4 +919,66 @@ fn pre_h_is_the_presynaptic_neurons_h_and_layer_rate_the_layers_mean_rate() {
         h_after_one.iter().flatten().any(|&h| h > 1.0),
         "some unit fired, so the test sees rates"
     );
+}
+
+/// A slot no section writes is read as the number 0 by the program the learner runs
+/// (`rule::applied_synapse`): training gives the bits of the program that reads the slot's buffer, which
+/// holds 0 throughout.
+#[test]
+fn reading_a_never_written_slot_as_zero_changes_no_bit() {
+    let network = Network::new(NetworkConfig::test_lif(20, vec![30], 3), 3);
+    let source =
+        "fn synapse() { dw = -lr * (grad + sign(m) * tanh(tanh(m * (step + 2.84)))) + u * hebb + h * w; }";
+    let compiled = crate::rule::compile(source, std::path::Path::new("z.rhai")).expect("compiles");
+    let zeroed = compiled.synapse_applied.as_ref().expect("has synapse()");
+    assert!(
+        zeroed
+            .inputs
+            .iter()
+            .all(|v| !matches!(v, Var::M | Var::U | Var::H)),
+        "{:?}",
+        zeroed.inputs
+    );
+    let mut reference = compiled.clone();
+    reference.synapse_applied = crate::rule::applied_synapse(&compiled.canonical, &[]);
+    let reads_slots = &reference.synapse_applied.as_ref().expect("has synapse()").inputs;
+    assert!([Var::M, Var::U, Var::H].iter().all(|v| reads_slots.contains(v)));
+    let settings = || {
+        Settings::new(&RuleSpec {
+            lr: 0.05,
+            ..RuleSpec::default()
+        })
+    };
+    let mut learners = [&compiled, &reference]
+        .map(|rule| RuleLearner::new(network.clone(), "z".into(), rule, settings(), 0));
+    let mut data = Rng::stream(1, Purpose::Synthetic, &[]);
+    for step in 0..6 {
+        let batch = Batch {
+            images: (0..4 * 20).map(|_| data.uniform()).collect(),
+            labels: (0..4).map(|i| ((i + step) % 3) as u8).collect(),
+        };
+        let context = UpdateContext {
+            step,
+            ..UpdateContext::default()
+        };
+        for learner in &mut learners {
+            learner.update(
+                &batch,
+                context,
+                &mut Rng::stream(2, Purpose::Encoding, &[step as u64]),
+            );
+        }
+    }
+    let bits = |l: &RuleLearner| -> Vec<u32> {
+        l.network()
+            .layers()
+            .iter()
+            .flat_map(|layer| layer.weights().iter().chain(layer.bias()).map(|x| x.to_bits()))
+            .collect()
+    };
+    assert_eq!(bits(&learners[0]), bits(&learners[1]));
+    assert_ne!(bits(&learners[0]), {
+        let fresh = RuleLearner::new(network, "z".into(), &compiled, settings(), 0);
+        bits(&fresh)
+    });
 }
