@@ -99,41 +99,36 @@ pub struct CompiledRule {
     pub synapse_applied: Option<Program>,
 }
 
-/// `outputs` of a `synapse()` section with `dw` replaced by `w + dw` (see
-/// [`CompiledRule::synapse_applied`]).
-fn applied(outputs: &[(vocab::Var, ir::Expr)]) -> Vec<(vocab::Var, ir::Expr)> {
-    outputs
-        .iter()
-        .map(|(var, e)| match var {
-            vocab::Var::Dw => (
-                *var,
-                ir::Expr::Binary(
-                    ir::BinOp::Add,
-                    Box::new(ir::Expr::Var(vocab::Var::W)),
-                    Box::new(e.clone()),
-                ),
-            ),
-            _ => (*var, e.clone()),
-        })
-        .collect()
-}
-
 /// [`CompiledRule::synapse_applied`] with the variables in `zero` read as the number 0. A slot no
 /// section writes is 0 throughout, so reading it as the number computes the same values, and what
 /// depends on it alone is computed once per update instead of once per synapse (evolved rules often
 /// carry such terms: `tanh(m * x)` with `m` never written). Nothing is substituted where randn() is
 /// drawn: subexpressions made equal are computed once, which could merge two draws into one.
 pub(crate) fn applied_synapse(canonical: &Rule, zero: &[vocab::Var]) -> Option<Program> {
-    let outputs = applied(canonical.sections.get(&Section::Synapse)?);
-    let outputs = if outputs.iter().any(|(_, e)| e.draws_noise()) {
-        outputs
+    let outputs = canonical.sections.get(&Section::Synapse)?;
+    let zero = if outputs.iter().any(|(_, e)| e.draws_noise()) {
+        &[]
     } else {
-        outputs
-            .iter()
-            .map(|(var, e)| (*var, e.with_zeros(zero)))
-            .collect()
+        zero
     };
-    Some(Program::compile(&outputs, &canonical.constants))
+    let applied: Vec<(vocab::Var, ir::Expr)> = outputs
+        .iter()
+        .map(|(var, e)| {
+            let e = e.with_zeros(zero);
+            match var {
+                vocab::Var::Dw => (
+                    *var,
+                    ir::Expr::Binary(
+                        ir::BinOp::Add,
+                        Box::new(ir::Expr::Var(vocab::Var::W)),
+                        Box::new(e),
+                    ),
+                ),
+                _ => (*var, e),
+            }
+        })
+        .collect();
+    Some(Program::compile(&applied, &canonical.constants))
 }
 
 /// Parses, checks, canonicalises and compiles `source`; `path` is used in messages only.
