@@ -99,33 +99,60 @@ pub struct CompiledRule {
     pub synapse_applied: Option<Program>,
 }
 
+impl CompiledRule {
+    /// Whether the rule's weights are stochastic, `w = μ + σ·ε` sampled on every update (MESU's
+    /// scheme): it reads `sigma` or `grad_sigma`, or writes `sigma`. The learner then runs one forward
+    /// and backward pass per weight sample, so two rules whose programs compute the same values still
+    /// train differently if only one of them does.
+    pub fn stochastic_weights(&self) -> bool {
+        self.programs.iter().any(|(_, p)| {
+            p.inputs
+                .iter()
+                .any(|v| matches!(v, vocab::Var::Sigma | vocab::Var::GradSigma))
+                || p.outputs.iter().any(|(v, _)| *v == vocab::Var::Sigma)
+        })
+    }
+
+    /// Each section's outputs as the learner computes them: the slots no section writes read as the 0
+    /// they always hold ([`Rule::never_written`]), except in a section that draws randn().
+    pub fn effective_sections(&self) -> Vec<(Section, Vec<(vocab::Var, ir::Expr)>)> {
+        let zero = self.canonical.never_written();
+        self.canonical
+            .sections
+            .iter()
+            .map(|(section, outputs)| (*section, with_zeros(outputs, &zero)))
+            .collect()
+    }
+}
+
+/// `outputs` with the variables in `zero` read as the number 0, unless one of them draws randn():
+/// subexpressions made equal are computed once, which could merge two draws into one.
+fn with_zeros(outputs: &[(vocab::Var, ir::Expr)], zero: &[vocab::Var]) -> Vec<(vocab::Var, ir::Expr)> {
+    let draws = outputs.iter().any(|(_, e)| e.draws_noise());
+    outputs
+        .iter()
+        .map(|(var, e)| (*var, if draws { e.clone() } else { e.with_zeros(zero) }))
+        .collect()
+}
+
 /// [`CompiledRule::synapse_applied`] with the variables in `zero` read as the number 0. A slot no
 /// section writes is 0 throughout, so reading it as the number computes the same values, and what
 /// depends on it alone is computed once per update instead of once per synapse (evolved rules often
-/// carry such terms: `tanh(m * x)` with `m` never written). Nothing is substituted where randn() is
-/// drawn: subexpressions made equal are computed once, which could merge two draws into one.
+/// carry such terms: `tanh(m * x)` with `m` never written).
 pub(crate) fn applied_synapse(canonical: &Rule, zero: &[vocab::Var]) -> Option<Program> {
     let outputs = canonical.sections.get(&Section::Synapse)?;
-    let zero = if outputs.iter().any(|(_, e)| e.draws_noise()) {
-        &[]
-    } else {
-        zero
-    };
-    let applied: Vec<(vocab::Var, ir::Expr)> = outputs
-        .iter()
-        .map(|(var, e)| {
-            let e = e.with_zeros(zero);
-            match var {
-                vocab::Var::Dw => (
-                    *var,
-                    ir::Expr::Binary(
-                        ir::BinOp::Add,
-                        Box::new(ir::Expr::Var(vocab::Var::W)),
-                        Box::new(e),
-                    ),
+    let applied: Vec<(vocab::Var, ir::Expr)> = with_zeros(outputs, zero)
+        .into_iter()
+        .map(|(var, e)| match var {
+            vocab::Var::Dw => (
+                var,
+                ir::Expr::Binary(
+                    ir::BinOp::Add,
+                    Box::new(ir::Expr::Var(vocab::Var::W)),
+                    Box::new(e),
                 ),
-                _ => (*var, e),
-            }
+            ),
+            _ => (var, e),
         })
         .collect();
     Some(Program::compile(&applied, &canonical.constants))

@@ -216,10 +216,7 @@ impl RuleLearner {
             )
         };
         let reads_grad = sections().any(reads_gradient);
-        let uses_sigma = rule.programs.iter().any(|(_, p)| {
-            p.inputs.iter().any(|v| matches!(v, Var::Sigma | Var::GradSigma))
-                || p.outputs.iter().any(|(v, _)| *v == Var::Sigma)
-        });
+        let uses_sigma = rule.stochastic_weights();
         let stochastic = uses_sigma.then(|| {
             let sampled: Vec<Sampled> = matrices
                 .iter()
