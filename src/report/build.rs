@@ -269,6 +269,7 @@ pub fn compute(results: &Results, provenance: &str) -> Result<Report, Error> {
         leaderboard,
         held_out,
         front,
+        horizons: results.horizons.clone(),
         plots,
         winner,
         files,

@@ -9,6 +9,7 @@
 //! expressions, [`plots`] draws SVG (plotters), [`render`] writes Markdown and self-contained HTML.
 
 pub mod build;
+pub mod horizons;
 pub mod plots;
 pub mod render;
 pub mod results;

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use polars::prelude::DataFrame;
 
+use super::horizons::Horizons;
 use super::results::{Header, Source};
 use super::tables::{FrontPoint, f64_at, string_at};
 
@@ -69,6 +70,8 @@ pub struct Report {
     pub held_out: DataFrame,
     /// The Pareto front.
     pub front: Vec<FrontPoint>,
+    /// Whether shorter horizons predict the top rung (a search with three or more subjects there).
+    pub horizons: Option<Horizons>,
     /// Curve, Pareto and other plots, in order.
     pub plots: Vec<Plot>,
     /// The winner.
@@ -236,6 +239,49 @@ pub fn front_rows(front: &[FrontPoint]) -> (Vec<&'static str>, Vec<Vec<String>>)
     (headers, rows)
 }
 
+/// The title of the horizon check's section.
+const HORIZONS_TITLE: &str = "Does a shorter horizon predict the top rung?";
+
+/// What the horizon check's table shows, and what to do when it says no.
+fn horizons_words(h: &Horizons) -> String {
+    let first = h.rows.iter().find(|r| r.rung);
+    let verdict = match first {
+        Some(r) if r.spearman < 0.3 => format!(
+            " The first rung ({} tasks) orders these subjects {} the top rung does: it promotes the wrong rules, so lengthen it.",
+            r.tasks,
+            if r.spearman < 0.0 {
+                "against the way"
+            } else {
+                "barely as"
+            }
+        ),
+        _ => String::new(),
+    };
+    format!(
+        "Spearman's rank correlation, over the {} subjects that completed the top rung ({} tasks), between their score over the first tasks of those trials and their score over all {}: 1 is the same order, below 0 a reversed one. A prefix scores nearly what a rung of its length would (the last task of a run tests retention on every earlier task, the others on a sample).{}",
+        h.subjects, h.top, h.top, verdict
+    )
+}
+
+/// The horizon check's table.
+pub fn horizons_rows(h: &Horizons) -> (Vec<&'static str>, Vec<Vec<String>>) {
+    let rows = h
+        .rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.tasks.to_string(),
+                if r.rung { "yes" } else { "" }.to_string(),
+                format!("{:+.2}", r.spearman),
+            ]
+        })
+        .collect();
+    (
+        vec!["first tasks", "a rung", "rank correlation with the top rung"],
+        rows,
+    )
+}
+
 /// A Markdown table.
 pub fn markdown_table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut out = String::new();
@@ -358,6 +404,11 @@ pub fn markdown(r: &Report) -> String {
         let (h, rows) = held_out_rows(&r.held_out);
         out.push_str(&markdown_table(&h, &rows));
     }
+    if let Some(h) = &r.horizons {
+        let _ = writeln!(out, "\n## {HORIZONS_TITLE}\n\n{}\n", horizons_words(h));
+        let (head, rows) = horizons_rows(h);
+        out.push_str(&markdown_table(&head, &rows));
+    }
     let _ = writeln!(
         out,
         "\n## Pareto front: plasticity × retention\n\nNo other subject at this stage is at least as good on both and better on one.\n"
@@ -458,6 +509,15 @@ pub fn html(r: &Report) -> String {
         );
         let (h, rows) = held_out_rows(&r.held_out);
         out.push_str(&html_table(&h, &rows));
+    }
+    if let Some(h) = &r.horizons {
+        let _ = writeln!(
+            out,
+            "<h2>{HORIZONS_TITLE}</h2>\n<p>{}</p>",
+            escape(&horizons_words(h))
+        );
+        let (head, rows) = horizons_rows(h);
+        out.push_str(&html_table(&head, &rows));
     }
     out.push_str("<h2>Pareto front: plasticity × retention</h2>\n");
     let (h, rows) = front_rows(&r.front);

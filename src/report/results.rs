@@ -71,6 +71,9 @@ pub struct Results {
     pub candidates: Vec<CandidateRecord>,
     /// The search's spec (search only).
     pub search_spec: Option<SearchSpec>,
+    /// How well shorter horizons order the top rung's subjects (search only; `None` with fewer than
+    /// three subjects at the top rung).
+    pub horizons: Option<super::horizons::Horizons>,
     /// Accuracy matrices kept by trials.
     pub matrices: Vec<KeptMatrix>,
     /// The stage the leaderboard ranks (the top rung, or `run`).
@@ -349,6 +352,7 @@ fn load_search(dir: &Path, path: &Path) -> Result<Results, Error> {
         trials: trial_frame(&rows)?,
         curves: curve_frame(&points)?,
         candidates,
+        horizons: super::horizons::check(&trials, &spec),
         search_spec: Some(spec),
         matrices,
         top_stage: stage_name(Stage::Rung(top)),
@@ -472,6 +476,7 @@ fn load_runs(dir: &Path, paths: &[PathBuf]) -> Result<Results, Error> {
         curves: curve_frame(&points)?,
         candidates: Vec::new(),
         search_spec: None,
+        horizons: None,
         matrices,
         top_stage: "run".into(),
         warnings: Vec::new(),
