@@ -122,7 +122,7 @@ impl Learner for Mesu {
             rng,
             &mut self.noise_scratch,
             &mut self.grad_mean,
-            &mut self.grad_sigma,
+            Some(&mut self.grad_sigma),
         );
         // Batch-mean gradients summed over samples → gradients of the batch-summed loss.
         let scale = batch.len() as f32 / self.params.samples as f32;

@@ -43,10 +43,11 @@ pub fn write_sample(network: &mut Network, mean: &[f32], sigma: &[f32], eps: &[f
 }
 
 /// The sums over `samples` weight samples of the batch-mean gradient (into `grad_sum`) and of ε × it
-/// (into `grad_sigma_sum`), drawing each sample's ε as a window of `noise` with `noise_rng` (read in
-/// place; `scratch` holds a window that wraps around the table's end). The network holds the last
-/// sample afterwards. Returns the mean loss over samples and the examples the sample-averaged softmax
-/// got right.
+/// (into `grad_sigma_sum`, when given: a rule that neither reads ∂L/∂σ nor is MESU leaves it out, and
+/// with it two of the accumulation's six memory streams), drawing each sample's ε as a window of
+/// `noise` with `noise_rng` (read in place; `scratch` holds a window that wraps around the table's
+/// end). The network holds the last sample afterwards. Returns the mean loss over samples and the
+/// examples the sample-averaged softmax got right.
 #[allow(clippy::too_many_arguments)]
 pub fn sample_gradients(
     core: &mut Backprop,
@@ -59,12 +60,14 @@ pub fn sample_gradients(
     rng: &mut Rng,
     scratch: &mut Vec<f32>,
     grad_sum: &mut [f32],
-    grad_sigma_sum: &mut [f32],
+    mut grad_sigma_sum: Option<&mut [f32]>,
 ) -> UpdateStats {
     let n = mean.len();
     let classes = core.network.config().classes;
     grad_sum.fill(0.0);
-    grad_sigma_sum.fill(0.0);
+    if let Some(gs) = grad_sigma_sum.as_deref_mut() {
+        gs.fill(0.0);
+    }
     let mut probabilities = vec![0.0f32; batch.len() * classes];
     let mut loss = 0.0;
     for _ in 0..samples {
@@ -76,14 +79,16 @@ pub fn sample_gradients(
         let mut offset = 0;
         for g in core.gradients.slices() {
             let k = g.len();
-            let (gm, gs, e) = (
-                &mut grad_sum[offset..offset + k],
-                &mut grad_sigma_sum[offset..offset + k],
-                &eps[offset..offset + k],
-            );
-            for (((gm, gs), &gi), &e) in gm.iter_mut().zip(gs.iter_mut()).zip(g).zip(e) {
-                *gm += gi;
-                *gs += e * gi;
+            let gm = &mut grad_sum[offset..offset + k];
+            match grad_sigma_sum.as_deref_mut() {
+                Some(gs) => {
+                    let (gs, e) = (&mut gs[offset..offset + k], &eps[offset..offset + k]);
+                    for (((gm, gs), &gi), &e) in gm.iter_mut().zip(gs.iter_mut()).zip(g).zip(e) {
+                        *gm += gi;
+                        *gs += e * gi;
+                    }
+                }
+                None => gm.iter_mut().zip(g).for_each(|(gm, &gi)| *gm += gi),
             }
             offset += k;
         }
@@ -180,11 +185,14 @@ pub fn initial_sigma(network: &Network, sigma_init: f32) -> Vec<f32> {
 #[derive(Debug)]
 pub struct StochasticWeights {
     sampling: Sampling,
-    /// μ, σ, σ at creation, the ∂L/∂σ estimate, the gradient sum, and a noise window that wraps.
+    /// μ, σ, σ at creation, the ∂L/∂σ estimate (empty when nothing reads it), the gradient sum, and a
+    /// noise window that wraps.
     mean: Vec<f32>,
     sigma: Vec<f32>,
     initial: Vec<f32>,
     grad_sigma: Vec<f32>,
+    /// Whether [`StochasticWeights::estimate`] estimates ∂L/∂σ.
+    sigma_gradient: bool,
     grad_sum: Vec<f32>,
     noise_scratch: Vec<f32>,
     /// Where each layer's weights and biases start in the flat buffers.
@@ -205,7 +213,14 @@ pub struct Sampled<'a> {
 
 impl StochasticWeights {
     /// σ₀ for the parameters `sampled` says follow the rule (layer by layer), 0 for the rest.
-    pub fn new(network: &Network, sampling: Sampling, sampled: &[Sampled]) -> StochasticWeights {
+    /// `sigma_gradient`: whether something reads ∂L/∂σ, which [`StochasticWeights::estimate`] then
+    /// estimates ([`StochasticWeights::layer`] gives empty slices for it otherwise).
+    pub fn new(
+        network: &Network,
+        sampling: Sampling,
+        sampled: &[Sampled],
+        sigma_gradient: bool,
+    ) -> StochasticWeights {
         let mut sigma = initial_sigma(network, sampling.sigma_init);
         let mut offsets = Vec::with_capacity(sampled.len());
         let mut offset = 0;
@@ -233,7 +248,12 @@ impl StochasticWeights {
             mean: network.parameters().flatten().copied().collect(),
             initial: sigma.clone(),
             sigma,
-            grad_sigma: vec![0.0; total],
+            grad_sigma: if sigma_gradient {
+                vec![0.0; total]
+            } else {
+                Vec::new()
+            },
+            sigma_gradient,
             grad_sum: vec![0.0; total],
             noise_scratch: Vec::new(),
             offsets,
@@ -263,7 +283,7 @@ impl StochasticWeights {
             rng,
             &mut self.noise_scratch,
             &mut self.grad_sum,
-            &mut self.grad_sigma,
+            self.sigma_gradient.then_some(self.grad_sigma.as_mut_slice()),
         );
         // Sums over samples → the batch means.
         let inv = 1.0 / self.sampling.samples as f32;
@@ -279,14 +299,22 @@ impl StochasticWeights {
         stats
     }
 
-    /// σ and ∂L/∂σ of layer `l`'s weights (`n` of them) and biases (`outputs`).
+    /// σ and ∂L/∂σ of layer `l`'s weights (`n` of them) and biases (`outputs`); ∂L/∂σ empty when it is
+    /// not estimated.
     pub fn layer(&self, l: usize, n: usize, outputs: usize) -> [&[f32]; 4] {
         let (w, b) = self.offsets[l];
+        let grad_sigma = |start: usize, len: usize| {
+            if self.sigma_gradient {
+                &self.grad_sigma[start..start + len]
+            } else {
+                &[][..]
+            }
+        };
         [
             &self.sigma[w..w + n],
-            &self.grad_sigma[w..w + n],
+            grad_sigma(w, n),
             &self.sigma[b..b + outputs],
-            &self.grad_sigma[b..b + outputs],
+            grad_sigma(b, outputs),
         ]
     }
 
@@ -354,5 +382,56 @@ impl StochasticWeights {
             rng,
             predictions,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::synthetic;
+    use crate::rng::Purpose;
+    use crate::snn::NetworkConfig;
+
+    #[test]
+    fn leaving_out_the_sigma_gradient_changes_no_bit_of_the_mean_gradient() {
+        let network = Network::new(NetworkConfig::test_ann(256, 16, 10), 2);
+        let mean: Vec<f32> = network.parameters().flatten().copied().collect();
+        let sigma = vec![0.05f32; mean.len()];
+        let noise = NoiseTable::new(3);
+        let data = synthetic(100, 10);
+        let batch = Batch {
+            images: data.train.images[..10 * 256].to_vec(),
+            labels: data.train.labels[..10].to_vec(),
+        };
+        let run = |with_sigma_gradient: bool| {
+            let mut core = Backprop::new(network.clone());
+            let mut noise_rng = Rng::stream(0, Purpose::Learner, &[1]);
+            let mut rng = Rng::stream(0, Purpose::Encoding, &[]);
+            let (mut grad, mut grad_sigma) = (vec![0.0; mean.len()], vec![0.0; mean.len()]);
+            let stats = sample_gradients(
+                &mut core,
+                &mean,
+                &sigma,
+                4,
+                &noise,
+                &mut noise_rng,
+                &batch,
+                &mut rng,
+                &mut Vec::new(),
+                &mut grad,
+                with_sigma_gradient.then_some(grad_sigma.as_mut_slice()),
+            );
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+            (stats.loss.to_bits(), stats.correct, bits(&grad), grad_sigma)
+        };
+        let (with, without) = (run(true), run(false));
+        assert_eq!(with.0, without.0);
+        assert_eq!(with.1, without.1);
+        assert_eq!(with.2, without.2);
+        assert!(
+            with.3.iter().any(|&g| g != 0.0),
+            "the sigma gradient was estimated"
+        );
+        assert!(without.3.iter().all(|&g| g == 0.0), "and left out");
     }
 }

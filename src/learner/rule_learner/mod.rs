@@ -227,7 +227,11 @@ impl RuleLearner {
                     present: m.present(),
                 })
                 .collect();
-            StochasticWeights::new(&network, settings.sampling, &sampled)
+            let reads_grad_sigma = rule
+                .programs
+                .iter()
+                .any(|(_, p)| p.inputs.contains(&Var::GradSigma));
+            StochasticWeights::new(&network, settings.sampling, &sampled, reads_grad_sigma)
         });
         let backward =
             reads_grad || settings.hidden_only || !settings.biases_follow_rule || stochastic.is_some();
