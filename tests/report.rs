@@ -51,6 +51,25 @@ fn held_out_table_snapshot() {
 }
 
 #[test]
+fn held_out_dataset_table_snapshot() {
+    let r = report_of(&fixture());
+    let (headers, rows) = render::held_out_dataset_rows(&r.held_out);
+    assert!(!rows.is_empty(), "the fixture ran the dataset check");
+    insta::assert_snapshot!(markdown_table(&headers, &rows));
+}
+
+#[test]
+fn horizon_check_snapshot() {
+    let r = report_of(&fixture());
+    let h = r
+        .horizons
+        .expect("four subjects completed the fixture's top rung");
+    assert_eq!((h.top, h.subjects), (4, 4));
+    let (headers, rows) = render::horizons_rows(&h);
+    insta::assert_snapshot!(markdown_table(&headers, &rows));
+}
+
+#[test]
 fn pareto_table_snapshot() {
     let r = report_of(&fixture());
     let (headers, rows) = render::front_rows(&r.front);

@@ -222,6 +222,51 @@ pub fn held_out_rows(table: &DataFrame) -> (Vec<&'static str>, Vec<Vec<String>>)
     (headers, rows)
 }
 
+/// The held-out dataset's columns of the held-out table (plasticity over the last tasks, retention,
+/// erank, dead units) as rows of cells, with its headers; no rows when no dataset check ran.
+pub fn held_out_dataset_rows(table: &DataFrame) -> (Vec<&'static str>, Vec<Vec<String>>) {
+    let headers = vec![
+        "subject",
+        "plasticity last 10 %",
+        "retention %",
+        "erank",
+        "dead %",
+    ];
+    let rows = (0..table.height())
+        .filter(|&i| f64_at(table, "dataset", i).is_some())
+        .map(|i| {
+            let subject = string_at(table, "subject", i).unwrap_or_default();
+            let kind = string_at(table, "kind", i).unwrap_or_default();
+            let mean = |column: &str, scale: f64, digits: usize| {
+                f64_at(table, column, i).map_or("—".into(), |x| format!("{:.digits$}", scale * x))
+            };
+            vec![
+                if kind == "candidate" {
+                    subject
+                } else {
+                    format!("*{subject}*")
+                },
+                mean("dataset_plasticity_last10", 100.0, 2),
+                mean("dataset_retention", 100.0, 2),
+                mean("dataset_effective_rank", 1.0, 1),
+                mean("dataset_dead_fraction", 100.0, 1),
+            ]
+        })
+        .collect();
+    (headers, rows)
+}
+
+/// The sentence above the held-out dataset's table.
+fn held_out_dataset_words(r: &Report) -> String {
+    format!(
+        "On {}, the same measurements:",
+        r.header
+            .held_out_dataset
+            .as_deref()
+            .unwrap_or("the held-out dataset")
+    )
+}
+
 /// The Pareto front as rows of cells, with its headers.
 pub fn front_rows(front: &[FrontPoint]) -> (Vec<&'static str>, Vec<Vec<String>>) {
     let headers = vec!["subject", "plasticity %", "retention %", "complexity"];
@@ -403,6 +448,11 @@ pub fn markdown(r: &Report) -> String {
         );
         let (h, rows) = held_out_rows(&r.held_out);
         out.push_str(&markdown_table(&h, &rows));
+        let (h, rows) = held_out_dataset_rows(&r.held_out);
+        if !rows.is_empty() {
+            let _ = writeln!(out, "\n{}\n", held_out_dataset_words(r));
+            out.push_str(&markdown_table(&h, &rows));
+        }
     }
     if let Some(h) = &r.horizons {
         let _ = writeln!(out, "\n## {HORIZONS_TITLE}\n\n{}\n", horizons_words(h));
@@ -509,6 +559,11 @@ pub fn html(r: &Report) -> String {
         );
         let (h, rows) = held_out_rows(&r.held_out);
         out.push_str(&html_table(&h, &rows));
+        let (h, rows) = held_out_dataset_rows(&r.held_out);
+        if !rows.is_empty() {
+            let _ = writeln!(out, "<p>{}</p>", escape(&held_out_dataset_words(r)));
+            out.push_str(&html_table(&h, &rows));
+        }
     }
     if let Some(h) = &r.horizons {
         let _ = writeln!(

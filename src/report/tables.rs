@@ -222,8 +222,9 @@ fn merge_identical(summary: &DataFrame) -> Result<DataFrame, Error> {
 
 /// Held-out results beside the search score for every subject checked on held-out data: columns
 /// subject, kind, search (objective at `search_stage`), seeds, seeds_ci, seeds_n, seeds_delta,
-/// seeds_delta_ci, dataset, dataset_delta, and the held-out seeds' means of plasticity_last10,
-/// retention, effective_rank and dead_fraction (prefixed `seeds_`).
+/// seeds_delta_ci, dataset, dataset_delta, and the means of plasticity_last10, retention,
+/// effective_rank and dead_fraction over the held-out seeds (prefixed `seeds_`) and on the held-out
+/// dataset (prefixed `dataset_`).
 pub fn held_out(trials: &DataFrame, search_stage: &str) -> Result<DataFrame, Error> {
     let seeds = summarize(trials, "held_out_seeds")?;
     if seeds.height() == 0 {
@@ -232,19 +233,28 @@ pub fn held_out(trials: &DataFrame, search_stage: &str) -> Result<DataFrame, Err
     let dataset = summarize(trials, "held_out_dataset")?;
     let search = summarize(trials, search_stage)?;
     let pick = |frame: &DataFrame, exprs: Vec<Expr>| frame.clone().lazy().select(exprs);
+    // What a long-horizon claim rests on, for the held-out seeds and for the held-out dataset.
+    let measurements = |prefix: &str| {
+        [
+            "plasticity_last10",
+            "retention",
+            "effective_rank",
+            "dead_fraction",
+        ]
+        .map(|c| col(c).alias(format!("{prefix}_{c}")))
+    };
     let mut table = pick(
         &seeds,
-        vec![
+        [
             col("subject"),
             col("kind"),
             col("objective").alias("seeds"),
             col("objective_ci").alias("seeds_ci"),
             col("n").alias("seeds_n"),
-            col("plasticity_last10").alias("seeds_plasticity_last10"),
-            col("retention").alias("seeds_retention"),
-            col("effective_rank").alias("seeds_effective_rank"),
-            col("dead_fraction").alias("seeds_dead_fraction"),
-        ],
+        ]
+        .into_iter()
+        .chain(measurements("seeds"))
+        .collect(),
     )
     .join(
         pick(&search, vec![col("subject"), col("objective").alias("search")]),
@@ -253,7 +263,13 @@ pub fn held_out(trials: &DataFrame, search_stage: &str) -> Result<DataFrame, Err
         JoinArgs::new(JoinType::Left),
     )
     .join(
-        pick(&dataset, vec![col("subject"), col("objective").alias("dataset")]),
+        pick(
+            &dataset,
+            [col("subject"), col("objective").alias("dataset")]
+                .into_iter()
+                .chain(measurements("dataset"))
+                .collect(),
+        ),
         [col("subject")],
         [col("subject")],
         JoinArgs::new(JoinType::Left),
