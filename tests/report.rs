@@ -59,6 +59,20 @@ fn held_out_dataset_table_snapshot() {
 }
 
 #[test]
+fn winner_margins_snapshot() {
+    let r = report_of(&fixture());
+    let winner = r
+        .winner
+        .as_ref()
+        .expect("the fixture has a winner")
+        .subject
+        .clone();
+    let (headers, rows) = render::winner_margin_rows(&r.held_out, &winner);
+    assert_eq!(rows.len(), 2, "one row per baseline re-checked");
+    insta::assert_snapshot!(format!("winner {winner}\n{}", markdown_table(&headers, &rows)));
+}
+
+#[test]
 fn horizon_check_snapshot() {
     let r = report_of(&fixture());
     let h = r
