@@ -19,6 +19,7 @@ use super::{Backprop, Learner, UpdateContext, UpdateStats};
 use crate::data::Batch;
 use crate::rng::Rng;
 use crate::snn::Network;
+use crate::snn::neuron::accumulate_scaled;
 
 /// The term a [`Penalized`] learner adds to the gradient, with its per-parameter state (flat, in the
 /// order of [`Network::parameters`]).
@@ -329,11 +330,9 @@ impl Penalized {
             let range = offset..offset + p.len();
             offset += p.len();
             match &mut self.penalty {
-                Penalty::None => {
-                    for (w, g) in p.iter_mut().zip(g) {
-                        *w -= lr * g;
-                    }
-                }
+                // w − lr·g is w + (−lr)·g bit for bit (IEEE 754 defines subtraction as adding the
+                // negation, and negating lr is exact), so the step is one AVX2 pass.
+                Penalty::None => accumulate_scaled(p, g, -lr),
                 Penalty::WeightDecay { lambda } => {
                     let lambda = *lambda;
                     for (w, g) in p.iter_mut().zip(g) {
