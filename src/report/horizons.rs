@@ -15,7 +15,7 @@ use crate::search::SearchSpec;
 use crate::search::evaluate::Ending;
 use crate::search::journal::{Stage, TrialRecord};
 
-use super::results::subject_name;
+use super::results::{mean, subject_name};
 
 /// How well one shorter horizon orders the top rung's subjects.
 #[derive(Clone, Debug, PartialEq)]
@@ -41,13 +41,13 @@ pub struct Horizons {
 }
 
 /// The check, or `None` when fewer than three subjects completed the top rung (a rank correlation of
-/// two says nothing) or the search has a single rung.
+/// two says nothing) or the top rung has fewer than two tasks.
 pub fn check(trials: &[TrialRecord], spec: &SearchSpec) -> Option<Horizons> {
     let rungs = &spec.fidelity.rungs;
     let top_rung = rungs.len().checked_sub(1)?;
     let top = *rungs.last()?;
     let objective = spec.objective;
-    // Per subject, per trial: the whole score and the trial's result, to score prefixes of.
+    // Each subject's completed top-rung trials, whose prefixes are scored.
     let mut by_subject: BTreeMap<String, Vec<&TrialRecord>> = BTreeMap::new();
     for t in trials {
         if t.stage == Stage::Rung(top_rung)
@@ -60,14 +60,14 @@ pub fn check(trials: &[TrialRecord], spec: &SearchSpec) -> Option<Horizons> {
     if by_subject.len() < 3 || top < 2 {
         return None;
     }
-    let mean = |values: &mut dyn Iterator<Item = f64>| {
-        let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
-        sum / n.max(1) as f64
+    // Each subject's mean score over its trials (every subject here has at least one).
+    let per_subject = |score: &dyn Fn(&TrialRecord) -> f64| -> Vec<f64> {
+        by_subject
+            .values()
+            .map(|ts| mean(ts.iter().map(|t| score(t))).unwrap_or(0.0))
+            .collect()
     };
-    let whole: Vec<f64> = by_subject
-        .values()
-        .map(|ts| mean(&mut ts.iter().map(|t| t.result.objective as f64)))
-        .collect();
+    let whole = per_subject(&|t| t.result.objective as f64);
     let mut horizons: Vec<(usize, bool)> = rungs[..top_rung].iter().map(|&h| (h, true)).collect();
     for (numerator, denominator) in [(1, 20), (1, 10), (3, 20), (1, 5), (1, 4), (1, 2)] {
         let h = top * numerator / denominator;
@@ -79,16 +79,7 @@ pub fn check(trials: &[TrialRecord], spec: &SearchSpec) -> Option<Horizons> {
     let rows = horizons
         .into_iter()
         .map(|(tasks, rung)| {
-            let prefix: Vec<f64> = by_subject
-                .values()
-                .map(|ts| {
-                    mean(
-                        &mut ts
-                            .iter()
-                            .map(|t| t.result.objective_over(objective, tasks) as f64),
-                    )
-                })
-                .collect();
+            let prefix = per_subject(&|t| t.result.objective_over(objective, tasks) as f64);
             Horizon {
                 tasks,
                 rung,

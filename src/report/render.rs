@@ -82,6 +82,16 @@ pub struct Report {
     pub warnings: Vec<String>,
 }
 
+/// A subject's name as the tables print it: baselines in italics.
+fn subject_cell(frame: &DataFrame, row: usize) -> String {
+    let subject = string_at(frame, "subject", row).unwrap_or_default();
+    if string_at(frame, "kind", row).as_deref() == Some("candidate") {
+        subject
+    } else {
+        format!("*{subject}*")
+    }
+}
+
 /// A cell: `mean ± ci` in `scale` units with `digits` decimals; just the mean when there is no CI.
 fn cell(frame: &DataFrame, metric: &str, row: usize, scale: f64, digits: usize) -> String {
     match f64_at(frame, metric, row) {
@@ -126,13 +136,7 @@ pub fn leaderboard_rows(board: &DataFrame) -> (Vec<&'static str>, Vec<Vec<String
     ];
     let rows = (0..board.height())
         .map(|i| {
-            let subject = string_at(board, "subject", i).unwrap_or_default();
-            let kind = string_at(board, "kind", i).unwrap_or_default();
-            let mut name = if kind == "candidate" {
-                subject
-            } else {
-                format!("*{subject}*")
-            };
+            let mut name = subject_cell(board, i);
             // Functionally identical candidates share the row of the oldest.
             if let Some(same) = string_at(board, "same_results", i) {
                 name.push_str(&format!(" (= {same})"));
@@ -199,14 +203,8 @@ pub fn held_out_rows(table: &DataFrame) -> (Vec<&'static str>, Vec<Vec<String>>)
     ];
     let rows = (0..table.height())
         .map(|i| {
-            let subject = string_at(table, "subject", i).unwrap_or_default();
-            let kind = string_at(table, "kind", i).unwrap_or_default();
             vec![
-                if kind == "candidate" {
-                    subject
-                } else {
-                    format!("*{subject}*")
-                },
+                subject_cell(table, i),
                 f64_at(table, "search", i).map_or("—".into(), |x| format!("{:.2}", 100.0 * x)),
                 cell(table, "seeds", i, 100.0, 2),
                 signed(table, "seeds_delta", i, 100.0),
@@ -235,21 +233,12 @@ pub fn held_out_dataset_rows(table: &DataFrame) -> (Vec<&'static str>, Vec<Vec<S
     let rows = (0..table.height())
         .filter(|&i| f64_at(table, "dataset", i).is_some())
         .map(|i| {
-            let subject = string_at(table, "subject", i).unwrap_or_default();
-            let kind = string_at(table, "kind", i).unwrap_or_default();
-            let mean = |column: &str, scale: f64, digits: usize| {
-                f64_at(table, column, i).map_or("—".into(), |x| format!("{:.digits$}", scale * x))
-            };
             vec![
-                if kind == "candidate" {
-                    subject
-                } else {
-                    format!("*{subject}*")
-                },
-                mean("dataset_plasticity_last10", 100.0, 2),
-                mean("dataset_retention", 100.0, 2),
-                mean("dataset_effective_rank", 1.0, 1),
-                mean("dataset_dead_fraction", 100.0, 1),
+                subject_cell(table, i),
+                cell(table, "dataset_plasticity_last10", i, 100.0, 2),
+                cell(table, "dataset_retention", i, 100.0, 2),
+                cell(table, "dataset_effective_rank", i, 1.0, 1),
+                cell(table, "dataset_dead_fraction", i, 100.0, 1),
             ]
         })
         .collect();
