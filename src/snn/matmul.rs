@@ -104,6 +104,17 @@ fn product(
         Storage::RowMajor => (n as isize, 1),
         Storage::Transposed => (1, k as isize),
     };
+    // With k = 1, gemm (gemm-common 0.19, `gemm.rs`, `gevv.rs`) stores each element of a row-major
+    // dst as (scale·a[i])·b[j], the exact product's sign kept on zeros, except on its "horizontal"
+    // path (k contiguous in both operands, m·n ≤ 256), which sums through an FMA chain from +0 and
+    // so turns a −0 product into +0, and for a single row or column, which it orients otherwise.
+    let horizontal = a_cs == 1 && b_rs == 1 && m * n <= 256;
+    if k == 1 && !accumulate && !horizontal && m > 1 && n > 1 {
+        // An outer product (a weight gradient of one example, online learning): every element is
+        // one product, written once. gemm does it with 4-lane SSE stores; this is its arithmetic on
+        // AVX2 where the CPU has it.
+        return outer_product(&mut dst[..m * n], &a[..m], &b[..n], scale);
+    }
     // SAFETY: the asserts above guarantee every element the strides address lies inside its slice
     // (row-major m×n dst; a and b are read at most at index m·k−1 and k·n−1 under either storage), dst
     // is uniquely borrowed and does not alias a or b (distinct borrows), and Parallelism::None keeps
@@ -130,6 +141,33 @@ fn product(
             false,
             gemm::Parallelism::None,
         );
+    }
+}
+
+/// `dst[i][j] = (scale·a[i])·b[j]`, `dst` `a.len() × b.len()` row-major.
+fn outer_product(dst: &mut [f32], a: &[f32], b: &[f32], scale: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked above).
+        return unsafe { outer_product_avx2(dst, a, b, scale) };
+    }
+    outer_product_portable(dst, a, b, scale);
+}
+
+/// [`outer_product`] compiled for AVX2 (8 lanes per multiply and store).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn outer_product_avx2(dst: &mut [f32], a: &[f32], b: &[f32], scale: f32) {
+    outer_product_portable(dst, a, b, scale);
+}
+
+#[inline(always)]
+fn outer_product_portable(dst: &mut [f32], a: &[f32], b: &[f32], scale: f32) {
+    for (row, &factor) in dst.chunks_exact_mut(b.len()).zip(a) {
+        let factor = factor * scale;
+        for (out, &x) in row.iter_mut().zip(b) {
+            *out = factor * x;
+        }
     }
 }
 
@@ -217,6 +255,88 @@ mod tests {
                 },
             );
         }
+    }
+
+    /// xorshift64*: uniform in [0, 1).
+    fn uniform(state: &mut u64) -> f32 {
+        *state ^= *state >> 12;
+        *state ^= *state << 25;
+        *state ^= *state >> 27;
+        (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    #[test]
+    fn outer_products_have_gemms_bits_zero_signs_included() {
+        let mut state = 0x0123_4567_89ab_cdefu64;
+        // Values of every magnitude and sign, and both zeros.
+        let value = |state: &mut u64| match uniform(state) {
+            u if u < 0.2 => 0.0,
+            u if u < 0.4 => -0.0,
+            _ => (uniform(state) * 2.0 - 1.0) * 2f32.powi((uniform(state) * 40.0) as i32 - 20),
+        };
+        let mut compared = 0;
+        for &(m, n) in &[
+            (100, 196),
+            (256, 196),
+            (10, 100),
+            (10, 256),
+            (16, 16),
+            (1, 196),
+            (196, 1),
+            (3, 5),
+            (1, 1),
+        ] {
+            for a_storage in [Storage::RowMajor, Storage::Transposed] {
+                for b_storage in [Storage::RowMajor, Storage::Transposed] {
+                    for scale in [1.0, 1.0 / 96.0, -0.3] {
+                        let a: Vec<f32> = (0..m).map(|_| value(&mut state)).collect();
+                        let b: Vec<f32> = (0..n).map(|_| value(&mut state)).collect();
+                        let mut got = vec![f32::NAN; m * n];
+                        product(&mut got, &a, a_storage, &b, b_storage, (m, 1, n), false, scale);
+                        let mut want = vec![f32::NAN; m * n];
+                        let (a_cs, b_rs) = match (a_storage, b_storage) {
+                            (Storage::RowMajor, Storage::Transposed) => (1, 1),
+                            (Storage::RowMajor, Storage::RowMajor) => (1, n as isize),
+                            (Storage::Transposed, Storage::Transposed) => (m as isize, 1),
+                            (Storage::Transposed, Storage::RowMajor) => (m as isize, n as isize),
+                        };
+                        // SAFETY: a holds m and b n floats, read at strides within them; want m·n.
+                        unsafe {
+                            gemm::gemm(
+                                m,
+                                n,
+                                1,
+                                want.as_mut_ptr(),
+                                1,
+                                n as isize,
+                                false,
+                                a.as_ptr(),
+                                a_cs,
+                                1,
+                                b.as_ptr(),
+                                1,
+                                b_rs,
+                                1.0,
+                                scale,
+                                false,
+                                false,
+                                false,
+                                gemm::Parallelism::None,
+                            );
+                        }
+                        for (e, (g, w)) in got.iter().zip(&want).enumerate() {
+                            assert_eq!(
+                                g.to_bits(),
+                                w.to_bits(),
+                                "{m}×1×{n} {a_storage:?}·{b_storage:?}, scale {scale}, element {e}: {g} vs {w}"
+                            );
+                        }
+                        compared += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(compared, 9 * 4 * 3);
     }
 
     #[test]
