@@ -84,6 +84,50 @@ fn product(
     accumulate: bool,
     scale: f32,
 ) {
+    let ((_, a_cs), (b_rs, _)) = strides(a_storage, b_storage, (m, k, n));
+    // With k = 1, gemm (gemm-common 0.19, `gemm.rs`, `gevv.rs`) stores each element of a row-major
+    // dst as (scale·a[i])·b[j], the exact product's sign kept on zeros, except on its "horizontal"
+    // path (k contiguous in both operands, m·n ≤ 256), which sums through an FMA chain from +0 and
+    // so turns a −0 product into +0, and for a single row or column, which it orients otherwise.
+    let horizontal = a_cs == 1 && b_rs == 1 && m * n <= 256;
+    if k == 1 && !accumulate && !horizontal && m > 1 && n > 1 {
+        // An outer product (a weight gradient of one example, online learning): every element is
+        // one product, written once. gemm does it with 4-lane SSE stores; this is its arithmetic on
+        // AVX2 where the CPU has it.
+        return outer_product(&mut dst[..m * n], &a[..m], &b[..n], scale);
+    }
+    through_gemm(dst, a, a_storage, b, b_storage, (m, k, n), accumulate, scale);
+}
+
+/// The (row, column) strides of `a` (m×k) and `b` (k×n) stored as stated.
+fn strides(
+    a_storage: Storage,
+    b_storage: Storage,
+    (m, k, n): (usize, usize, usize),
+) -> ((isize, isize), (isize, isize)) {
+    let a = match a_storage {
+        Storage::RowMajor => (k as isize, 1),
+        Storage::Transposed => (1, m as isize),
+    };
+    let b = match b_storage {
+        Storage::RowMajor => (n as isize, 1),
+        Storage::Transposed => (1, k as isize),
+    };
+    (a, b)
+}
+
+/// [`product`] computed by gemm on every shape.
+#[allow(clippy::too_many_arguments)]
+fn through_gemm(
+    dst: &mut [f32],
+    a: &[f32],
+    a_storage: Storage,
+    b: &[f32],
+    b_storage: Storage,
+    (m, k, n): (usize, usize, usize),
+    accumulate: bool,
+    scale: f32,
+) {
     assert!(dst.len() >= m * n, "dst holds {} < {m}×{n}", dst.len());
     assert!(a.len() >= m * k, "a holds {} < {m}×{k}", a.len());
     assert!(b.len() >= k * n, "b holds {} < {k}×{n}", b.len());
@@ -96,25 +140,7 @@ fn product(
         }
         return;
     }
-    let (a_rs, a_cs) = match a_storage {
-        Storage::RowMajor => (k as isize, 1),
-        Storage::Transposed => (1, m as isize),
-    };
-    let (b_rs, b_cs) = match b_storage {
-        Storage::RowMajor => (n as isize, 1),
-        Storage::Transposed => (1, k as isize),
-    };
-    // With k = 1, gemm (gemm-common 0.19, `gemm.rs`, `gevv.rs`) stores each element of a row-major
-    // dst as (scale·a[i])·b[j], the exact product's sign kept on zeros, except on its "horizontal"
-    // path (k contiguous in both operands, m·n ≤ 256), which sums through an FMA chain from +0 and
-    // so turns a −0 product into +0, and for a single row or column, which it orients otherwise.
-    let horizontal = a_cs == 1 && b_rs == 1 && m * n <= 256;
-    if k == 1 && !accumulate && !horizontal && m > 1 && n > 1 {
-        // An outer product (a weight gradient of one example, online learning): every element is
-        // one product, written once. gemm does it with 4-lane SSE stores; this is its arithmetic on
-        // AVX2 where the CPU has it.
-        return outer_product(&mut dst[..m * n], &a[..m], &b[..n], scale);
-    }
+    let ((a_rs, a_cs), (b_rs, b_cs)) = strides(a_storage, b_storage, (m, k, n));
     // SAFETY: the asserts above guarantee every element the strides address lies inside its slice
     // (row-major m×n dst; a and b are read at most at index m·k−1 and k·n−1 under either storage), dst
     // is uniquely borrowed and does not alias a or b (distinct borrows), and Parallelism::None keeps
@@ -294,36 +320,8 @@ mod tests {
                         let mut got = vec![f32::NAN; m * n];
                         product(&mut got, &a, a_storage, &b, b_storage, (m, 1, n), false, scale);
                         let mut want = vec![f32::NAN; m * n];
-                        let (a_cs, b_rs) = match (a_storage, b_storage) {
-                            (Storage::RowMajor, Storage::Transposed) => (1, 1),
-                            (Storage::RowMajor, Storage::RowMajor) => (1, n as isize),
-                            (Storage::Transposed, Storage::Transposed) => (m as isize, 1),
-                            (Storage::Transposed, Storage::RowMajor) => (m as isize, n as isize),
-                        };
-                        // SAFETY: a holds m and b n floats, read at strides within them; want m·n.
-                        unsafe {
-                            gemm::gemm(
-                                m,
-                                n,
-                                1,
-                                want.as_mut_ptr(),
-                                1,
-                                n as isize,
-                                false,
-                                a.as_ptr(),
-                                a_cs,
-                                1,
-                                b.as_ptr(),
-                                1,
-                                b_rs,
-                                1.0,
-                                scale,
-                                false,
-                                false,
-                                false,
-                                gemm::Parallelism::None,
-                            );
-                        }
+                        let shape = (m, 1, n);
+                        through_gemm(&mut want, &a, a_storage, &b, b_storage, shape, false, scale);
                         for (e, (g, w)) in got.iter().zip(&want).enumerate() {
                             assert_eq!(
                                 g.to_bits(),
