@@ -351,7 +351,7 @@ fn every_shipped_rule_runs_natively_as_interpreted() {
 }
 
 /// Runs `program` over a `rows × cols` matrix whose inputs vary as `layout` says (0 per synapse, 1 per
-/// row, 2 per column, 3 shared), natively and interpreted with hoisting, and asserts both equal the
+/// row, 2 per column, 3 shared, 4 per synapse as an outer product of row and column factors), natively and interpreted with hoisting, and asserts both equal the
 /// flat reference interpreter over the inputs expanded to every synapse, bit for bit, with the same
 /// `randn()` stream.
 fn assert_hoisting_changes_no_bit(
@@ -372,7 +372,8 @@ fn assert_hoisting_changes_no_bit(
                 0 => len,
                 1 => rows,
                 2 => cols,
-                _ => 1,
+                3 => 1,
+                _ => rows + cols,
             };
             column(seed, i, n, n == 1)
         })
@@ -384,7 +385,8 @@ fn assert_hoisting_changes_no_bit(
             0 => Input::PerSynapse(v),
             1 => Input::PerRow(v),
             2 => Input::PerColumn(v),
-            _ => Input::Scalar(v[0]),
+            3 => Input::Scalar(v[0]),
+            _ => Input::Outer(&v[..rows], &v[rows..]),
         })
         .collect();
     let expanded: Vec<Vec<f32>> = values
@@ -393,7 +395,9 @@ fn assert_hoisting_changes_no_bit(
         .map(|(i, v)| match layout[i % layout.len()] {
             0 | 3 => v.clone(),
             1 => (0..len).map(|e| v[e / cols]).collect(),
-            _ => (0..len).map(|e| v[e % cols]).collect(),
+            2 => (0..len).map(|e| v[e % cols]).collect(),
+            // What the backward pass would have written: gemm's k = 1 product, a[i]·b[j].
+            _ => (0..len).map(|e| v[e / cols] * v[rows + e % cols]).collect(),
         })
         .collect();
     let run = |how: u8| {
@@ -443,7 +447,7 @@ proptest! {
         seed in 0u64..1_000_000,
         rows in prop_oneof![Just(1usize), 2usize..40, Just(300)],
         cols in prop_oneof![Just(1usize), 2usize..300],
-        layout in prop::collection::vec(0u8..4, 1..8),
+        layout in prop::collection::vec(0u8..5, 1..8),
     ) {
         let source = format!("fn synapse() {{ dw = {a}; m = ({b}) * randn() + w; }}");
         let compiled = rule::compile(&source, Path::new("generated.rhai"))
@@ -462,6 +466,8 @@ fn every_shipped_rule_hoists_without_changing_a_bit() {
             for (seed, rows, cols, layout) in [
                 (0, 256, 196, &[0u8, 1, 2, 3][..]),
                 (1, 10, 257, &[2, 0, 1][..]),
+                (4, 100, 196, &[4, 0, 1, 2][..]),
+                (5, 7, 300, &[0, 4][..]),
                 (2, 33, 1, &[1, 0][..]),
                 (3, 1, 5000, &[0, 3, 2][..]),
             ] {

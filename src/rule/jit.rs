@@ -125,6 +125,8 @@ impl Kernel {
                 Input::PerRow(v) => scalar && v.len() >= rows,
                 Input::PerColumn(v) => !scalar && v.len() >= cols,
                 Input::PerSynapse(v) => !scalar && v.len() >= rows * cols,
+                // `Program::run_matrix` multiplies the factors out before any kernel runs.
+                Input::Outer(..) => false,
             };
             assert!(fits, "a slot laid out otherwise than the kernel reads it");
         }
@@ -147,6 +149,7 @@ impl Kernel {
                         Input::PerRow(v) => v[r..].as_ptr(),
                         Input::PerColumn(v) => v.as_ptr(),
                         Input::PerSynapse(v) => v[start..].as_ptr(),
+                        Input::Outer(..) => unreachable!("refused above"),
                     };
                 }
                 for (p, out) in outs.iter_mut().zip(outputs.iter_mut()) {
@@ -167,6 +170,7 @@ impl Kernel {
                         Input::PerRow(v) => lanes[0] = v[r],
                         Input::PerColumn(v) => lanes[..rest].copy_from_slice(&v[body..cols]),
                         Input::PerSynapse(v) => lanes[..rest].copy_from_slice(&v[start + body..start + cols]),
+                        Input::Outer(..) => unreachable!("refused above"),
                     }
                     debug_assert_eq!(scalar, matches!(slot, Input::Scalar(_) | Input::PerRow(_)));
                 }

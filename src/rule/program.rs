@@ -88,6 +88,8 @@ pub struct Program {
     /// The split into parts by granularity, one per arrangement of inputs, built on first use with
     /// their native kernels.
     plans: Plans,
+    /// Derived programs that read some inputs as products of factors ([`Program::multiplied_out`]).
+    factored: Factored,
 }
 
 /// Straight-line code over input slots: what the interpreter and a native kernel run, a whole program
@@ -171,6 +173,30 @@ impl fmt::Debug for Plans {
 
 /// A cache, not part of what the program computes.
 impl PartialEq for Plans {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+/// [`Program::multiplied_out`]'s derived programs, by which inputs they factor.
+#[derive(Clone, Default)]
+struct Factored(Arc<Mutex<Vec<FactoredProgram>>>);
+
+/// Which inputs a derived program reads as factors, and the program.
+type FactoredProgram = (Vec<bool>, Arc<Program>);
+
+impl fmt::Debug for Factored {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} derived program(s)",
+            self.0.lock().expect("not poisoned").len()
+        )
+    }
+}
+
+/// A cache, not part of what the program computes.
+impl PartialEq for Factored {
     fn eq(&self, _: &Self) -> bool {
         true
     }
@@ -317,6 +343,10 @@ pub enum Input<'a> {
     PerColumn(&'a [f32]),
     /// One value for every synapse.
     Scalar(f32),
+    /// One value per synapse, the product of its row's and its column's factor, `rows[r] · cols[c]`:
+    /// an outer product the caller did not write out (online learning's first-layer weight
+    /// gradient). The program multiplies where it reads, with the bits of the written product.
+    Outer(&'a [f32], &'a [f32]),
 }
 
 impl<'a> Input<'a> {
@@ -326,7 +356,7 @@ impl<'a> Input<'a> {
             Input::Scalar(_) => Granularity::Once,
             Input::PerRow(_) => Granularity::PerRow,
             Input::PerColumn(_) => Granularity::PerColumn,
-            Input::PerSynapse(_) => Granularity::PerSynapse,
+            Input::PerSynapse(_) | Input::Outer(..) => Granularity::PerSynapse,
         }
     }
 
@@ -350,6 +380,7 @@ impl<'a> Input<'a> {
             Input::PerRow(v) => v.len() >= rows,
             Input::PerColumn(v) => v.len() >= cols,
             Input::PerSynapse(v) => v.len() >= rows * cols,
+            Input::Outer(r, c) => r.len() >= rows && c.len() >= cols,
         }
     }
 
@@ -360,6 +391,7 @@ impl<'a> Input<'a> {
             Input::PerRow(v) => &v[r..r + 1],
             Input::PerColumn(v) => &v[..cols],
             Input::PerSynapse(v) => &v[r * cols..(r + 1) * cols],
+            Input::Outer(..) => unreachable!("multiplied out by Program::run_planned"),
         }
     }
 }
@@ -466,6 +498,7 @@ impl Program {
                 registers: 0,
                 whole: Code::default(),
                 plans: Plans::default(),
+                factored: Factored::default(),
             },
             memo: HashMap::new(),
         };
@@ -603,6 +636,10 @@ impl Program {
         if len == 0 {
             return;
         }
+        if inputs.iter().any(|i| matches!(i, Input::Outer(..))) {
+            let (program, inputs) = self.multiplied_out(inputs);
+            return program.run_planned(rows, cols, &inputs, outputs, randn, scratch, native);
+        }
         let inputs: Vec<Input> = inputs.iter().map(|i| i.seen_over(rows, cols)).collect();
         let element = match (rows == 1, cols == 1) {
             (true, true) => Granularity::Once,
@@ -652,6 +689,80 @@ impl Program {
         }
     }
 
+    /// The program and inputs that compute what this program does on `inputs`, with every
+    /// [`Input::Outer`] input `k` read as a product: the derived program takes the row factors and
+    /// the column factors as two more inputs and begins with `rows[r] · cols[c]`, whose register its
+    /// instructions read instead of input `k` (then given as an unread scalar). Hoisting then runs the
+    /// product in the per-synapse part, in registers: the outer product is never written out. Derived
+    /// programs are cached by which inputs are factored.
+    fn multiplied_out<'i>(&self, inputs: &[Input<'i>]) -> (Arc<Program>, Vec<Input<'i>>) {
+        let factored: Vec<bool> = inputs.iter().map(|i| matches!(i, Input::Outer(..))).collect();
+        let program = {
+            let mut cache = self.factored.0.lock().expect("not poisoned");
+            match cache.iter().find(|(k, _)| *k == factored) {
+                Some((_, p)) => p.clone(),
+                None => {
+                    let p = Arc::new(self.with_factors(&factored));
+                    cache.push((factored, p.clone()));
+                    p
+                }
+            }
+        };
+        let mut expanded: Vec<Input> = inputs
+            .iter()
+            .map(|i| match i {
+                Input::Outer(..) => Input::Scalar(0.0),
+                other => *other,
+            })
+            .collect();
+        for i in inputs {
+            if let Input::Outer(rows, cols) = *i {
+                expanded.push(Input::PerRow(rows));
+                expanded.push(Input::PerColumn(cols));
+            }
+        }
+        (program, expanded)
+    }
+
+    /// [`Program::multiplied_out`]'s derived program for the inputs marked in `factored`.
+    fn with_factors(&self, factored: &[bool]) -> Program {
+        let mut inputs = self.inputs.clone();
+        let mut registers = self.registers;
+        let mut instructions = Vec::new();
+        let mut product = vec![None; self.inputs.len()];
+        for (k, _) in factored.iter().enumerate().filter(|(_, f)| **f) {
+            let (row, col) = (inputs.len() as u16, inputs.len() as u16 + 1);
+            inputs.extend([self.inputs[k], self.inputs[k]]);
+            let dst = registers as u16;
+            registers += 1;
+            instructions.push(Instruction {
+                op: Op::Binary(BinOp::Mul),
+                dst,
+                args: [Operand::Input(row), Operand::Input(col), Operand::Const(0.0)],
+            });
+            product[k] = Some(Operand::Reg(dst));
+        }
+        let read = |o: Operand| match o {
+            Operand::Input(k) => product[k as usize].unwrap_or(o),
+            o => o,
+        };
+        instructions.extend(self.instructions.iter().map(|ins| Instruction {
+            args: ins.args.map(read),
+            ..ins.clone()
+        }));
+        let mut program = Program {
+            inputs,
+            outputs: self.outputs.iter().map(|&(v, o)| (v, read(o))).collect(),
+            instructions,
+            registers,
+            whole: Code::default(),
+            plans: Plans::default(),
+            factored: Factored::default(),
+        };
+        program.whole = program.whole_code();
+        program
+    }
+
     /// The plan for inputs varying as `inputs` says, over elements varying as `element` (per synapse
     /// for a matrix, per row or per column for a matrix of one column or one row, once for a single
     /// element), built on first use.
@@ -699,15 +810,24 @@ impl Program {
         self.kernels().find_map(|k| k.err())
     }
 
-    /// Every kernel built or attempted so far.
+    /// Every kernel built or attempted so far, derived programs' included.
     fn kernels(&self) -> impl Iterator<Item = Result<(), String>> {
         let plans = self.plans.0.lock().expect("not poisoned");
-        let built: Vec<Result<(), String>> = plans
+        let mut built: Vec<Result<(), String>> = plans
             .iter()
             .flat_map(|(_, plan)| &plan.parts)
             .filter_map(|part| part.kernel.get())
             .map(|k| k.as_ref().map(|_| ()).map_err(Clone::clone))
             .collect();
+        let derived: Vec<Arc<Program>> = self
+            .factored
+            .0
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .map(|(_, p)| p.clone())
+            .collect();
+        built.extend(derived.iter().flat_map(|p| p.kernels()));
         built.into_iter()
     }
 
@@ -930,6 +1050,7 @@ impl Part {
                     Input::PerRow(v) | Input::PerColumn(v) | Input::PerSynapse(v) => {
                         Input::PerColumn(&v[..extent])
                     }
+                    Input::Outer(..) => unreachable!("multiplied out by Program::run_planned"),
                 })
                 .collect();
             (1, extent, &along[..])

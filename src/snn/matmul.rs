@@ -84,19 +84,27 @@ fn product(
     accumulate: bool,
     scale: f32,
 ) {
-    let ((_, a_cs), (b_rs, _)) = strides(a_storage, b_storage, (m, k, n));
-    // With k = 1, gemm (gemm-common 0.19, `gemm.rs`, `gevv.rs`) stores each element of a row-major
-    // dst as (scale·a[i])·b[j], the exact product's sign kept on zeros, except on its "horizontal"
-    // path (k contiguous in both operands, m·n ≤ 256), which sums through an FMA chain from +0 and
-    // so turns a −0 product into +0, and for a single row or column, which it orients otherwise.
-    let horizontal = a_cs == 1 && b_rs == 1 && m * n <= 256;
-    if k == 1 && !accumulate && !horizontal && m > 1 && n > 1 {
+    if !accumulate && is_outer_product(a_storage, b_storage, (m, k, n)) {
         // An outer product (a weight gradient of one example, online learning): every element is
         // one product, written once. gemm does it with 4-lane SSE stores; this is its arithmetic on
         // AVX2 where the CPU has it.
         return outer_product(&mut dst[..m * n], &a[..m], &b[..n], scale);
     }
     through_gemm(dst, a, a_storage, b, b_storage, (m, k, n), accumulate, scale);
+}
+
+/// Whether [`matmul`] (not accumulating) of this shape and storage writes each element of `dst` as
+/// the single product `a[i]·b[j]`, zero signs included. Then a caller may keep the two factors
+/// instead of the product and multiply where it reads an element, with the same bits (the rule
+/// learner does so for online learning's first-layer weight gradient).
+pub fn is_outer_product(a_storage: Storage, b_storage: Storage, (m, k, n): (usize, usize, usize)) -> bool {
+    let ((_, a_cs), (b_rs, _)) = strides(a_storage, b_storage, (m, k, n));
+    // With k = 1, gemm (gemm-common 0.19, `gemm.rs`, `gevv.rs`) stores each element of a row-major
+    // dst as (scale·a[i])·b[j], the exact product's sign kept on zeros, except on its "horizontal"
+    // path (k contiguous in both operands, m·n ≤ 256), which sums through an FMA chain from +0 and
+    // so turns a −0 product into +0, and for a single row or column, which it orients otherwise.
+    let horizontal = a_cs == 1 && b_rs == 1 && m * n <= 256;
+    k == 1 && !horizontal && m > 1 && n > 1
 }
 
 /// The (row, column) strides of `a` (m×k) and `b` (k×n) stored as stated.

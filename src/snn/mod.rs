@@ -22,7 +22,7 @@ mod matmul;
 pub mod neuron;
 mod sparse;
 
-pub use matmul::{Storage, matmul, matmul_divided, matmul_scaled};
+pub use matmul::{Storage, is_outer_product, matmul, matmul_divided, matmul_scaled};
 pub use neuron::{Lif, Reset};
 pub use sparse::{SparseScratch, matmul_skipping_zeros};
 
@@ -224,6 +224,11 @@ pub struct Workspace {
     /// needs the backward pass's errors, not the weight products: the first layer's is the largest
     /// product of an update). Empty: every layer's is computed.
     skip_weight_gradients: Vec<bool>,
+    /// Whether backward passes may leave the first layer's weight gradient as its two factors when
+    /// it is an outer product (one example, constant input): `Σ_t ∂I[t]` per unit and the input.
+    factor_first_gradient: bool,
+    /// Whether the last backward pass did ([`Workspace::first_gradient_factors`]).
+    first_gradient_factored: bool,
     input_sequence: Vec<f32>,
     zeros: Vec<f32>,
     /// One row's previous-step spikes, scratch of a `Pass::Predict` layer.
@@ -256,6 +261,21 @@ impl Workspace {
     /// `skip[l]` (they keep what they held); biases' gradients and the errors are still computed.
     pub fn skip_weight_gradients(&mut self, skip: Vec<bool>) {
         self.skip_weight_gradients = skip;
+    }
+
+    /// Lets later backward passes leave the first layer's weight gradient as its factors where it is
+    /// an outer product, `∂W[i][j] = (Σ_t ∂I[t])[i]·x[j]` with the bits the product would have had
+    /// ([`is_outer_product`]): a reader that multiplies as it reads saves writing and reading back a
+    /// matrix as large as the weights. The gradient's buffer then keeps what it held.
+    pub fn factor_first_gradient(&mut self, factor: bool) {
+        self.factor_first_gradient = factor;
+    }
+
+    /// The first layer's `Σ_t ∂I[t]`, one value per unit, when the last backward pass left its weight
+    /// gradient as factors ([`Workspace::factor_first_gradient`]); the other factor is the input.
+    pub fn first_gradient_factors(&self) -> Option<&[f32]> {
+        let layer = self.layers.first()?;
+        self.first_gradient_factored.then_some(&layer.grad_sum[..])
     }
 
     /// Whether backward passes compute layer `l`'s weight gradient.
@@ -812,6 +832,7 @@ impl Network {
             Neuron::Relu => 0.0,
         };
         let constant_first = self.config.encoding == Encoding::Direct;
+        ws.first_gradient_factored = false;
         for l in (0..hidden_count).rev() {
             let layer = &self.layers[l];
             let width = layer.outputs;
@@ -842,15 +863,21 @@ impl Network {
                         *s += d;
                     }
                 }
-                matmul(
-                    &mut g.weights,
-                    &buffers.grad_sum,
-                    Storage::Transposed,
-                    input,
-                    Storage::RowMajor,
-                    (width, batch, layer.inputs),
-                    false,
-                );
+                let shape = (width, batch, layer.inputs);
+                if ws.factor_first_gradient && is_outer_product(Storage::Transposed, Storage::RowMajor, shape)
+                {
+                    ws.first_gradient_factored = true;
+                } else {
+                    matmul(
+                        &mut g.weights,
+                        &buffers.grad_sum,
+                        Storage::Transposed,
+                        input,
+                        Storage::RowMajor,
+                        shape,
+                        false,
+                    );
+                }
             } else if weight_gradient {
                 let source: &[f32] = if l == 0 {
                     &ws.input_sequence

@@ -245,6 +245,11 @@ impl RuleLearner {
                 .map(|l| follows_rule(l) && !weight_gradients)
                 .collect(),
         );
+        // Online, the first layer's weight gradient is an outer product; a program reading `grad`
+        // multiplies its factors as it reads (`Input::Outer`) instead of the backward pass writing it
+        // out. Weight samples build their estimate from the written gradient, so they keep it.
+        core.workspace
+            .factor_first_gradient(weight_gradients && stochastic.is_none() && follows_rule(0));
         let recorded = reads.union(prune_reads);
         core.workspace
             .record(recorded.v || neuron_v, recorded.err || neuron_err);
@@ -353,9 +358,17 @@ impl RuleLearner {
                 Some(st) => st.layer(l, outputs * inputs, outputs),
                 None => [empty; 4],
             };
+            // The factors of an outer-product gradient: Σ_t ∂I[t] per unit, and the input.
+            let grad_factors = self
+                .core
+                .workspace
+                .first_gradient_factors()
+                .filter(|_| l == 0)
+                .map(|rows| (rows, &batch.images[..inputs]));
             let view = SynapseView {
                 weights: layer.weights(),
                 grad: &gradients.weights,
+                grad_factors,
                 sigma: sigma_w,
                 grad_sigma: grad_sigma_w,
                 state,

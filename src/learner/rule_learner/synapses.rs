@@ -95,6 +95,9 @@ pub struct SynapseView<'a> {
     /// The weights, their gradient, σ and ∂L/∂σ (empty unless stochastic).
     pub weights: &'a [f32],
     pub grad: &'a [f32],
+    /// The gradient as (row, column) factors when the backward pass left it unwritten
+    /// (`Workspace::first_gradient_factors`); `grad` is then stale.
+    pub grad_factors: Option<(&'a [f32], &'a [f32])>,
     pub sigma: &'a [f32],
     pub grad_sigma: &'a [f32],
     pub state: &'a MatrixState,
@@ -121,7 +124,10 @@ impl SynapseView<'_> {
         match var {
             Var::W => Input::PerSynapse(self.weights),
             Var::W0 => Input::PerSynapse(&state.w0),
-            Var::Grad => Input::PerSynapse(self.grad),
+            Var::Grad => match self.grad_factors {
+                Some((rows, cols)) => Input::Outer(rows, cols),
+                None => Input::PerSynapse(self.grad),
+            },
             Var::Hebb => Input::PerSynapse(&signals.hebb),
             Var::Elig if signals.elig_per_column => Input::PerColumn(&signals.elig_columns),
             Var::Elig => Input::PerSynapse(&signals.elig),

@@ -982,3 +982,75 @@ fn reading_a_never_written_slot_as_zero_changes_no_bit() {
         bits(&fresh)
     });
 }
+
+/// Online, the first layer's weight gradient reaches the synapse and prune programs as its two
+/// factors (`Workspace::factor_first_gradient`, `Input::Outer`): training gives the bits of the
+/// gradient written out, for rules that read `grad` once, twice, under functions and beside other
+/// per-synapse variables, with zero pixels (−0 and +0 products) among the inputs.
+#[test]
+fn an_online_gradient_read_as_factors_changes_no_bit() {
+    let network = Network::new(NetworkConfig::test_lif(40, vec![30, 20], 3), 5);
+    for source in [
+        "fn synapse() { dw = -lr * grad; }",
+        "fn synapse() { dw = -tanh(abs(lr)) * (0.01 * (w - w0 - w0) + grad); }",
+        "fn synapse() { dw = -lr * grad * sign(grad) + 0.001 * elig * w; m = grad * grad; }",
+        "fn synapse() { dw = -lr * grad; } fn prune() { score = abs(w * grad); }",
+    ] {
+        let compiled = crate::rule::compile(source, std::path::Path::new("g.rhai")).expect("compiles");
+        let settings = || {
+            Settings::new(&RuleSpec {
+                lr: 0.05,
+                structure: Some(one_event_schedule()),
+                ..RuleSpec::default()
+            })
+        };
+        let mut learners = [true, false].map(|factor| {
+            let mut learner = RuleLearner::new(network.clone(), "g".into(), &compiled, settings(), 0);
+            learner.core.workspace.factor_first_gradient(factor);
+            learner
+        });
+        let mut data = Rng::stream(1, Purpose::Synthetic, &[]);
+        for step in 0..8 {
+            // One example per update; a third of the pixels exactly zero.
+            let batch = Batch {
+                images: (0..40)
+                    .map(|_| {
+                        let x = data.uniform();
+                        if x < 0.33 { 0.0 } else { x }
+                    })
+                    .collect(),
+                labels: vec![(step % 3) as u8],
+            };
+            for learner in &mut learners {
+                learner.update(
+                    &batch,
+                    context(0, step),
+                    &mut Rng::stream(2, Purpose::Encoding, &[step as u64]),
+                );
+            }
+            assert!(
+                learners[0].core.workspace.first_gradient_factors().is_some(),
+                "{source}"
+            );
+            assert!(
+                learners[1].core.workspace.first_gradient_factors().is_none(),
+                "{source}"
+            );
+        }
+        let bits = |l: &RuleLearner| -> Vec<u32> {
+            l.network()
+                .layers()
+                .iter()
+                .flat_map(|layer| layer.weights().iter().chain(layer.bias()).map(|x| x.to_bits()))
+                .chain(l.matrices.iter().flat_map(|m| m.m.iter().map(|x| x.to_bits())))
+                .collect()
+        };
+        assert_eq!(bits(&learners[0]), bits(&learners[1]), "{source}");
+        let fresh = RuleLearner::new(network.clone(), "g".into(), &compiled, settings(), 0);
+        assert_ne!(
+            bits(&learners[0]),
+            bits(&fresh),
+            "{source}: training moved nothing"
+        );
+    }
+}
