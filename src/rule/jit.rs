@@ -6,8 +6,9 @@
 //! A kernel is that hand-written loop, written for the rule at run time: four synapses per iteration
 //! (f32x4), one vector instruction per program instruction, [`UNROLL`] vectors per trip through the
 //! loop. `exp`, `ln`, `tanh`, `sigmoid` and `**` are `math.rs`'s functions written out in vector
-//! instructions over two f64x2 halves, the same operations in the same order (`**` goes lane by lane, through `math::pow` itself, only in vectors
-//! holding a zero, infinite or NaN operand, a base of 1 or a negative base to a fractional power).
+//! instructions over two f64x2 halves, the same operations in the same order (`**` goes lane by
+//! lane, through `math::pow` itself, only in vectors holding a zero, infinite or NaN operand, a base
+//! of 1 or a negative base to a fractional power).
 //! Every other operation is exact in IEEE arithmetic or spelled exactly as in `ir.rs` (`maximum`,
 //! `minimum`, `sign`), so a kernel's output is the interpreter's bit for bit (property-tested in
 //! `tests/rule_oracle.rs`, which also runs every 4,099th f32 through each function), and the
