@@ -13,7 +13,7 @@ use synaptogen::data::{self, Batch, DatasetKind, Locator, TaskStream};
 use synaptogen::learner::{self, UpdateContext};
 use synaptogen::rng::{Purpose, Rng};
 use synaptogen::snn::{Network, SparseScratch, Storage, Workspace, matmul, matmul_skipping_zeros};
-use synaptogen::spec::RunSpec;
+use synaptogen::spec::{LearnerSpec, RuleSpec, RunSpec};
 
 fn reference_spec() -> RunSpec {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("searches/pmnist-quick.ron");
@@ -65,6 +65,30 @@ fn bench(c: &mut Criterion) {
         let mut rng = Rng::stream(0, Purpose::Encoding, &[]);
         group.throughput(Throughput::Elements(batch_size as u64));
         group.bench_function(format!("update/batch{batch_size}"), |b| {
+            b.iter(|| black_box(learner.update(black_box(&batch), UpdateContext::default(), &mut rng)))
+        });
+    }
+    // Online training with compiled rules: `sgd.rhai` (w, grad) and `l2_init.rhai` (w, w0, grad), the
+    // shape of most rules the overnight search keeps. Their kernels read the gradient as its two
+    // factors and run unrolled (README, Speed); beside `update/batch1`, the native loop.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for name in ["sgd", "l2_init"] {
+        let path = root.join(format!("rules/baselines/{name}.rhai"));
+        let source = std::fs::read_to_string(&path).expect("a shipped rule is readable");
+        let compiled = synaptogen::rule::compile(&source, &path).expect("the shipped rule compiles");
+        let rules = learner::Rules::from([(path.clone(), compiled)]);
+        let rule = LearnerSpec::Rule(RuleSpec {
+            path: Some(path),
+            lr: 0.05,
+            ..Default::default()
+        });
+        let network = Network::new(spec.network_config(data.pixels(), data.classes), 0);
+        let mut learner = learner::build(&rule, network, spec.seed, &rules);
+        let mut batch = Batch::default();
+        stream.fill_train(&task, &task.examples[..1], &mut batch);
+        let mut rng = Rng::stream(0, Purpose::Encoding, &[]);
+        group.throughput(Throughput::Elements(1));
+        group.bench_function(format!("update/batch1/rule-{name}"), |b| {
             b.iter(|| black_box(learner.update(black_box(&batch), UpdateContext::default(), &mut rng)))
         });
     }
