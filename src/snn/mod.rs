@@ -778,6 +778,7 @@ impl Network {
     ) -> (f32, usize) {
         let batch = ws.batch;
         let classes = self.config.classes;
+        ws.first_gradient_factored = false;
         let (loss, correct) = softmax_cross_entropy(&ws.logits, labels, classes, &mut ws.grad_logits);
         let hidden_count = self.config.hidden.len();
         let readout = &self.layers[hidden_count];
@@ -832,7 +833,6 @@ impl Network {
             Neuron::Relu => 0.0,
         };
         let constant_first = self.config.encoding == Encoding::Direct;
-        ws.first_gradient_factored = false;
         for l in (0..hidden_count).rev() {
             let layer = &self.layers[l];
             let width = layer.outputs;
