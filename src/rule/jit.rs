@@ -246,7 +246,7 @@ fn generate(code: &Code, scalar: &[bool], isa: &dyn TargetIsa) -> Function {
     let rest_offset = b.append_block_param(rest, pointer);
     let rest_body = b.create_block();
     let exit = b.create_block();
-    let slots = (&input_base[..], &output_base[..], &broadcast[..]);
+    let bases = (&input_base[..], &output_base[..], &broadcast[..]);
     let zero = b.ins().iconst(pointer, 0);
     b.ins().jump(header, &[BlockArg::Value(zero)]);
 
@@ -262,7 +262,7 @@ fn generate(code: &Code, scalar: &[bool], isa: &dyn TargetIsa) -> Function {
         } else {
             b.ins().iadd_imm_u(offset, k as i64 * vector)
         };
-        emit_vector(&mut b, code, scalar, slots, at, memory, pointer);
+        emit_vector(&mut b, code, scalar, bases, at, memory, pointer);
     }
     let next = b.ins().iadd_imm_u(offset, UNROLL as i64 * vector);
     b.ins().jump(header, &[BlockArg::Value(next)]);
@@ -272,7 +272,7 @@ fn generate(code: &Code, scalar: &[bool], isa: &dyn TargetIsa) -> Function {
     b.ins().brif(more, rest_body, &[], exit, &[]);
 
     b.switch_to_block(rest_body);
-    emit_vector(&mut b, code, scalar, slots, rest_offset, memory, pointer);
+    emit_vector(&mut b, code, scalar, bases, rest_offset, memory, pointer);
     let next = b.ins().iadd_imm_u(rest_offset, vector);
     b.ins().jump(rest, &[BlockArg::Value(next)]);
 
@@ -283,7 +283,8 @@ fn generate(code: &Code, scalar: &[bool], isa: &dyn TargetIsa) -> Function {
     function
 }
 
-/// Emits the code for one vector of elements, `offset` bytes into every per-element slot and output.
+/// Emits the code for one vector of elements, `offset` bytes past each per-element slot's and each
+/// output's base address (`bases`: the inputs', the outputs', and the scalar slots' broadcasts).
 fn emit_vector(
     b: &mut FunctionBuilder,
     code: &Code,
