@@ -51,7 +51,7 @@ pub(crate) fn incoming_magnitude(layer: &Dense) -> Vec<f32> {
     magnitude
 }
 
-crate::snn::neuron::avx2_or_portable! {
+crate::snn::neuron::simd_or_portable! {
     /// `out[i] = Σ_j |w[i][j]| / width` for the rows of `w` (`out.len()` rows).
     fn row_abs_means(w: &[f32], out: &mut [f32]) {
         let width = w.len() / out.len().max(1);

@@ -178,29 +178,14 @@ fn through_gemm(
     }
 }
 
-/// `dst[i][j] = (scale·a[i])·b[j]`, `dst` `a.len() × b.len()` row-major.
-fn outer_product(dst: &mut [f32], a: &[f32], b: &[f32], scale: f32) {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2 (checked above).
-        return unsafe { outer_product_avx2(dst, a, b, scale) };
-    }
-    outer_product_portable(dst, a, b, scale);
-}
-
-/// [`outer_product`] compiled for AVX2 (8 lanes per multiply and store).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn outer_product_avx2(dst: &mut [f32], a: &[f32], b: &[f32], scale: f32) {
-    outer_product_portable(dst, a, b, scale);
-}
-
-#[inline(always)]
-fn outer_product_portable(dst: &mut [f32], a: &[f32], b: &[f32], scale: f32) {
-    for (row, &factor) in dst.chunks_exact_mut(b.len()).zip(a) {
-        let factor = factor * scale;
-        for (out, &x) in row.iter_mut().zip(b) {
-            *out = factor * x;
+crate::snn::neuron::simd_or_portable! {
+    /// `dst[i][j] = (scale·a[i])·b[j]`, `dst` `a.len() × b.len()` row-major.
+    fn outer_product(dst: &mut [f32], a: &[f32], b: &[f32], scale: f32) {
+        for (row, &factor) in dst.chunks_exact_mut(b.len()).zip(a) {
+            let factor = factor * scale;
+            for (out, &x) in row.iter_mut().zip(b) {
+                *out = factor * x;
+            }
         }
     }
 }

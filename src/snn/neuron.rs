@@ -59,9 +59,10 @@ impl Lif {
     }
 
     /// [`Lif::step`] compiled for AVX2: eight lanes per instruction instead of SSE's four. The same
-    /// IEEE operations in the same order (no fused multiply-add: AVX2 alone does not enable it, and
-    /// Rust never fuses unasked), so the same bits; measured on `searches/pmnist-200.ron`, where the
-    /// neuron loops cost about as much as the GEMMs.
+    /// IEEE operations in the same order (Rust never fuses a product into a sum unasked), so the
+    /// same bits; measured on `searches/pmnist-200.ron`, where the neuron loops cost about as much
+    /// as the GEMMs. Not AVX-512: the step is bound by its division (the surrogate), which sixteen
+    /// lanes do not speed up, and a 50-task run spent 11% more time in it compiled for them.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     unsafe fn step_avx2(
@@ -160,31 +161,17 @@ impl Lif {
         sum: &mut [f32],
         prev: &mut [f32],
     ) {
+        let shape = (steps, per_step_current);
         #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2, checked just above.
-            unsafe {
-                self.summed_avx2(
-                    v,
-                    currents,
-                    (steps, per_step_current),
-                    step_weights,
-                    theta,
-                    sum,
-                    prev,
-                )
-            };
-            return;
+        match Simd::detect() {
+            // SAFETY: the CPU has the features of the level detected.
+            Simd::Avx512 => unsafe { self.summed_avx512(v, currents, shape, step_weights, theta, sum, prev) },
+            // SAFETY: as above.
+            Simd::Avx2 => unsafe { self.summed_avx2(v, currents, shape, step_weights, theta, sum, prev) },
+            Simd::None => self.summed_portable::<32>(v, currents, shape, step_weights, theta, sum, prev),
         }
-        self.summed_portable(
-            v,
-            currents,
-            (steps, per_step_current),
-            step_weights,
-            theta,
-            sum,
-            prev,
-        );
+        #[cfg(not(target_arch = "x86_64"))]
+        self.summed_portable::<32>(v, currents, shape, step_weights, theta, sum, prev);
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -200,18 +187,34 @@ impl Lif {
         sum: &mut [f32],
         prev: &mut [f32],
     ) {
-        self.summed_portable(v, currents, shape, step_weights, theta, sum, prev);
+        self.summed_portable::<32>(v, currents, shape, step_weights, theta, sum, prev);
     }
 
-    /// Lanes of a row at a time (32, then 8, then one by one), each lane's membrane, spike and sum
-    /// held in registers through all the steps: per step only its current is read, and nothing is
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn summed_avx512(
+        &self,
+        v: &mut [f32],
+        currents: &[f32],
+        shape: (usize, bool),
+        step_weights: &[f32],
+        theta: &[f32],
+        sum: &mut [f32],
+        prev: &mut [f32],
+    ) {
+        self.summed_portable::<64>(v, currents, shape, step_weights, theta, sum, prev);
+    }
+
+    /// Lanes of a row at a time (`WIDE`, then 32, 8, then one by one), each lane's membrane, spike and
+    /// sum held in registers through all the steps: per step only its current is read, and nothing is
     /// written until the last (a step at a time over the whole row read and wrote v, s and the sum
-    /// every step: 15% of a 200-task run's time). 32 lanes are four independent chains of
-    /// registers: a step's operations depend on each other, so one chain alone waits on their
-    /// latency (`cargo bench --bench train -- test/`).
+    /// every step: 15% of a 200-task run's time). `WIDE` lanes are four registers, four independent
+    /// chains: a step's operations depend on each other, so one chain alone waits on their latency
+    /// (`cargo bench --bench train -- test/`). So `WIDE` is 32 for AVX2's 8 lanes, 64 for AVX-512's 16.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    fn summed_portable(
+    fn summed_portable<const WIDE: usize>(
         &self,
         v: &mut [f32],
         currents: &[f32],
@@ -249,6 +252,8 @@ impl Lif {
                     &mut prev[at],
                 );
                 j += match (width - j, next_step) {
+                    (n, false) if n >= WIDE => lanes.run::<WIDE, false>(args),
+                    (n, true) if n >= WIDE => lanes.run::<WIDE, true>(args),
                     (32.., false) => lanes.run::<32, false>(args),
                     (32.., true) => lanes.run::<32, true>(args),
                     (8.., false) => lanes.run::<8, false>(args),
@@ -306,10 +311,37 @@ impl Lanes<'_> {
     }
 }
 
-/// Defines an element-wise slice function once, compiled twice: for AVX2 (taken where the CPU has it)
-/// and portably. The body is the same Rust either way and never fuses a product into a sum, so both
-/// give the same bits; only the vector width differs.
-macro_rules! avx2_or_portable {
+/// The widest vector instructions of this CPU that the element-wise kernels are compiled for.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Simd {
+    /// 16 lanes of f32 (AVX-512 Foundation).
+    Avx512,
+    /// 8 lanes of f32.
+    Avx2,
+    /// What the build targets (SSE2 on x86-64: 4 lanes).
+    None,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Simd {
+    /// The level of this CPU (`is_x86_feature_detected!` caches what it finds, so this is a load or two).
+    #[inline]
+    pub(crate) fn detect() -> Simd {
+        if std::is_x86_feature_detected!("avx512f") {
+            Simd::Avx512
+        } else if std::is_x86_feature_detected!("avx2") {
+            Simd::Avx2
+        } else {
+            Simd::None
+        }
+    }
+}
+
+/// Defines an element-wise slice function once, compiled three times: for AVX-512, for AVX2 (each
+/// taken where the CPU has it) and portably. The body is the same Rust every time and Rust never fuses
+/// a product into a sum unasked, so all give the same bits; only the vector width differs.
+macro_rules! simd_or_portable {
     ($(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
         $(#[$doc])*
         $vis fn $name($($arg: $ty),*) {
@@ -321,19 +353,27 @@ macro_rules! avx2_or_portable {
                 portable($($arg),*);
             }
             #[cfg(target_arch = "x86_64")]
-            if std::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU has AVX2, checked just above.
-                unsafe { avx2($($arg),*) };
-                return;
+            #[target_feature(enable = "avx512f")]
+            unsafe fn avx512($($arg: $ty),*) {
+                portable($($arg),*);
             }
+            #[cfg(target_arch = "x86_64")]
+            match $crate::snn::neuron::Simd::detect() {
+                // SAFETY: the CPU has the features of the level detected.
+                $crate::snn::neuron::Simd::Avx512 => unsafe { avx512($($arg),*) },
+                // SAFETY: as above.
+                $crate::snn::neuron::Simd::Avx2 => unsafe { avx2($($arg),*) },
+                $crate::snn::neuron::Simd::None => portable($($arg),*),
+            }
+            #[cfg(not(target_arch = "x86_64"))]
             portable($($arg),*);
         }
     };
 }
 
-pub(crate) use avx2_or_portable;
+pub(crate) use simd_or_portable;
 
-avx2_or_portable! {
+simd_or_portable! {
     /// `acc += c · x`, element by element (as [`Lif::step`]: the same bits on every CPU).
     pub fn accumulate_scaled(acc: &mut [f32], x: &[f32], c: f32) {
         for (a, &s) in acc.iter_mut().zip(x) {
@@ -342,7 +382,7 @@ avx2_or_portable! {
     }
 }
 
-avx2_or_portable! {
+simd_or_portable! {
     /// `acc = β·acc + x`, element by element (a product then a sum).
     pub fn decay_and_add(acc: &mut [f32], beta: f32, x: &[f32]) {
         for (a, &s) in acc.iter_mut().zip(x) {
@@ -351,7 +391,7 @@ avx2_or_portable! {
     }
 }
 
-avx2_or_portable! {
+simd_or_portable! {
     /// The trace `acc = β·acc + x` advanced one step and, row by row (`x` and `acc` are rows of
     /// `sum.len()`), added to `sum`: `decay_and_add` then `add_rows` in one pass, with their bits.
     pub fn decay_add_and_sum_rows(acc: &mut [f32], beta: f32, x: &[f32], sum: &mut [f32]) {
@@ -365,7 +405,7 @@ avx2_or_portable! {
     }
 }
 
-avx2_or_portable! {
+simd_or_portable! {
     /// `out[i] = 0 + w[0]·x[0][i] + w[1]·x[1][i] + …` over the steps of `x` (`w.len() × out.len()`),
     /// in step order: the bits of `accumulate_scaled` step by step into zeros, in one pass over `x`.
     pub fn weighted_sum_over_steps(x: &[f32], w: &[f32], out: &mut [f32]) {
@@ -373,7 +413,7 @@ avx2_or_portable! {
     }
 }
 
-avx2_or_portable! {
+simd_or_portable! {
     /// `sum += row` for each row of `rows` (`k × sum.len()`), in row order.
     pub fn add_rows(sum: &mut [f32], rows: &[f32]) {
         for row in rows.chunks_exact(sum.len().max(1)) {
@@ -384,7 +424,7 @@ avx2_or_portable! {
     }
 }
 
-avx2_or_portable! {
+simd_or_portable! {
     /// `out[i] = scale · (0 + x[0][i] + x[1][i] + …)` over the steps of `x` (`steps × out.len()`),
     /// summed in step order, in one pass over `x`.
     pub fn mean_over_steps(x: &[f32], scale: f32, out: &mut [f32]) {

@@ -15,24 +15,42 @@ use super::matmul::{Storage, matmul};
 /// Scratch of [`matmul_skipping_zeros`], kept between calls so a warm forward pass allocates nothing.
 #[derive(Clone, Debug, Default)]
 pub struct SparseScratch {
-    /// `W` in output blocks of [`BLOCK`]: block `j` holds outputs `BLOCK·j ..`, input by input
-    /// (`k` rows of the block's width, padded to a multiple of 8 with zeros), so the weights a block
-    /// reads are contiguous and stay in L1.
+    /// `W` in output blocks of `block` outputs (the kernel's: [`BLOCK`] or [`WIDE_BLOCK`]): block `j`
+    /// holds outputs `block·j ..`, input by input (`k` rows of the block's width, padded to a
+    /// multiple of 8 with zeros), so the weights a block reads are contiguous and stay in L1.
     packed: Vec<f32>,
     /// Where the packed weights start in `packed`: the first 64-byte boundary, so no load of 8 lanes
     /// straddles two cache lines.
     packed_start: usize,
-    /// The version and shape (n, k) of the weights `packed` holds, if any.
-    packed_for: Option<(u64, usize, usize)>,
+    /// The version, shape (n, k) and block width of the weights `packed` holds, if any.
+    packed_for: Option<(u64, usize, usize, usize)>,
     /// Row `r`'s nonzero entries are `indices[offsets[r]..offsets[r + 1]]` (increasing) and the
     /// matching `values`.
     offsets: Vec<usize>,
     indices: Vec<u32>,
     values: Vec<f32>,
+    /// The AVX-512 kernel's entries: rows in groups of [`avx512::ROWS`], in increasing order of their
+    /// entry counts (`group_rows`), each group's entries interleaved row by row and padded to the
+    /// group's longest row with zero entries (`group_starts[g]..group_starts[g + 1]`).
+    interleaved: Vec<Entry>,
+    group_rows: Vec<u32>,
+    group_starts: Vec<usize>,
 }
 
-/// Outputs per block of the packed weights: 4 registers of 8 lanes.
+/// One nonzero entry of a row of `x`: its column and value.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+struct Entry {
+    index: u32,
+    value: f32,
+}
+
+/// Outputs per block of the packed weights for the AVX2 kernel: 4 registers of 8 lanes.
 const BLOCK: usize = 32;
+
+/// Outputs per block for the AVX-512 kernel: 4 registers of 16 lanes (196 inputs × 64 outputs is
+/// 50 KB; the rows a block's products read, the inputs some example has nonzero, mostly fit in L1).
+const WIDE_BLOCK: usize = 64;
 
 /// Whether gemm sums each element of a product of this shape, on this CPU, as one chain stored once (see
 /// the module doc): then the sparse kernel gives [`matmul`]'s bits, and so does gemm scaling as it stores.
@@ -66,18 +84,18 @@ pub fn matmul_skipping_zeros(
     shape: (usize, usize, usize),
     scratch: &mut SparseScratch,
 ) {
-    skipping_zeros(dst, x, w, shape, scratch, false);
+    skipping_zeros(dst, x, w, shape, scratch, (false, false));
 }
 
 /// [`matmul_skipping_zeros`]; `always_sparse` takes the sparse kernel wherever it is supported, even
-/// where gemm would be faster (for tests).
+/// where gemm would be faster, and `narrow` the AVX2 kernel even where AVX-512 is there (for tests).
 fn skipping_zeros(
     dst: &mut [f32],
     x: &[f32],
     (w, version): (&[f32], u64),
     (m, k, n): (usize, usize, usize),
     scratch: &mut SparseScratch,
-    always_sparse: bool,
+    (always_sparse, narrow): (bool, bool),
 ) {
     let dense = |dst: &mut [f32]| matmul(dst, x, Storage::RowMajor, w, Storage::Transposed, (m, k, n), true);
     if !sparse_rows_supported((m, k, n)) {
@@ -90,7 +108,10 @@ fn skipping_zeros(
         // core), in units of gemm's time per multiply-add: the sparse kernel takes about 2 per
         // nonzero entry and output, packing W about 50 per weight. So a product whose weights
         // must be packed first needs more than 50 rows to pay (a training batch does not).
-        let packed = scratch.packed_for == Some((version, n, k));
+        // SAFETY (of the kernel calls below): sparse_rows_supported checked AVX2 and FMA.
+        let wide = std::is_x86_feature_detected!("avx512f") && !narrow;
+        let block = if wide { WIDE_BLOCK } else { BLOCK };
+        let packed = scratch.packed_for == Some((version, n, k, block));
         let pack_cost = if packed { 0 } else { 500 * k * n };
         if !always_sparse && pack_cost >= 10 * m * k * n {
             return dense(dst);
@@ -102,28 +123,34 @@ fn skipping_zeros(
         }
         if !packed {
             scratch.packed_for = None;
-            if !pack(scratch, &w[..n * k], (n, k)) {
+            if !pack(scratch, &w[..n * k], (n, k), block) {
                 return dense(dst);
             }
-            scratch.packed_for = Some((version, n, k));
+            scratch.packed_for = Some((version, n, k, block));
         }
-        // SAFETY: as above; the scratch holds m rows of entries with indices < k and W packed for
-        // (n, k), dst holds m·n floats.
-        unsafe { avx2::sparse_rows(&mut dst[..m * n], scratch, (m, k, n)) };
+        // SAFETY: as above (and AVX-512 where it is taken); the scratch holds m rows of entries with
+        // indices < k and W packed for (n, k) in the kernel's blocks, dst holds m·n floats.
+        unsafe {
+            if wide {
+                avx512::sparse_rows(&mut dst[..m * n], scratch, (m, k, n))
+            } else {
+                avx2::sparse_rows(&mut dst[..m * n], scratch, (m, k, n))
+            }
+        };
     }
 }
 
 /// Packs `w` (`n × k` row-major) into [`SparseScratch::packed`]'s layout. Returns whether every weight
 /// is finite.
-fn pack(scratch: &mut SparseScratch, w: &[f32], (n, k): (usize, usize)) -> bool {
+fn pack(scratch: &mut SparseScratch, w: &[f32], (n, k): (usize, usize), block: usize) -> bool {
     let padded = n.div_ceil(8) * 8;
     scratch.packed.clear();
     scratch.packed.resize(padded * k + 16, 0.0);
     scratch.packed_start = scratch.packed.as_ptr().align_offset(64).min(16);
     let packed = &mut scratch.packed[scratch.packed_start..];
     let mut finite = true;
-    for start in (0..n).step_by(BLOCK) {
-        let width = BLOCK.min(padded - start);
+    for start in (0..n).step_by(block) {
+        let width = block.min(padded - start);
         let block = &mut packed[start * k..(start + width) * k];
         for (lane, row) in w[start * k..]
             .chunks_exact(k)
@@ -328,6 +355,162 @@ mod avx2 {
     }
 }
 
+/// The sparse product with sixteen lanes per register, on the same chains as [`avx2::sparse_rows`]
+/// (one fused multiply-add per entry and output, in increasing column order), so with the same bits.
+///
+/// It is bound by loads: per entry and row, the weights' registers plus the entry's column and
+/// value. So the blocks are 64 outputs (four registers per entry, [`WIDE_BLOCK`]) and [`ROWS`] rows
+/// run in lockstep (24 independent chains). The rows of a group must end together, or the rest of
+/// the longer ones runs with four chains: rows are grouped in increasing order of their entry counts
+/// (a counting sort), and each group's entries are interleaved (entry e of row 0, of row 1, …, so the
+/// kernel walks one pointer) and padded to its longest row with zero entries (column 0, value 0).
+/// A zero entry changes no chain: `fma(0, w, acc) = acc + (±0) = acc` for a finite `w` (packing
+/// checked), since a chain never holds −0 (the module doc).
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{Entry, SparseScratch, WIDE_BLOCK};
+
+    /// Rows run in lockstep.
+    pub(super) const ROWS: usize = 6;
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn sparse_rows(
+        dst: &mut [f32],
+        scratch: &mut SparseScratch,
+        (m, k, n): (usize, usize, usize),
+    ) {
+        interleave(scratch, m, k);
+        let padded = n.div_ceil(8) * 8;
+        for start in (0..n).step_by(WIDE_BLOCK) {
+            let width = WIDE_BLOCK.min(padded - start);
+            let real = n.min(start + width) - start;
+            let block = Block {
+                weights: &scratch.packed[scratch.packed_start + start * k..][..width * k],
+                width,
+                start,
+                real,
+                n,
+            };
+            let groups = (
+                &scratch.interleaved[..],
+                &scratch.group_rows[..],
+                &scratch.group_starts[..],
+            );
+            match real.div_ceil(16) {
+                4 => block.run::<4>(dst, groups),
+                3 => block.run::<3>(dst, groups),
+                2 => block.run::<2>(dst, groups),
+                _ => block.run::<1>(dst, groups),
+            }
+        }
+    }
+
+    /// Fills the scratch's groups from its rows' entries (see the module doc).
+    fn interleave(scratch: &mut SparseScratch, m: usize, k: usize) {
+        let SparseScratch {
+            offsets,
+            indices,
+            values,
+            interleaved,
+            group_rows,
+            group_starts,
+            ..
+        } = scratch;
+        let count = |r: usize| offsets[r + 1] - offsets[r];
+        // Counting sort of the rows by entry count (at most k each).
+        let mut first = vec![0usize; k + 2];
+        for r in 0..m {
+            first[count(r) + 1] += 1;
+        }
+        for c in 1..first.len() {
+            first[c] += first[c - 1];
+        }
+        group_rows.clear();
+        group_rows.resize(m, 0);
+        for r in 0..m {
+            let at = &mut first[count(r)];
+            group_rows[*at] = r as u32;
+            *at += 1;
+        }
+        interleaved.clear();
+        group_starts.clear();
+        group_starts.push(0);
+        for group in group_rows.chunks(ROWS) {
+            let longest = count(*group.last().expect("chunks are not empty") as usize);
+            let start = interleaved.len();
+            interleaved.resize(start + longest * ROWS, Entry::default());
+            let slots = &mut interleaved[start..];
+            for (q, &r) in group.iter().enumerate() {
+                let range = offsets[r as usize]..offsets[r as usize + 1];
+                for (e, (&index, &value)) in indices[range.clone()].iter().zip(&values[range]).enumerate() {
+                    slots[e * ROWS + q] = Entry { index, value };
+                }
+            }
+            group_starts.push(interleaved.len());
+        }
+    }
+
+    /// One block of outputs: its packed weights (k rows of `width` floats).
+    struct Block<'a> {
+        weights: &'a [f32],
+        width: usize,
+        /// Its first output.
+        start: usize,
+        /// Its outputs below n (the rest of its lanes are padding).
+        real: usize,
+        n: usize,
+    }
+
+    impl Block<'_> {
+        /// `R` registers per row: the block's real outputs fit in `16·R` lanes. The last register
+        /// loads and stores only the lanes below `real` (masked; packing padded the rows with zeros
+        /// to `width`, but `dst` ends at `n`).
+        #[target_feature(enable = "avx512f")]
+        fn run<const R: usize>(
+            &self,
+            dst: &mut [f32],
+            (entries, rows, starts): (&[Entry], &[u32], &[usize]),
+        ) {
+            let width = self.width;
+            let weights = self.weights.as_ptr();
+            let last: __mmask16 = ((1u32 << (self.real - 16 * (R - 1))) - 1) as u16;
+            let mask = |j: usize| if j + 1 == R { last } else { u16::MAX };
+            for (group, span) in rows.chunks(ROWS).zip(starts.windows(2)) {
+                let group_entries = &entries[span[0]..span[1]];
+                let mut acc = [[_mm512_setzero_ps(); R]; ROWS];
+                for slots in group_entries.chunks_exact(ROWS) {
+                    for (a, entry) in acc.iter_mut().zip(slots) {
+                        let v = _mm512_set1_ps(entry.value);
+                        let at = entry.index as usize * width;
+                        debug_assert!(
+                            at + 16 * (R - 1) + mask(R - 1).count_ones() as usize <= self.weights.len()
+                        );
+                        for (j, a) in a.iter_mut().enumerate() {
+                            // SAFETY: indices are < k and the block holds k rows of `width` floats;
+                            // the masked lanes of the last register are below `real` ≤ `width`.
+                            let w = unsafe { _mm512_maskz_loadu_ps(mask(j), weights.add(at + 16 * j)) };
+                            *a = _mm512_fmadd_ps(v, w, *a);
+                        }
+                    }
+                }
+                for (a, &r) in acc.iter().zip(group) {
+                    let out = &mut dst[r as usize * self.n + self.start..][..self.real];
+                    for (j, a) in a.iter().enumerate() {
+                        // SAFETY: the masked lanes are real outputs of row r, inside `out`.
+                        unsafe {
+                            let d = out.as_mut_ptr().add(16 * j);
+                            let sum = _mm512_add_ps(_mm512_maskz_loadu_ps(mask(j), d), *a);
+                            _mm512_mask_storeu_ps(d, mask(j), sum);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,21 +567,14 @@ mod tests {
                             (m, k, n),
                             true,
                         );
-                        for always_sparse in [true, false] {
+                        for choice in [(true, false), (true, true), (false, false)] {
                             let mut got = bias.clone();
-                            skipping_zeros(
-                                &mut got,
-                                &x,
-                                (&w, version),
-                                (m, k, n),
-                                &mut scratch,
-                                always_sparse,
-                            );
+                            skipping_zeros(&mut got, &x, (&w, version), (m, k, n), &mut scratch, choice);
                             for (e, (g, w)) in got.iter().zip(&want).enumerate() {
                                 assert_eq!(
                                     g.to_bits(),
                                     w.to_bits(),
-                                    "{m}×{k}×{n}, density {density}, element {e}"
+                                    "{m}×{k}×{n}, density {density}, {choice:?}, element {e}"
                                 );
                             }
                         }
@@ -423,7 +599,7 @@ mod tests {
             (&w, 0),
             (m, k, n),
             &mut SparseScratch::default(),
-            true,
+            (true, false),
         );
         assert!(got[0].is_nan(), "0·∞ is NaN in gemm: {}", got[0]);
     }

@@ -309,7 +309,7 @@ pub fn write_back(
     });
 }
 
-crate::snn::neuron::avx2_or_portable! {
+crate::snn::neuron::simd_or_portable! {
     /// `weights[i] = new[i]` where `present[i]`, else unchanged. A bitwise blend of the new and the
     /// old weight, not a branch, so it vectorises: about half the synapses are present mid-schedule,
     /// and a branch on each is mispredicted at every other synapse. Every bit is the branch's.
