@@ -163,15 +163,37 @@ impl Lif {
     ) {
         let shape = (steps, per_step_current);
         #[cfg(target_arch = "x86_64")]
-        match Simd::detect() {
-            // SAFETY: the CPU has the features of the level detected.
-            Simd::Avx512 => unsafe { self.summed_avx512(v, currents, shape, step_weights, theta, sum, prev) },
-            // SAFETY: as above.
-            Simd::Avx2 => unsafe { self.summed_avx2(v, currents, shape, step_weights, theta, sum, prev) },
-            Simd::None => self.summed_portable::<32>(v, currents, shape, step_weights, theta, sum, prev),
-        }
+        self.summed_with(Simd::detect(), v, currents, shape, step_weights, theta, sum, prev);
         #[cfg(not(target_arch = "x86_64"))]
         self.summed_portable::<32>(v, currents, shape, step_weights, theta, sum, prev);
+    }
+
+    /// [`Lif::summed`] at a given vector width (`simd` must be this CPU's level or a narrower one):
+    /// tests run every width the CPU has.
+    #[cfg(target_arch = "x86_64")]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn summed_with(
+        &self,
+        simd: Simd,
+        v: &mut [f32],
+        currents: &[f32],
+        shape: (usize, bool),
+        step_weights: &[f32],
+        theta: &[f32],
+        sum: &mut [f32],
+        prev: &mut [f32],
+    ) {
+        match simd {
+            Simd::Avx512 if std::is_x86_feature_detected!("avx512f") => {
+                // SAFETY: the CPU has AVX-512, checked above.
+                unsafe { self.summed_avx512(v, currents, shape, step_weights, theta, sum, prev) }
+            }
+            Simd::Avx512 | Simd::Avx2 if std::is_x86_feature_detected!("avx2") => {
+                // SAFETY: the CPU has AVX2, checked above.
+                unsafe { self.summed_avx2(v, currents, shape, step_weights, theta, sum, prev) }
+            }
+            _ => self.summed_portable::<32>(v, currents, shape, step_weights, theta, sum, prev),
+        }
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -643,6 +665,14 @@ mod tests {
         assert_eq!((bits(&acc), bits(&sum)), (bits(&acc2), bits(&sum2)));
     }
 
+    /// Every vector width this CPU has, widest first.
+    fn simd_levels() -> Vec<Simd> {
+        [Simd::Avx512, Simd::Avx2, Simd::None]
+            .into_iter()
+            .skip_while(|&level| level != Simd::detect())
+            .collect()
+    }
+
     #[test]
     fn summed_steps_have_the_bits_of_step_then_accumulate() {
         let value = |i: usize| match i % 97 {
@@ -686,20 +716,17 @@ mod tests {
                         accumulate_scaled(&mut want, &now, c);
                         prev = now;
                     }
-                    let (mut v2, mut sum, mut prev) =
-                        (vec![0.0; per_step], vec![0.0; per_step], vec![0.0; width]);
-                    lif.summed(
-                        &mut v2,
-                        &currents,
-                        (steps, per_step_current),
-                        &c,
-                        &theta,
-                        &mut sum,
-                        &mut prev,
-                    );
-                    let label = format!("width {width}, {reset:?}, per-step current {per_step_current}");
-                    assert_eq!(bits(&sum), bits(&want), "sums: {label}");
-                    assert_eq!(bits(&v2), bits(&v), "membranes: {label}");
+                    for simd in simd_levels() {
+                        let (mut v2, mut sum, mut prev) =
+                            (vec![0.0; per_step], vec![0.0; per_step], vec![0.0; width]);
+                        let shape = (steps, per_step_current);
+                        lif.summed_with(simd, &mut v2, &currents, shape, &c, &theta, &mut sum, &mut prev);
+                        let label = format!(
+                            "width {width}, {reset:?}, per-step current {per_step_current}, {simd:?}"
+                        );
+                        assert_eq!(bits(&sum), bits(&want), "sums: {label}");
+                        assert_eq!(bits(&v2), bits(&v), "membranes: {label}");
+                    }
                 }
             }
         }
