@@ -162,15 +162,11 @@ impl Lif {
         prev: &mut [f32],
     ) {
         let shape = (steps, per_step_current);
-        #[cfg(target_arch = "x86_64")]
         self.summed_with(Simd::detect(), v, currents, shape, step_weights, theta, sum, prev);
-        #[cfg(not(target_arch = "x86_64"))]
-        self.summed_portable::<32>(v, currents, shape, step_weights, theta, sum, prev);
     }
 
     /// [`Lif::summed`] at a given vector width (`simd` must be this CPU's level or a narrower one):
     /// tests run every width the CPU has.
-    #[cfg(target_arch = "x86_64")]
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn summed_with(
         &self,
@@ -183,17 +179,20 @@ impl Lif {
         sum: &mut [f32],
         prev: &mut [f32],
     ) {
+        #[cfg(target_arch = "x86_64")]
         match simd {
             Simd::Avx512 if std::is_x86_feature_detected!("avx512f") => {
                 // SAFETY: the CPU has AVX-512, checked above.
-                unsafe { self.summed_avx512(v, currents, shape, step_weights, theta, sum, prev) }
+                return unsafe { self.summed_avx512(v, currents, shape, step_weights, theta, sum, prev) };
             }
             Simd::Avx512 | Simd::Avx2 if std::is_x86_feature_detected!("avx2") => {
                 // SAFETY: the CPU has AVX2, checked above.
-                unsafe { self.summed_avx2(v, currents, shape, step_weights, theta, sum, prev) }
+                return unsafe { self.summed_avx2(v, currents, shape, step_weights, theta, sum, prev) };
             }
-            _ => self.summed_portable::<32>(v, currents, shape, step_weights, theta, sum, prev),
+            _ => {}
         }
+        let _ = simd;
+        self.summed_portable::<32>(v, currents, shape, step_weights, theta, sum, prev);
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -334,7 +333,6 @@ impl Lanes<'_> {
 }
 
 /// The widest vector instructions of this CPU that the element-wise kernels are compiled for.
-#[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Simd {
     /// 16 lanes of f32 (AVX-512 Foundation).
@@ -345,18 +343,17 @@ pub(crate) enum Simd {
     None,
 }
 
-#[cfg(target_arch = "x86_64")]
 impl Simd {
     /// The level of this CPU (`is_x86_feature_detected!` caches what it finds, so this is a load or two).
     #[inline]
     pub(crate) fn detect() -> Simd {
+        #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx512f") {
-            Simd::Avx512
+            return Simd::Avx512;
         } else if std::is_x86_feature_detected!("avx2") {
-            Simd::Avx2
-        } else {
-            Simd::None
+            return Simd::Avx2;
         }
+        Simd::None
     }
 }
 
