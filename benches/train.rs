@@ -113,8 +113,9 @@ fn bench(c: &mut Criterion) {
 
 /// The first layer's input product `I = b + x·Wᵀ` (196 → 256) on real pixels: gemm against
 /// `matmul_skipping_zeros`, on a training batch (32 rows) and a test chunk (500 rows), with the
-/// packed weights kept between calls (as in a test phase) and packed anew for every call (as in
-/// training, where every update changes them).
+/// packed weights kept between calls (as in a test phase), also with the input named so its nonzero
+/// entries are kept too (as a test chunk's are), and packed anew for every call (as in training,
+/// where every update changes them).
 fn products(c: &mut Criterion) {
     let spec = reference_spec();
     let data = dataset(&spec);
@@ -146,7 +147,19 @@ fn products(c: &mut Criterion) {
             b.iter(|| {
                 matmul_skipping_zeros(
                     &mut dst,
-                    black_box(x),
+                    (black_box(x), None),
+                    (layer.weights(), 0),
+                    (rows, k, n),
+                    &mut scratch,
+                )
+            })
+        });
+        // A test chunk, named: its nonzero entries are found at the first call and kept.
+        group.bench_function(format!("skipping_zeros_named/{rows}"), |b| {
+            b.iter(|| {
+                matmul_skipping_zeros(
+                    &mut dst,
+                    (black_box(x), Some((0, rows))),
                     (layer.weights(), 0),
                     (rows, k, n),
                     &mut scratch,
@@ -159,7 +172,7 @@ fn products(c: &mut Criterion) {
                 version += 1;
                 matmul_skipping_zeros(
                     &mut dst,
-                    black_box(x),
+                    (black_box(x), None),
                     (layer.weights(), version),
                     (rows, k, n),
                     &mut scratch,

@@ -71,26 +71,34 @@ pub trait Observer {
     }
 }
 
-/// Accuracy of `learner` on `batch`, predicted in chunks of `eval_batch`.
+/// Accuracy of `learner` on task `task`'s test set `set`, predicted in chunks of `eval_batch`.
+///
+/// Each chunk's input is named after the task and the chunk ([`Workspace::name_input`]): `ws` lives
+/// for one run, and within a run a task's test set is the same images whenever it is built, so the
+/// first layer finds a chunk's nonzero entries once for all the tests of its task.
 fn accuracy(
     learner: &dyn Learner,
-    batch: &Batch,
+    (task, set): (usize, &Batch),
     eval_batch: usize,
     ws: &mut Workspace,
     rng: &mut Rng,
 ) -> f32 {
-    let pixels = batch.images.len() / batch.len().max(1);
+    let pixels = set.images.len() / set.len().max(1);
+    let chunks = set.len().div_ceil(eval_batch.max(1));
     let mut predictions = Vec::new();
     let mut correct = 0usize;
-    for (images, labels) in batch
+    for (c, (images, labels)) in set
         .images
         .chunks(eval_batch * pixels)
-        .zip(batch.labels.chunks(eval_batch))
+        .zip(set.labels.chunks(eval_batch))
+        .enumerate()
     {
+        ws.name_input(Some((0, task * chunks + c)));
         learner.predict(images, ws, rng, &mut predictions);
         correct += predictions.iter().zip(labels).filter(|(p, y)| p == y).count();
     }
-    correct as f32 / batch.len() as f32
+    ws.name_input(None);
+    correct as f32 / set.len() as f32
 }
 
 /// The earlier tasks tested after training task `t` (0-based) of `tasks`: every one after the last
@@ -267,7 +275,7 @@ pub fn run(
             let mut rng = Rng::stream(seed, Purpose::Encoding, &[t as u64, (1 << 40) + j as u64]);
             row[j] = Some(accuracy(
                 &*learner,
-                &test,
+                (j, &test),
                 options.eval_batch,
                 &mut eval_ws,
                 &mut rng,

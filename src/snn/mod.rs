@@ -24,7 +24,7 @@ mod sparse;
 
 pub use matmul::{Storage, is_outer_product, matmul, matmul_divided, matmul_scaled};
 pub use neuron::{Lif, Reset};
-pub use sparse::{SparseScratch, matmul_skipping_zeros};
+pub use sparse::{InputName, SparseScratch, matmul_skipping_zeros};
 
 use crate::rng::{Purpose, Rng};
 
@@ -242,6 +242,8 @@ pub struct Workspace {
     /// A number no other forward pass (of any workspace) has had: the last one's, so what is derived
     /// from a pass can be cached against it.
     pass_id: u64,
+    /// The name the caller gave the input of the coming passes ([`Workspace::name_input`]).
+    input_name: Option<InputName>,
 }
 
 impl Workspace {
@@ -249,6 +251,14 @@ impl Workspace {
     /// derived quantities change exactly when it does).
     pub fn pass_id(&self) -> u64 {
         self.pass_id
+    }
+
+    /// Names the input of the coming passes (`None`: unnamed). Passes whose inputs have the same name
+    /// must have the same input: the first layer's product then finds its nonzero entries once, at
+    /// the first pass, and keeps them ([`matmul_skipping_zeros`]). A test chunk is tested after
+    /// each of some twenty tasks, and a stochastic learner predicts it once per weight sample.
+    pub fn name_input(&mut self, name: Option<InputName>) {
+        self.input_name = name;
     }
 
     /// Makes later passes record per-unit membrane sums (`membrane`) and error sums (`error`).
@@ -638,10 +648,10 @@ impl Network {
             let per_step = batch * width;
             let (before, rest) = ws.layers.split_at_mut(l);
             let buffers = &mut rest[0];
-            let (source, rows): (&[f32], usize) = match l {
-                0 if constant_first => (input, batch),
-                0 => (&ws.input_sequence, t_steps * batch),
-                _ => (&before[l - 1].spikes, t_steps * batch),
+            let (source, rows, name): (&[f32], usize, _) = match l {
+                0 if constant_first => (input, batch, ws.input_name),
+                0 => (&ws.input_sequence, t_steps * batch, None),
+                _ => (&before[l - 1].spikes, t_steps * batch, None),
             };
             // I = b + x·Wᵀ, for one step (constant input) or for all steps at once. x is spikes or
             // pixels, mostly zeros: the product skips them where that is faster, with the same bits.
@@ -650,7 +660,7 @@ impl Network {
             }
             matmul_skipping_zeros(
                 &mut buffers.current,
-                source,
+                (source, name),
                 (&layer.weights, self.version),
                 (rows, layer.inputs, width),
                 &mut buffers.sparse,
@@ -759,7 +769,7 @@ impl Network {
         // Spike sums are mostly zeros too (silent units): on a test chunk the product skips them.
         matmul_skipping_zeros(
             &mut ws.logits,
-            &ws.weighted_spikes,
+            (&ws.weighted_spikes, None),
             (&readout.weights, self.version),
             (batch, last_width, readout.outputs),
             &mut ws.readout_sparse,

@@ -24,17 +24,116 @@ pub struct SparseScratch {
     packed_start: usize,
     /// The version, shape (n, k) and block width of the weights `packed` holds, if any.
     packed_for: Option<(u64, usize, usize, usize)>,
+    /// The nonzero entries of the current product's `x`.
+    entries: Entries,
+    /// The entries of named inputs (see [`matmul_skipping_zeros`]), kept for their next product.
+    kept: KeptEntries,
+}
+
+/// The nonzero entries of an `m × k` input, as the kernels read them.
+#[derive(Clone, Debug, Default)]
+struct Entries {
+    /// The input's shape (m, k) and its number of nonzero entries.
+    shape: (usize, usize),
+    nonzero: usize,
+    /// Whether `offsets`, `indices` and `values` hold the entries (the AVX2 kernel's form): kept
+    /// entries drop them once grouped, which is all the AVX-512 kernel reads.
+    listed: bool,
     /// Row `r`'s nonzero entries are `indices[offsets[r]..offsets[r + 1]]` (increasing) and the
     /// matching `values`.
     offsets: Vec<usize>,
     indices: Vec<u32>,
     values: Vec<f32>,
+    /// Whether the groups below hold the entries (the AVX-512 kernel's form).
+    grouped: bool,
     /// The AVX-512 kernel's entries: rows in groups of [`avx512::ROWS`], in increasing order of their
     /// entry counts (`group_rows`), each group's entries interleaved row by row and padded to the
     /// group's longest row with zero entries (`group_starts[g]..group_starts[g + 1]`).
     interleaved: Vec<Entry>,
     group_rows: Vec<u32>,
     group_starts: Vec<usize>,
+}
+
+impl Entries {
+    /// Heap bytes held.
+    fn bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.offsets.capacity() * size_of::<usize>()
+            + self.indices.capacity() * size_of::<u32>()
+            + self.values.capacity() * size_of::<f32>()
+            + self.interleaved.capacity() * size_of::<Entry>()
+            + self.group_rows.capacity() * size_of::<u32>()
+            + self.group_starts.capacity() * size_of::<usize>()
+    }
+}
+
+/// Entries of named inputs, the most recently used first to stay: a test set's chunks are tested
+/// after each of about twenty consecutive tasks (`src/run.rs`, `TestSets`), and finding their
+/// nonzero entries again each time cost 6% of a 200-task run. A stochastic learner's predictions
+/// run each chunk several times (one per weight sample), and keep them for those too.
+#[derive(Clone, Debug)]
+struct KeptEntries {
+    /// Name → entries and when they were last used (`clock`).
+    map: std::collections::HashMap<InputName, (Entries, u64)>,
+    bytes: usize,
+    clock: u64,
+    /// At most this many bytes ([`KeptEntries::BUDGET_BYTES`] but in tests).
+    budget: usize,
+}
+
+impl Default for KeptEntries {
+    fn default() -> Self {
+        KeptEntries {
+            map: Default::default(),
+            bytes: 0,
+            clock: 0,
+            budget: Self::BUDGET_BYTES,
+        }
+    }
+}
+
+/// The name a caller gives an input: the same name, the same `x` (see [`matmul_skipping_zeros`]).
+pub type InputName = (u64, usize);
+
+impl KeptEntries {
+    /// At most this many bytes of entries per scratch: 21 test sets of 2,000 pooled MNIST images
+    /// (about 70 nonzero pixels each, 8 bytes per grouped entry) are about 25 MB.
+    const BUDGET_BYTES: usize = 64 << 20;
+
+    fn take(&mut self, name: InputName) -> Option<Entries> {
+        let (entries, _) = self.map.remove(&name)?;
+        self.bytes -= entries.bytes();
+        Some(entries)
+    }
+
+    /// Keeps `entries` under `name`, dropping the least recently used beyond the budget (`entries`
+    /// themselves when they alone exceed it).
+    fn keep(&mut self, name: InputName, mut entries: Entries) {
+        if entries.grouped && entries.listed {
+            entries.listed = false;
+            entries.indices = Vec::new();
+            entries.values = Vec::new();
+        }
+        let bytes = entries.bytes();
+        if bytes > self.budget {
+            return;
+        }
+        self.clock += 1;
+        self.bytes += bytes;
+        if let Some((old, _)) = self.map.insert(name, (entries, self.clock)) {
+            self.bytes -= old.bytes();
+        }
+        while self.bytes > self.budget {
+            let oldest = *self
+                .map
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(name, _)| name)
+                .expect("bytes are held by entries");
+            let (dropped, _) = self.map.remove(&oldest).expect("found above");
+            self.bytes -= dropped.bytes();
+        }
+    }
 }
 
 /// One nonzero entry of a row of `x`: its column and value.
@@ -76,10 +175,12 @@ pub fn sparse_rows_supported((m, k, n): (usize, usize, usize)) -> bool {
 ///
 /// `w` comes with a version ([`super::Network`]'s): calls that pass the same version must pass the
 /// same weights, so packing them is done once for all the products that use them (a test phase
-/// runs thousands).
+/// runs thousands). `x` may come with a name on the same contract: calls that name it alike must
+/// pass the same `x`, and its nonzero entries are then found once and kept in the scratch (within
+/// [`KeptEntries::BUDGET_BYTES`]) for the products that use it.
 pub fn matmul_skipping_zeros(
     dst: &mut [f32],
-    x: &[f32],
+    x: (&[f32], Option<InputName>),
     w: (&[f32], u64),
     shape: (usize, usize, usize),
     scratch: &mut SparseScratch,
@@ -91,7 +192,7 @@ pub fn matmul_skipping_zeros(
 /// where gemm would be faster, and `narrow` the AVX2 kernel even where AVX-512 is there (for tests).
 fn skipping_zeros(
     dst: &mut [f32],
-    x: &[f32],
+    (x, name): (&[f32], Option<InputName>),
     (w, version): (&[f32], u64),
     (m, k, n): (usize, usize, usize),
     scratch: &mut SparseScratch,
@@ -116,27 +217,40 @@ fn skipping_zeros(
         if !always_sparse && pack_cost >= 10 * m * k * n {
             return dense(dst);
         }
-        // SAFETY: sparse_rows_supported checked that the CPU has AVX2 and FMA.
-        let nonzero = unsafe { avx2::gather_nonzeros(scratch, &x[..m * k], k) };
-        if !always_sparse && 20 * nonzero * n + pack_cost >= 10 * m * k * n {
-            return dense(dst);
+        // Kept entries of the same shape in the form the kernel reads (a name is a caller's
+        // promise; the shape check keeps a broken promise from reading outside the weights).
+        let kept = name
+            .and_then(|name| scratch.kept.take(name))
+            .filter(|kept| kept.shape == (m, k) && (wide || kept.listed));
+        match kept {
+            Some(kept) => scratch.entries = kept,
+            // SAFETY: sparse_rows_supported checked that the CPU has AVX2 and FMA.
+            None => unsafe { avx2::gather_nonzeros(&mut scratch.entries, &x[..m * k], (m, k)) },
         }
-        if !packed {
+        let nonzero = scratch.entries.nonzero;
+        let sparse = always_sparse || 20 * nonzero * n + pack_cost < 10 * m * k * n;
+        if sparse && !packed {
             scratch.packed_for = None;
-            if !pack(scratch, &w[..n * k], (n, k), block) {
-                return dense(dst);
+            if pack(scratch, &w[..n * k], (n, k), block) {
+                scratch.packed_for = Some((version, n, k, block));
             }
-            scratch.packed_for = Some((version, n, k, block));
         }
-        // SAFETY: as above (and AVX-512 where it is taken); the scratch holds m rows of entries with
-        // indices < k and W packed for (n, k) in the kernel's blocks, dst holds m·n floats.
-        unsafe {
-            if wide {
-                avx512::sparse_rows(&mut dst[..m * n], scratch, (m, k, n))
-            } else {
-                avx2::sparse_rows(&mut dst[..m * n], scratch, (m, k, n))
-            }
-        };
+        if sparse && scratch.packed_for.is_some() {
+            // SAFETY: as above (and AVX-512 where it is taken); the entries are m rows with
+            // indices < k and W is packed for (n, k) in the kernel's blocks, dst holds m·n floats.
+            unsafe {
+                if wide {
+                    avx512::sparse_rows(&mut dst[..m * n], scratch, (m, k, n))
+                } else {
+                    avx2::sparse_rows(&mut dst[..m * n], scratch, (m, k, n))
+                }
+            };
+        } else {
+            dense(dst);
+        }
+        if let Some(name) = name {
+            scratch.kept.keep(name, std::mem::take(&mut scratch.entries));
+        }
     }
 }
 
@@ -170,19 +284,20 @@ fn pack(scratch: &mut SparseScratch, w: &[f32], (n, k): (usize, usize), block: u
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{BLOCK, SparseScratch};
+    use super::{BLOCK, Entries, SparseScratch};
 
-    /// For each of `x`'s rows of `k`, its nonzero entries into the scratch; returns how many.
+    /// The nonzero entries of `x` (`m` rows of `k`), listed (the AVX2 kernel's form).
     /// Eight at a time: the nonzero lanes are moved to the front of a register by a permutation
     /// looked up from the comparison's mask, and stored whole (no branch on where the zeros fall).
     #[target_feature(enable = "avx2,fma")]
-    pub(super) fn gather_nonzeros(scratch: &mut SparseScratch, x: &[f32], k: usize) -> usize {
-        let SparseScratch {
+    pub(super) fn gather_nonzeros(entries: &mut Entries, x: &[f32], (m, k): (usize, usize)) {
+        debug_assert_eq!(x.len(), m * k);
+        let Entries {
             offsets,
             indices,
             values,
             ..
-        } = scratch;
+        } = entries;
         // A full register may be stored at the last count: 8 spare entries.
         indices.resize(x.len() + 8, 0);
         values.resize(x.len() + 8, 0.0);
@@ -218,7 +333,10 @@ mod avx2 {
             }
             offsets.push(count);
         }
-        count
+        entries.shape = (m, k);
+        entries.nonzero = count;
+        entries.listed = true;
+        entries.grouped = false;
     }
 
     /// For each 8-bit mask, the lanes whose bit is set, in increasing order, then the others.
@@ -287,12 +405,12 @@ mod avx2 {
     impl Block<'_> {
         #[target_feature(enable = "avx2,fma")]
         fn run<const R: usize>(&self, dst: &mut [f32], m: usize) {
-            let SparseScratch {
+            let Entries {
                 offsets,
                 indices,
                 values,
                 ..
-            } = self.scratch;
+            } = &self.scratch.entries;
             let width = 8 * R;
             let weights = self.weights.as_ptr();
             // acc ← fma(value, W[start.., index], acc) for one entry.
@@ -372,7 +490,7 @@ mod avx2 {
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{Entry, SparseScratch, WIDE_BLOCK};
+    use super::{Entries, Entry, SparseScratch, WIDE_BLOCK};
 
     /// Rows run in lockstep.
     pub(super) const ROWS: usize = 6;
@@ -383,7 +501,9 @@ mod avx512 {
         scratch: &mut SparseScratch,
         (m, k, n): (usize, usize, usize),
     ) {
-        interleave(scratch, m, k);
+        if !scratch.entries.grouped {
+            interleave(&mut scratch.entries, m, k);
+        }
         let padded = n.div_ceil(8) * 8;
         for start in (0..n).step_by(WIDE_BLOCK) {
             let width = WIDE_BLOCK.min(padded - start);
@@ -395,10 +515,11 @@ mod avx512 {
                 real,
                 n,
             };
+            let entries = &scratch.entries;
             let groups = (
-                &scratch.interleaved[..],
-                &scratch.group_rows[..],
-                &scratch.group_starts[..],
+                &entries.interleaved[..],
+                &entries.group_rows[..],
+                &entries.group_starts[..],
             );
             match real.div_ceil(16) {
                 4 => block.run::<4>(dst, groups),
@@ -409,9 +530,9 @@ mod avx512 {
         }
     }
 
-    /// Fills the scratch's groups from its rows' entries (see the module doc).
-    fn interleave(scratch: &mut SparseScratch, m: usize, k: usize) {
-        let SparseScratch {
+    /// Groups the listed entries (see the module doc).
+    fn interleave(entries: &mut Entries, m: usize, k: usize) {
+        let Entries {
             offsets,
             indices,
             values,
@@ -419,7 +540,7 @@ mod avx512 {
             group_rows,
             group_starts,
             ..
-        } = scratch;
+        } = entries;
         let count = |r: usize| offsets[r + 1] - offsets[r];
         // Counting sort of the rows by entry count (at most k each).
         let mut first = vec![0usize; k + 2];
@@ -452,6 +573,7 @@ mod avx512 {
             }
             group_starts.push(interleaved.len());
         }
+        entries.grouped = true;
     }
 
     /// One block of outputs: its packed weights (k rows of `width` floats).
@@ -569,14 +691,19 @@ mod tests {
                             (m, k, n),
                             true,
                         );
-                        for choice in [(true, false), (true, true), (false, false)] {
+                        // Unnamed, then named: found, then kept (and found again for the AVX2
+                        // kernel, whose form kept entries drop).
+                        let choices = [(true, false), (true, true), (false, false)];
+                        let names = [None, Some((version, 7)), Some((version, 7))];
+                        for (choice, name) in choices.into_iter().flat_map(|c| names.map(|n| (c, n))) {
                             let mut got = bias.clone();
-                            skipping_zeros(&mut got, &x, (&w, version), (m, k, n), &mut scratch, choice);
+                            let (x, w) = ((&x[..], name), (&w[..], version));
+                            skipping_zeros(&mut got, x, w, (m, k, n), &mut scratch, choice);
                             for (e, (g, w)) in got.iter().zip(&want).enumerate() {
                                 assert_eq!(
                                     g.to_bits(),
                                     w.to_bits(),
-                                    "{m}×{k}×{n}, density {density}, {choice:?}, element {e}"
+                                    "{m}×{k}×{n}, density {density}, {choice:?}, {name:?}, element {e}"
                                 );
                             }
                         }
@@ -588,6 +715,52 @@ mod tests {
         assert!(compared > 300, "only {compared} shapes compared");
     }
 
+    /// x with about a quarter of its entries nonzero.
+    fn sparse_input(state: &mut u64, len: usize) -> Vec<f32> {
+        (0..len)
+            .map(|_| if uniform(state) < 0.25 { value(state) } else { 0.0 })
+            .collect()
+    }
+
+    #[test]
+    fn a_named_input_is_read_once_and_its_entries_kept_within_the_budget() {
+        let (m, k, n) = (64, 196, 256);
+        if !sparse_rows_supported((m, k, n)) {
+            return;
+        }
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let w: Vec<f32> = (0..n * k).map(|_| value(&mut state)).collect();
+        let inputs: Vec<Vec<f32>> = (0..3).map(|_| sparse_input(&mut state, m * k)).collect();
+        let product = |scratch: &mut SparseScratch, x: &[f32], name| {
+            let mut dst = vec![0.0; m * n];
+            skipping_zeros(&mut dst, (x, name), (&w, 1), (m, k, n), scratch, (true, false));
+            dst
+        };
+        let alone: Vec<Vec<f32>> = inputs
+            .iter()
+            .map(|x| product(&mut SparseScratch::default(), x, None))
+            .collect();
+        let mut scratch = SparseScratch::default();
+        assert_eq!(product(&mut scratch, &inputs[0], Some((0, 0))), alone[0]);
+        // The name's promise broken on purpose: the entries kept under it are what is read.
+        assert_eq!(product(&mut scratch, &inputs[1], Some((0, 0))), alone[0]);
+        assert_eq!(product(&mut scratch, &inputs[1], Some((0, 1))), alone[1]);
+        assert_eq!(product(&mut scratch, &inputs[1], None), alone[1]);
+        // A budget of two inputs' entries: a third drops the least recently used.
+        let one = scratch.kept.map[&(0, 0)].0.bytes();
+        scratch.kept.budget = 2 * one + one / 2;
+        assert_eq!(product(&mut scratch, &inputs[0], Some((0, 0))), alone[0]);
+        assert_eq!(product(&mut scratch, &inputs[2], Some((0, 2))), alone[2]);
+        let mut names: Vec<_> = scratch.kept.map.keys().copied().collect();
+        names.sort();
+        assert_eq!(names, [(0, 0), (0, 2)]);
+        assert!(scratch.kept.bytes <= scratch.kept.budget);
+        assert_eq!(
+            scratch.kept.bytes,
+            scratch.kept.map.values().map(|(e, _)| e.bytes()).sum::<usize>()
+        );
+    }
+
     #[test]
     fn a_non_finite_weight_still_spreads_nan_as_gemm_does() {
         let (m, k, n) = (4, 8, 96);
@@ -597,7 +770,7 @@ mod tests {
         let mut got = vec![1.0; m * n];
         skipping_zeros(
             &mut got,
-            &x,
+            (&x, None),
             (&w, 0),
             (m, k, n),
             &mut SparseScratch::default(),
