@@ -69,7 +69,11 @@ fn winner_margins_snapshot() {
         .clone();
     let (headers, rows) = render::winner_margin_rows(&r.held_out, &winner);
     assert_eq!(rows.len(), 2, "one row per baseline re-checked");
-    insta::assert_snapshot!(format!("winner {winner}\n{}", markdown_table(&headers, &rows)));
+    insta::assert_snapshot!(format!(
+        "winner {winner}\n{}\n{}",
+        markdown_table(&headers, &rows),
+        render::winner_margin_verdict(&headers, &rows)
+    ));
 }
 
 #[test]

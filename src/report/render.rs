@@ -288,6 +288,28 @@ fn winner_margin_words(winner: &str) -> String {
     )
 }
 
+/// The verdict below the winner's margins: where it falls behind a baseline, by how much, or that it
+/// does nowhere. Read from the rows `winner_margin_rows` made, so the sentence and the table agree.
+pub fn winner_margin_verdict(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let behind: Vec<String> = rows
+        .iter()
+        .filter_map(|row| {
+            let cells: Vec<String> = row[1..]
+                .iter()
+                .zip(&headers[1..])
+                .filter(|(cell, _)| cell.parse::<f64>().is_ok_and(|v| v < 0.0))
+                .map(|(cell, header)| format!("{header} {cell}"))
+                .collect();
+            (!cells.is_empty()).then(|| format!("{}: {}", row[0], cells.join(" · ")))
+        })
+        .collect();
+    if behind.is_empty() {
+        "The winner is at least every baseline on all four.".into()
+    } else {
+        format!("Where the winner falls behind, in points: {}.", behind.join("; "))
+    }
+}
+
 /// The sentence above the held-out dataset's table.
 fn held_out_dataset_words(r: &Report) -> String {
     format!(
@@ -490,6 +512,7 @@ pub fn markdown(r: &Report) -> String {
             if !rows.is_empty() {
                 let _ = writeln!(out, "\n{}\n", winner_margin_words(&w.subject));
                 out.push_str(&markdown_table(&h, &rows));
+                let _ = writeln!(out, "\n{}", winner_margin_verdict(&h, &rows));
             }
         }
     }
@@ -608,6 +631,7 @@ pub fn html(r: &Report) -> String {
             if !rows.is_empty() {
                 let _ = writeln!(out, "<p>{}</p>", escape(&winner_margin_words(&w.subject)));
                 out.push_str(&html_table(&h, &rows));
+                let _ = writeln!(out, "<p>{}</p>", escape(&winner_margin_verdict(&h, &rows)));
             }
         }
     }

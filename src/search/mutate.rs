@@ -415,6 +415,7 @@ mod tests {
             "rules/pruning",
             "reports/quickstart",
             "reports/overproduce",
+            "reports/overnight",
         ] {
             for entry in std::fs::read_dir(root.join(dir))
                 .expect("shipped directory")
