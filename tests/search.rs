@@ -290,6 +290,11 @@ fn bad_specs_are_located_or_name_their_field() {
         &[],
         "objective: window must be in (0, 0.5]",
     );
+    input_error(
+        &good.replace("budget:", "objective: LongHorizon(dead: 1.0),\n    budget:"),
+        &[],
+        "spec.ron:12:28: Unexpected field named `dead` in `LongHorizon`, expected one of `window`",
+    );
 }
 
 #[test]

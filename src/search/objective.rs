@@ -14,7 +14,9 @@ use crate::metrics::TaskRecord;
 
 /// What a candidate is ranked by. Every variant scores a trial from its per-task plasticity,
 /// retention, dead-unit fraction and effective rank; higher is better.
+/// A misspelt weight (`LongHorizon(dead: 1.0)`) is an error, not a default silently kept.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub enum Objective {
     /// Mean over tasks of (plasticity + retention) / 2 (plasticity alone on the first task).
     #[default]
