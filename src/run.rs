@@ -93,7 +93,7 @@ fn accuracy(
         .zip(set.labels.chunks(eval_batch))
         .enumerate()
     {
-        ws.name_input(Some((0, task * chunks + c)));
+        ws.name_input(Some(task * chunks + c));
         learner.predict(images, ws, rng, &mut predictions);
         correct += predictions.iter().zip(labels).filter(|(p, y)| p == y).count();
     }

@@ -93,7 +93,7 @@ impl Default for KeptEntries {
 }
 
 /// The name a caller gives an input: the same name, the same `x` (see [`matmul_skipping_zeros`]).
-pub type InputName = (u64, usize);
+pub type InputName = usize;
 
 impl KeptEntries {
     /// At most this many bytes of entries per scratch: 21 test sets of 2,000 pooled MNIST images
@@ -694,7 +694,7 @@ mod tests {
                         // Unnamed, then named: found, then kept (and found again for the AVX2
                         // kernel, whose form kept entries drop).
                         let choices = [(true, false), (true, true), (false, false)];
-                        let names = [None, Some((version, 7)), Some((version, 7))];
+                        let names = [None, Some(version as usize), Some(version as usize)];
                         for (choice, name) in choices.into_iter().flat_map(|c| names.map(|n| (c, n))) {
                             let mut got = bias.clone();
                             let (x, w) = ((&x[..], name), (&w[..], version));
@@ -741,19 +741,19 @@ mod tests {
             .map(|x| product(&mut SparseScratch::default(), x, None))
             .collect();
         let mut scratch = SparseScratch::default();
-        assert_eq!(product(&mut scratch, &inputs[0], Some((0, 0))), alone[0]);
+        assert_eq!(product(&mut scratch, &inputs[0], Some(0)), alone[0]);
         // The name's promise broken on purpose: the entries kept under it are what is read.
-        assert_eq!(product(&mut scratch, &inputs[1], Some((0, 0))), alone[0]);
-        assert_eq!(product(&mut scratch, &inputs[1], Some((0, 1))), alone[1]);
+        assert_eq!(product(&mut scratch, &inputs[1], Some(0)), alone[0]);
+        assert_eq!(product(&mut scratch, &inputs[1], Some(1)), alone[1]);
         assert_eq!(product(&mut scratch, &inputs[1], None), alone[1]);
         // A budget of two inputs' entries: a third drops the least recently used.
-        let one = scratch.kept.map[&(0, 0)].0.bytes();
+        let one = scratch.kept.map[&0].0.bytes();
         scratch.kept.budget = 2 * one + one / 2;
-        assert_eq!(product(&mut scratch, &inputs[0], Some((0, 0))), alone[0]);
-        assert_eq!(product(&mut scratch, &inputs[2], Some((0, 2))), alone[2]);
+        assert_eq!(product(&mut scratch, &inputs[0], Some(0)), alone[0]);
+        assert_eq!(product(&mut scratch, &inputs[2], Some(2)), alone[2]);
         let mut names: Vec<_> = scratch.kept.map.keys().copied().collect();
         names.sort();
-        assert_eq!(names, [(0, 0), (0, 2)]);
+        assert_eq!(names, [0, 2]);
         assert!(scratch.kept.bytes <= scratch.kept.budget);
         assert_eq!(
             scratch.kept.bytes,
