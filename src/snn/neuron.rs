@@ -192,7 +192,7 @@ impl Lif {
             _ => {}
         }
         let _ = simd;
-        self.summed_portable::<32>(v, currents, shape, step_weights, theta, sum, prev);
+        self.summed_portable::<32, 32>(v, currents, shape, step_weights, theta, sum, prev);
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -208,7 +208,7 @@ impl Lif {
         sum: &mut [f32],
         prev: &mut [f32],
     ) {
-        self.summed_portable::<32>(v, currents, shape, step_weights, theta, sum, prev);
+        self.summed_portable::<32, 32>(v, currents, shape, step_weights, theta, sum, prev);
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -224,7 +224,7 @@ impl Lif {
         sum: &mut [f32],
         prev: &mut [f32],
     ) {
-        self.summed_portable::<64>(v, currents, shape, step_weights, theta, sum, prev);
+        self.summed_portable::<64, 128>(v, currents, shape, step_weights, theta, sum, prev);
     }
 
     /// Lanes of a row at a time (`WIDE`, then 32, 8, then one by one), each lane's membrane, spike and
@@ -233,9 +233,12 @@ impl Lif {
     /// every step: 15% of a 200-task run's time). `WIDE` lanes are four registers, four independent
     /// chains: a step's operations depend on each other, so one chain alone waits on their latency
     /// (`cargo bench --bench train -- test/`). So `WIDE` is 32 for AVX2's 8 lanes, 64 for AVX-512's 16.
+    /// `SELECTING` is the same for [`Lanes::run_selecting`], which holds no spikes: eight AVX-512
+    /// registers of lanes measured 8% faster on that benchmark than four (sixteen spill); AVX2's
+    /// sixteen registers hold four lanes' worth of membranes, sums and thresholds.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    fn summed_portable<const WIDE: usize>(
+    fn summed_portable<const WIDE: usize, const SELECTING: usize>(
         &self,
         v: &mut [f32],
         currents: &[f32],
@@ -250,12 +253,21 @@ impl Lif {
         // Where step t's current starts, relative to step 0's.
         let stride = if per_step_current { per_step } else { 0 };
         let steps = steps.min(step_weights.len());
+        let step_weights = &step_weights[..steps];
         let lanes = Lanes {
             beta: self.beta,
             stride,
-            step_weights: &step_weights[..steps],
+            step_weights,
         };
         let next_step = self.reset == Reset::NextStep;
+        // `v − s·θ` and `sum + c·s` with s ∈ {0, 1} are `v − θ` and `sum + c` where the neuron fires;
+        // where it does not they are `v − 0·θ` and `sum + 0·c`, which leave `v` and `sum` as they
+        // are when θ and c are finite and not negative (`0·θ = +0`, and `x − (+0) = x` for every x),
+        // except that `−0 + (+0)` is `+0`: the sum is brought to that at the end. So the step can
+        // select instead of multiplying (a masked subtraction and addition with AVX-512: five
+        // operations per step instead of eight), with the same bits.
+        let plain = |x: &f32| x.is_finite() && x.is_sign_positive();
+        let selecting = !next_step && steps > 0 && theta.iter().all(plain) && step_weights.iter().all(plain);
         for (row, (v, sum)) in v
             .chunks_exact_mut(width)
             .zip(sum.chunks_exact_mut(width))
@@ -272,6 +284,16 @@ impl Lif {
                     &mut sum[at.clone()],
                     &mut prev[at],
                 );
+                if selecting {
+                    j += match width - j {
+                        n if n >= SELECTING => lanes.run_selecting::<SELECTING>(args),
+                        n if n >= WIDE => lanes.run_selecting::<WIDE>(args),
+                        32.. => lanes.run_selecting::<32>(args),
+                        8.. => lanes.run_selecting::<8>(args),
+                        _ => lanes.run_selecting::<1>(args),
+                    };
+                    continue;
+                }
                 j += match (width - j, next_step) {
                     (n, false) if n >= WIDE => lanes.run::<WIDE, false>(args),
                     (n, true) if n >= WIDE => lanes.run::<WIDE, true>(args),
@@ -328,6 +350,32 @@ impl Lanes<'_> {
         v[..N].copy_from_slice(&vv);
         sum[..N].copy_from_slice(&acc);
         prev[..N].copy_from_slice(&s);
+        N
+    }
+
+    /// [`Lanes::run`] for [`Reset::SameStep`] with selections in place of the products by the spike
+    /// (the caller checked that θ and the step weights allow it, see [`Lif::summed`]), for at least
+    /// one step.
+    #[inline(always)]
+    fn run_selecting<const N: usize>(&self, (v, currents, theta, sum, _): LaneSlices) -> usize {
+        let beta = self.beta;
+        let th: [f32; N] = theta[..N].try_into().expect("N lanes");
+        let mut vv: [f32; N] = v[..N].try_into().expect("N lanes");
+        let mut acc: [f32; N] = sum[..N].try_into().expect("N lanes");
+        for (t, &c) in self.step_weights.iter().enumerate() {
+            let current: &[f32; N] = currents[t * self.stride..][..N].try_into().expect("N lanes");
+            for l in 0..N {
+                let u = beta * vv[l] + current[l];
+                let fires = u > th[l];
+                vv[l] = if fires { u - th[l] } else { u };
+                acc[l] = if fires { acc[l] + c } else { acc[l] };
+            }
+        }
+        for (s, a) in sum[..N].iter_mut().zip(acc) {
+            // −0 + (+0) = +0, as the products' additions would have made it; every other sum stays.
+            *s = a + 0.0;
+        }
+        v[..N].copy_from_slice(&vv);
         N
     }
 }
@@ -678,10 +726,31 @@ mod tests {
             41 => -0.0,
             _ => ((i * 7919) % 1000) as f32 * 3e-3 - 0.9,
         };
-        let c: Vec<f32> = (0..8).map(|t| 0.4 + 0.1 * t as f32).collect();
-        for (width, batch) in [(13usize, 3usize), (256, 2), (8, 1), (21, 4)] {
+        // Thresholds and step weights that allow selecting in place of the spike's products
+        // (finite, not negative; +0 included) and, in turn, each kind that does not.
+        let plain_weights: Vec<f32> = (0..8).map(|t| 0.4 + 0.1 * t as f32).collect();
+        let odd = [-0.5, -0.0, f32::INFINITY, f32::NAN];
+        let cases = std::iter::once((None, None))
+            .chain(odd.iter().map(|&x| (Some(x), None)))
+            .chain(odd.iter().map(|&x| (None, Some(x))));
+        for ((odd_theta, odd_weight), (width, batch)) in
+            cases.zip([(13usize, 3usize), (256, 2), (8, 1), (21, 4)].iter().cycle())
+        {
+            let (width, batch) = (*width, *batch);
             let per_step = batch * width;
-            let theta: Vec<f32> = (0..width).map(|j| 0.5 + 0.05 * j as f32).collect();
+            let mut theta: Vec<f32> = (0..width).map(|j| 0.5 + 0.05 * j as f32).collect();
+            theta[width / 2] = 0.0;
+            if let Some(x) = odd_theta {
+                theta[width - 1] = x;
+            }
+            let mut c = plain_weights.clone();
+            if let Some(x) = odd_weight {
+                c[3] = x;
+            }
+            // Sums start from −0 in some lanes (a caller's), which a step without a spike makes +0.
+            let start: Vec<f32> = (0..per_step)
+                .map(|i| if i % 3 == 0 { -0.0 } else { 0.0 })
+                .collect();
             for reset in [Reset::SameStep, Reset::NextStep] {
                 for per_step_current in [false, true] {
                     let lif = Lif {
@@ -698,7 +767,7 @@ mod tests {
                     };
                     let currents: Vec<f32> = (0..n).map(value).collect();
                     let (mut v, mut prev, mut want) =
-                        (vec![0.0; per_step], vec![0.0; per_step], vec![0.0; per_step]);
+                        (vec![0.0; per_step], vec![0.0; per_step], start.clone());
                     for (t, &c) in c.iter().enumerate() {
                         let at = if per_step_current { t * per_step } else { 0 };
                         let mut now = vec![0.0; per_step];
@@ -715,11 +784,12 @@ mod tests {
                     }
                     for simd in simd_levels() {
                         let (mut v2, mut sum, mut prev) =
-                            (vec![0.0; per_step], vec![0.0; per_step], vec![0.0; width]);
+                            (vec![0.0; per_step], start.clone(), vec![0.0; width]);
                         let shape = (steps, per_step_current);
                         lif.summed_with(simd, &mut v2, &currents, shape, &c, &theta, &mut sum, &mut prev);
                         let label = format!(
-                            "width {width}, {reset:?}, per-step current {per_step_current}, {simd:?}"
+                            "width {width}, {reset:?}, per-step current {per_step_current}, {simd:?}, \
+                             threshold {odd_theta:?}, step weight {odd_weight:?}"
                         );
                         assert_eq!(bits(&sum), bits(&want), "sums: {label}");
                         assert_eq!(bits(&v2), bits(&v), "membranes: {label}");
