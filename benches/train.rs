@@ -209,5 +209,38 @@ fn testing(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench, products, testing);
+/// Building training batches and test sets (`TaskStream::fill_train`, `fill_test_set`): a permuted
+/// copy of every image, read from a dataset (7.8 MB of pooled MNIST) larger than the core's L2.
+fn batches(c: &mut Criterion) {
+    let spec = reference_spec();
+    let data = dataset(&spec);
+    let stream = TaskStream::new(&data, spec.stream_config()).expect("reference sizes fit");
+    let task = stream.task(0);
+    let order = stream.epoch_order(&task, 0);
+    let mut batch = Batch::default();
+    let mut group = c.benchmark_group("batches");
+    group.throughput(Throughput::Elements(order.len() as u64));
+    group.bench_function("train/8000-samples-batch32", |b| {
+        b.iter(|| {
+            for indices in order.chunks(32) {
+                stream.fill_train(&task, indices, &mut batch);
+                black_box(&batch);
+            }
+        })
+    });
+    let tests = spec.benchmark.test_per_task;
+    group.throughput(Throughput::Elements(tests as u64));
+    group.bench_function(format!("test-set/{tests}"), |b| {
+        let mut index = 0;
+        b.iter(|| {
+            // A different permutation each time, as the sets a run builds are.
+            index += 1;
+            stream.fill_test_set(index % 200, &mut batch);
+            black_box(&batch);
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, products, testing, batches);
 criterion_main!(benches);

@@ -90,7 +90,69 @@ fn product(
         // AVX2 where the CPU has it.
         return outer_product(&mut dst[..m * n], &a[..m], &b[..n], scale);
     }
+    if transposing_pays(b_storage, (m, k, n)) && (!accumulate || scale == 1.0) {
+        return through_gemm_transposed(dst, (a, a_storage), (b, b_storage), (m, k, n), accumulate, scale);
+    }
     through_gemm(dst, a, a_storage, b, b_storage, (m, k, n), accumulate, scale);
+}
+
+/// Whether [`product`] has gemm write a row-major `dst` of this shape transposed (column-major),
+/// then transposes it. gemm packs a transposed `b` (the weights of a training batch's first layer,
+/// `I = x·Wᵀ`, 196 × 256, which change with every update) for every call when it writes a wide
+/// row-major `dst` of few rows, and does not when it writes the column-major one.
+/// `cargo bench --bench train -- first_layer/gemm/32`: 45 µs row-major, 35 µs transposed and
+/// transposed back (on an AVX-512 core). The bits are the same where gemm sums each element as one
+/// chain stored once, whichever way it is laid out (`sparse.rs`): the shapes and CPUs of
+/// [`super::sparse::sparse_rows_supported`]. It is slower from 64 rows on, with a row-major `b` (the
+/// backward pass's products: 10 × 32 × 256 and 32 × 10 × 256 took 2.2 and 2.3 µs row-major, 4.5 and
+/// 5.2 µs transposed) and gains little below 64 columns; products of a few inputs were not measured.
+fn transposing_pays(b_storage: Storage, (m, k, n): (usize, usize, usize)) -> bool {
+    b_storage == Storage::Transposed
+        && m <= 32
+        && n >= 64
+        && k >= 64
+        && super::sparse::sparse_rows_supported((m, k, n))
+}
+
+thread_local! {
+    /// The transposed product of [`through_gemm_transposed`], kept so that a warm call allocates nothing.
+    static TRANSPOSED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// [`through_gemm`] with gemm writing `dst`'s transpose into a scratch, then `dst = scratchᵀ` or, when
+/// `accumulate` (with `scale` 1), `dst += scratchᵀ`: the one addition gemm makes of the chain to `dst`.
+fn through_gemm_transposed(
+    dst: &mut [f32],
+    (a, a_storage): (&[f32], Storage),
+    (b, b_storage): (&[f32], Storage),
+    (m, k, n): (usize, usize, usize),
+    accumulate: bool,
+    scale: f32,
+) {
+    assert!(dst.len() >= m * n, "dst holds {} < {m}×{n}", dst.len());
+    TRANSPOSED.with_borrow_mut(|transposed| {
+        transposed.resize(m * n, 0.0);
+        let (a, b) = ((a, a_storage), (b, b_storage));
+        gemm_into((transposed, Storage::Transposed), a, b, (m, k, n), false, scale);
+        store_transposed(&mut dst[..m * n], transposed, m, accumulate);
+    });
+}
+
+crate::snn::neuron::simd_or_portable! {
+    /// `dst = tᵀ`, or `dst += tᵀ` when `accumulate`, for `dst` `m` rows and `t` its transpose (row-major
+    /// both), in tiles of 16 columns of `dst` so the lines of `t` a tile reads stay in L1.
+    fn store_transposed(dst: &mut [f32], t: &[f32], m: usize, accumulate: bool) {
+        let n = dst.len() / m;
+        for first in (0..n).step_by(16) {
+            let end = (first + 16).min(n);
+            for (r, row) in dst.chunks_exact_mut(n).enumerate() {
+                for (j, d) in (first..end).zip(&mut row[first..end]) {
+                    let value = t[j * m + r];
+                    *d = if accumulate { value + *d } else { value };
+                }
+            }
+        }
+    }
 }
 
 /// Whether [`matmul`] (not accumulating) of this shape and storage writes each element of `dst` as
@@ -132,6 +194,25 @@ fn through_gemm(
     a_storage: Storage,
     b: &[f32],
     b_storage: Storage,
+    shape: (usize, usize, usize),
+    accumulate: bool,
+    scale: f32,
+) {
+    gemm_into(
+        (dst, Storage::RowMajor),
+        (a, a_storage),
+        (b, b_storage),
+        shape,
+        accumulate,
+        scale,
+    );
+}
+
+/// [`through_gemm`] into a `dst` stored as stated (transposed: column-major).
+fn gemm_into(
+    (dst, dst_storage): (&mut [f32], Storage),
+    (a, a_storage): (&[f32], Storage),
+    (b, b_storage): (&[f32], Storage),
     (m, k, n): (usize, usize, usize),
     accumulate: bool,
     scale: f32,
@@ -149,8 +230,12 @@ fn through_gemm(
         return;
     }
     let ((a_rs, a_cs), (b_rs, b_cs)) = strides(a_storage, b_storage, (m, k, n));
+    let (dst_rs, dst_cs) = match dst_storage {
+        Storage::RowMajor => (n as isize, 1),
+        Storage::Transposed => (1, m as isize),
+    };
     // SAFETY: the asserts above guarantee every element the strides address lies inside its slice
-    // (row-major m×n dst; a and b are read at most at index m·k−1 and k·n−1 under either storage), dst
+    // (m×n dst, a and b are read at most at index m·n−1, m·k−1 and k·n−1 under either storage), dst
     // is uniquely borrowed and does not alias a or b (distinct borrows), and Parallelism::None keeps
     // the call on this thread.
     unsafe {
@@ -159,8 +244,8 @@ fn through_gemm(
             n,
             k,
             dst.as_mut_ptr(),
-            1,
-            n as isize,
+            dst_cs,
+            dst_rs,
             accumulate,
             a.as_ptr(),
             a_cs,
@@ -328,6 +413,64 @@ mod tests {
             }
         }
         assert_eq!(compared, 9 * 4 * 3);
+    }
+
+    #[test]
+    fn products_written_transposed_have_gemms_bits() {
+        let mut state = 0x0bad_cafe_f00d_1234u64;
+        // Mostly ordinary values, with both zeros (x's are mostly zeros), infinities and NaN.
+        let value = |state: &mut u64| match uniform(state) {
+            u if u < 0.3 => 0.0,
+            u if u < 0.35 => -0.0,
+            u if u < 0.355 => f32::INFINITY,
+            u if u < 0.36 => f32::NAN,
+            _ => (uniform(state) * 2.0 - 1.0) * 2f32.powi((uniform(state) * 20.0) as i32 - 10),
+        };
+        let mut transposed = 0;
+        for shape in [
+            (32, 196, 256),
+            (10, 64, 256),
+            (2, 64, 200),
+            (32, 512, 64),
+            (17, 100, 333),
+        ] {
+            let (m, k, n) = shape;
+            transposed += usize::from(transposing_pays(Storage::Transposed, shape));
+            for a_storage in [Storage::RowMajor, Storage::Transposed] {
+                for b_storage in [Storage::RowMajor, Storage::Transposed] {
+                    for (accumulate, scale) in [(true, 1.0), (false, 1.0), (false, 1.0 / 32.0)] {
+                        let a: Vec<f32> = (0..m * k).map(|_| value(&mut state)).collect();
+                        let b: Vec<f32> = (0..k * n).map(|_| value(&mut state)).collect();
+                        let start: Vec<f32> = (0..m * n).map(|_| value(&mut state)).collect();
+                        let mut got = start.clone();
+                        product(&mut got, &a, a_storage, &b, b_storage, shape, accumulate, scale);
+                        let mut want = start;
+                        through_gemm(&mut want, &a, a_storage, &b, b_storage, shape, accumulate, scale);
+                        for (e, (g, w)) in got.iter().zip(&want).enumerate() {
+                            assert_eq!(
+                                g.to_bits(),
+                                w.to_bits(),
+                                "{m}×{k}×{n} {a_storage:?}·{b_storage:?}, accumulate {accumulate}, \
+                                 scale {scale}, element {e}: {g} vs {w}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        let avx2 = {
+            #[cfg(target_arch = "x86_64")]
+            {
+                std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            false
+        };
+        assert_eq!(
+            transposed,
+            if avx2 { 5 } else { 0 },
+            "every shape above takes the transposed path"
+        );
     }
 
     #[test]
