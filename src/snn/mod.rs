@@ -830,13 +830,9 @@ impl Network {
                 false,
             );
             for (t, chunk) in rest.chunks_exact_mut(per_step).enumerate() {
-                let c = self.step_weights[t + 1];
-                for (d, &s) in chunk.iter_mut().zip(first.iter()) {
-                    *d = c * s;
-                }
+                neuron::scaled_copy(chunk, first, self.step_weights[t + 1]);
             }
-            let c0 = self.step_weights[0];
-            first.iter_mut().for_each(|d| *d *= c0);
+            neuron::scale(first, self.step_weights[0]);
         }
         let beta = match self.config.neuron {
             Neuron::Lif(lif) => lif.beta,
@@ -860,19 +856,11 @@ impl Network {
             neuron::backward_through_time(&mut buffers.grad, &buffers.psi, per_step, beta);
             let g = &mut grads.layers[l];
             g.bias.fill(0.0);
-            for row in buffers.grad.chunks_exact(width) {
-                for (b, &d) in g.bias.iter_mut().zip(row) {
-                    *b += d;
-                }
-            }
+            neuron::add_rows(&mut g.bias, &buffers.grad);
             if weight_gradient && l == 0 && constant_first {
                 // x is the same at every step: ∂W = (Σ_t ∂I[t])ᵀ·x.
                 buffers.grad_sum.copy_from_slice(&buffers.grad[..per_step]);
-                for chunk in buffers.grad[per_step..].chunks_exact(per_step) {
-                    for (s, &d) in buffers.grad_sum.iter_mut().zip(chunk) {
-                        *s += d;
-                    }
-                }
+                neuron::add_rows(&mut buffers.grad_sum, &buffers.grad[per_step..]);
                 let shape = (width, batch, layer.inputs);
                 if ws.factor_first_gradient && is_outer_product(Storage::Transposed, Storage::RowMajor, shape)
                 {

@@ -481,6 +481,24 @@ simd_or_portable! {
 }
 
 simd_or_portable! {
+    /// `dst = c · src`, element by element.
+    pub fn scaled_copy(dst: &mut [f32], src: &[f32], c: f32) {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = c * s;
+        }
+    }
+}
+
+simd_or_portable! {
+    /// `x *= c`, element by element.
+    pub fn scale(x: &mut [f32], c: f32) {
+        for v in x.iter_mut() {
+            *v *= c;
+        }
+    }
+}
+
+simd_or_portable! {
     /// `sum += row` for each row of `rows` (`k × sum.len()`), in row order.
     pub fn add_rows(sum: &mut [f32], rows: &[f32]) {
         for row in rows.chunks_exact(sum.len().max(1)) {
@@ -553,27 +571,29 @@ pub fn relu(current: &[f32], out: &mut [f32], psi: Option<&mut [f32]>) {
     }
 }
 
-/// BPTT through a layer of neurons with membrane decay `beta`, over `steps` slices of `width` values:
-/// `grad[t] = grad_out[t]·ψ[t] + β·grad[t+1]`, written in place over `grad_out` (which then holds
-/// ∂L/∂I for every step). `beta = 0` gives the memoryless (ReLU) case.
-pub fn backward_through_time(grad_out: &mut [f32], psi: &[f32], width: usize, beta: f32) {
-    let steps = grad_out.len() / width;
-    let mut next = steps;
-    for t in (0..steps).rev() {
-        let (head, tail) = grad_out.split_at_mut((t + 1) * width);
-        let cur = &mut head[t * width..];
-        let psi_t = &psi[t * width..(t + 1) * width];
-        if next < steps {
-            let later = &tail[..width];
-            for i in 0..width {
-                cur[i] = cur[i] * psi_t[i] + beta * later[i];
+simd_or_portable! {
+    /// BPTT through a layer of neurons with membrane decay `beta`, over `steps` slices of `width`
+    /// values: `grad[t] = grad_out[t]·ψ[t] + β·grad[t+1]`, written in place over `grad_out` (which
+    /// then holds ∂L/∂I for every step). `beta = 0` gives the memoryless (ReLU) case.
+    pub fn backward_through_time(grad_out: &mut [f32], psi: &[f32], width: usize, beta: f32) {
+        let steps = grad_out.len() / width;
+        let mut next = steps;
+        for t in (0..steps).rev() {
+            let (head, tail) = grad_out.split_at_mut((t + 1) * width);
+            let cur = &mut head[t * width..];
+            let psi_t = &psi[t * width..(t + 1) * width];
+            if next < steps {
+                let later = &tail[..width];
+                for i in 0..width {
+                    cur[i] = cur[i] * psi_t[i] + beta * later[i];
+                }
+            } else {
+                for i in 0..width {
+                    cur[i] *= psi_t[i];
+                }
             }
-        } else {
-            for i in 0..width {
-                cur[i] *= psi_t[i];
-            }
+            next = t;
         }
-        next = t;
     }
 }
 
