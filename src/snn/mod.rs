@@ -665,7 +665,6 @@ impl Network {
                 (rows, layer.inputs, width),
                 &mut buffers.sparse,
             );
-            buffers.membrane.fill(0.0);
             let per_step_current = buffers.current.len() > per_step;
             if let (Pass::Predict, Neuron::Lif(lif), true, false) = (
                 pass,
@@ -673,7 +672,7 @@ impl Network {
                 l + 1 == hidden_count,
                 ws.record_membrane,
             ) {
-                ws.weighted_spikes.fill(0.0);
+                // Neither the membranes nor the sums need zeroing: `summed` starts both at 0.
                 let steps = if per_step_current { t_steps } else { 1 };
                 lif.summed(
                     &mut buffers.membrane,
@@ -687,6 +686,7 @@ impl Network {
                 summed = true;
                 continue;
             }
+            buffers.membrane.fill(0.0);
             for t in 0..t_steps {
                 let current = if per_step_current {
                     &buffers.current[t * per_step..(t + 1) * per_step]

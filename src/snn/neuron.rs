@@ -144,8 +144,9 @@ impl Lif {
 
 impl Lif {
     /// All `steps` of a layer whose spikes only feed the readout's sum (`Pass::Predict`): for each
-    /// row of `v` (`batch × width`, zero on entry), the steps run over the row while it sits in L1,
-    /// and `sum[row] = Σ_t c_t·s[t]` (`step_weights`) is accumulated instead of storing the spikes.
+    /// row of `v` (`batch × width`), the steps run from `v = 0` over the row while it sits in L1,
+    /// and `sum[row] = 0 + c_0·s[0] + c_1·s[1] + …` (`step_weights`) is summed instead of storing the
+    /// spikes. `v` and `sum` are written, never read (a caller need not zero them).
     /// `currents` holds one `batch × width` slice per step, or one for every step when
     /// `per_step_current` is false. Each element sees the operations of [`Lif::step`] in the same
     /// order, and the sum the additions of the unfused readout, so the bits are the same.
@@ -262,12 +263,12 @@ impl Lif {
         let next_step = self.reset == Reset::NextStep;
         // `v − s·θ` and `sum + c·s` with s ∈ {0, 1} are `v − θ` and `sum + c` where the neuron fires;
         // where it does not they are `v − 0·θ` and `sum + 0·c`, which leave `v` and `sum` as they
-        // are when θ and c are finite and not negative (`0·θ = +0`, and `x − (+0) = x` for every x),
-        // except that `−0 + (+0)` is `+0`: the sum is brought to that at the end. So the step can
-        // select instead of multiplying (a masked subtraction and addition with AVX-512: five
+        // are when θ and c are finite and not negative (`0·θ = +0`, and `x − (+0) = x` for every x;
+        // `x + (+0) = x` for every x but −0, which a sum from +0 of such terms never is). So the step
+        // can select instead of multiplying (a masked subtraction and addition with AVX-512: five
         // operations per step instead of eight), with the same bits.
         let plain = |x: &f32| x.is_finite() && x.is_sign_positive();
-        let selecting = !next_step && steps > 0 && theta.iter().all(plain) && step_weights.iter().all(plain);
+        let selecting = !next_step && theta.iter().all(plain) && step_weights.iter().all(plain);
         for (row, (v, sum)) in v
             .chunks_exact_mut(width)
             .zip(sum.chunks_exact_mut(width))
@@ -330,8 +331,8 @@ impl Lanes<'_> {
     ) -> usize {
         let beta = self.beta;
         let th: [f32; N] = theta[..N].try_into().expect("N lanes");
-        let mut vv: [f32; N] = v[..N].try_into().expect("N lanes");
-        let mut acc: [f32; N] = sum[..N].try_into().expect("N lanes");
+        let mut vv = [0.0f32; N];
+        let mut acc = [0.0f32; N];
         let mut s = [0.0f32; N];
         for (t, &c) in self.step_weights.iter().enumerate() {
             let current: &[f32; N] = currents[t * self.stride..][..N].try_into().expect("N lanes");
@@ -354,14 +355,13 @@ impl Lanes<'_> {
     }
 
     /// [`Lanes::run`] for [`Reset::SameStep`] with selections in place of the products by the spike
-    /// (the caller checked that θ and the step weights allow it, see [`Lif::summed`]), for at least
-    /// one step.
+    /// (the caller checked that θ and the step weights allow it, see [`Lif::summed`]).
     #[inline(always)]
     fn run_selecting<const N: usize>(&self, (v, currents, theta, sum, _): LaneSlices) -> usize {
         let beta = self.beta;
         let th: [f32; N] = theta[..N].try_into().expect("N lanes");
-        let mut vv: [f32; N] = v[..N].try_into().expect("N lanes");
-        let mut acc: [f32; N] = sum[..N].try_into().expect("N lanes");
+        let mut vv = [0.0f32; N];
+        let mut acc = [0.0f32; N];
         for (t, &c) in self.step_weights.iter().enumerate() {
             let current: &[f32; N] = currents[t * self.stride..][..N].try_into().expect("N lanes");
             for l in 0..N {
@@ -371,10 +371,7 @@ impl Lanes<'_> {
                 acc[l] = if fires { acc[l] + c } else { acc[l] };
             }
         }
-        for (s, a) in sum[..N].iter_mut().zip(acc) {
-            // −0 + (+0) = +0, as the products' additions would have made it; every other sum stays.
-            *s = a + 0.0;
-        }
+        sum[..N].copy_from_slice(&acc);
         v[..N].copy_from_slice(&vv);
         N
     }
@@ -767,10 +764,8 @@ mod tests {
             if let Some(x) = odd_weight {
                 c[3] = x;
             }
-            // Sums start from −0 in some lanes (a caller's), which a step without a spike makes +0.
-            let start: Vec<f32> = (0..per_step)
-                .map(|i| if i % 3 == 0 { -0.0 } else { 0.0 })
-                .collect();
+            // What a caller leaves in the membranes and sums, which `summed` neither reads nor keeps.
+            let left: Vec<f32> = (0..per_step).map(|i| [-0.0, 7.0, f32::NAN][i % 3]).collect();
             for reset in [Reset::SameStep, Reset::NextStep] {
                 for per_step_current in [false, true] {
                     let lif = Lif {
@@ -787,7 +782,7 @@ mod tests {
                     };
                     let currents: Vec<f32> = (0..n).map(value).collect();
                     let (mut v, mut prev, mut want) =
-                        (vec![0.0; per_step], vec![0.0; per_step], start.clone());
+                        (vec![0.0; per_step], vec![0.0; per_step], vec![0.0; per_step]);
                     for (t, &c) in c.iter().enumerate() {
                         let at = if per_step_current { t * per_step } else { 0 };
                         let mut now = vec![0.0; per_step];
@@ -803,8 +798,7 @@ mod tests {
                         prev = now;
                     }
                     for simd in simd_levels() {
-                        let (mut v2, mut sum, mut prev) =
-                            (vec![0.0; per_step], start.clone(), vec![0.0; width]);
+                        let (mut v2, mut sum, mut prev) = (left.clone(), left.clone(), vec![0.0; width]);
                         let shape = (steps, per_step_current);
                         lif.summed_with(simd, &mut v2, &currents, shape, &c, &theta, &mut sum, &mut prev);
                         let label = format!(
