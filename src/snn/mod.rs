@@ -815,7 +815,9 @@ impl Network {
             return (loss, correct);
         }
         let t_steps = self.config.time_steps;
-        // ∂L/∂s_L[t] = c_t·(g·W_o): compute g·W_o once into step 0, scale into the other steps.
+        // ∂L/∂s_L[t] = c_t·(g·W_o): compute g·W_o once into step 0, scale into the other steps
+        // (unless the error is recorded, as the BPTT below reads them: `spread_backward_through_time`).
+        let spread_in_bptt = !ws.record_error;
         {
             let last = &mut ws.layers[hidden_count - 1];
             let per_step = batch * readout.inputs;
@@ -829,10 +831,12 @@ impl Network {
                 (batch, classes, readout.inputs),
                 false,
             );
-            for (t, chunk) in rest.chunks_exact_mut(per_step).enumerate() {
-                neuron::scaled_copy(chunk, first, self.step_weights[t + 1]);
+            if !spread_in_bptt {
+                for (t, chunk) in rest.chunks_exact_mut(per_step).enumerate() {
+                    neuron::scaled_copy(chunk, first, self.step_weights[t + 1]);
+                }
+                neuron::scale(first, self.step_weights[0]);
             }
-            neuron::scale(first, self.step_weights[0]);
         }
         let beta = match self.config.neuron {
             Neuron::Lif(lif) => lif.beta,
@@ -853,7 +857,18 @@ impl Network {
                     }
                 }
             }
-            neuron::backward_through_time(&mut buffers.grad, &buffers.psi, per_step, beta);
+            if spread_in_bptt && l + 1 == hidden_count {
+                let weights = &self.step_weights;
+                neuron::spread_backward_through_time(
+                    &mut buffers.grad,
+                    weights,
+                    &buffers.psi,
+                    per_step,
+                    beta,
+                );
+            } else {
+                neuron::backward_through_time(&mut buffers.grad, &buffers.psi, per_step, beta);
+            }
             let g = &mut grads.layers[l];
             g.bias.fill(0.0);
             neuron::add_rows(&mut g.bias, &buffers.grad);

@@ -569,6 +569,55 @@ pub fn relu(current: &[f32], out: &mut [f32], psi: Option<&mut [f32]>) {
 }
 
 simd_or_portable! {
+    /// [`backward_through_time`] of `grad_out` whose step t would be `c_t · grad_out[0]`
+    /// (`step_weights`: the readout's error spread over the steps), reading step 0 instead of the
+    /// spread steps: the bits of `scaled_copy` into steps 1.., `scale` of step 0, then
+    /// [`backward_through_time`], with one pass over the steps instead of two.
+    pub fn spread_backward_through_time(
+        grad_out: &mut [f32],
+        step_weights: &[f32],
+        psi: &[f32],
+        width: usize,
+        beta: f32,
+    ) {
+        let steps = grad_out.len() / width;
+        if steps == 0 {
+            return;
+        }
+        let (first, rest) = grad_out.split_at_mut(width);
+        // Steps steps−1 … 1, which are rest's 0 … steps−2.
+        for t in (1..steps).rev() {
+            let c = step_weights[t];
+            let (head, tail) = rest.split_at_mut(t * width);
+            let cur = &mut head[(t - 1) * width..];
+            let psi_t = &psi[t * width..(t + 1) * width];
+            if t + 1 < steps {
+                let later = &tail[..width];
+                for i in 0..width {
+                    cur[i] = (c * first[i]) * psi_t[i] + beta * later[i];
+                }
+            } else {
+                for i in 0..width {
+                    cur[i] = (c * first[i]) * psi_t[i];
+                }
+            }
+        }
+        let c = step_weights[0];
+        let psi_0 = &psi[..width];
+        if steps > 1 {
+            let later = &rest[..width];
+            for i in 0..width {
+                first[i] = (c * first[i]) * psi_0[i] + beta * later[i];
+            }
+        } else {
+            for i in 0..width {
+                first[i] = (c * first[i]) * psi_0[i];
+            }
+        }
+    }
+}
+
+simd_or_portable! {
     /// BPTT through a layer of neurons with membrane decay `beta`, over `steps` slices of `width`
     /// values: `grad[t] = grad_out[t]·ψ[t] + β·grad[t+1]`, written in place over `grad_out` (which
     /// then holds ∂L/∂I for every step). `beta = 0` gives the memoryless (ReLU) case.
@@ -725,6 +774,33 @@ mod tests {
         add_rows(&mut sum2, &acc2);
         decay_add_and_sum_rows(&mut acc, 0.9, &x[70..140], &mut sum);
         assert_eq!((bits(&acc), bits(&sum)), (bits(&acc2), bits(&sum2)));
+    }
+
+    #[test]
+    fn spreading_in_bptt_has_the_bits_of_spreading_then_bptt() {
+        let value = |i: usize| match i % 53 {
+            7 => f32::NAN,
+            11 => f32::INFINITY,
+            19 => -0.0,
+            23 => 0.0,
+            _ => ((i * 7919) % 1000) as f32 * 2e-3 - 1.0,
+        };
+        for (steps, width) in [(8usize, 40usize), (1, 17), (2, 9), (5, 64)] {
+            let weights: Vec<f32> = (0..steps).map(|t| 0.9f32.powi((steps - 1 - t) as i32)).collect();
+            let psi: Vec<f32> = (0..steps * width).map(|i| value(i * 3 + 1).abs()).collect();
+            let first: Vec<f32> = (0..width).map(value).collect();
+            let mut want = vec![0.0; steps * width];
+            for (t, chunk) in want.chunks_exact_mut(width).enumerate() {
+                scaled_copy(chunk, &first, weights[t]);
+            }
+            backward_through_time(&mut want, &psi, width, 0.9);
+            // Steps after the first hold what the caller left there, which is neither read nor kept.
+            let mut got: Vec<f32> = (0..steps * width)
+                .map(|i| if i < width { first[i] } else { 5.0 })
+                .collect();
+            spread_backward_through_time(&mut got, &weights, &psi, width, 0.9);
+            assert_eq!(bits(&got), bits(&want), "{steps} steps of {width}");
+        }
     }
 
     /// Every vector width this CPU has, widest first.
