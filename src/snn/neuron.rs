@@ -580,40 +580,7 @@ simd_or_portable! {
         width: usize,
         beta: f32,
     ) {
-        let steps = grad_out.len() / width;
-        if steps == 0 {
-            return;
-        }
-        let (first, rest) = grad_out.split_at_mut(width);
-        // Steps steps−1 … 1, which are rest's 0 … steps−2.
-        for t in (1..steps).rev() {
-            let c = step_weights[t];
-            let (head, tail) = rest.split_at_mut(t * width);
-            let cur = &mut head[(t - 1) * width..];
-            let psi_t = &psi[t * width..(t + 1) * width];
-            if t + 1 < steps {
-                let later = &tail[..width];
-                for i in 0..width {
-                    cur[i] = (c * first[i]) * psi_t[i] + beta * later[i];
-                }
-            } else {
-                for i in 0..width {
-                    cur[i] = (c * first[i]) * psi_t[i];
-                }
-            }
-        }
-        let c = step_weights[0];
-        let psi_0 = &psi[..width];
-        if steps > 1 {
-            let later = &rest[..width];
-            for i in 0..width {
-                first[i] = (c * first[i]) * psi_0[i] + beta * later[i];
-            }
-        } else {
-            for i in 0..width {
-                first[i] = (c * first[i]) * psi_0[i];
-            }
-        }
+        bptt(grad_out, Some(step_weights), psi, width, beta);
     }
 }
 
@@ -622,23 +589,62 @@ simd_or_portable! {
     /// values: `grad[t] = grad_out[t]·ψ[t] + β·grad[t+1]`, written in place over `grad_out` (which
     /// then holds ∂L/∂I for every step). `beta = 0` gives the memoryless (ReLU) case.
     pub fn backward_through_time(grad_out: &mut [f32], psi: &[f32], width: usize, beta: f32) {
-        let steps = grad_out.len() / width;
-        let mut next = steps;
-        for t in (0..steps).rev() {
-            let (head, tail) = grad_out.split_at_mut((t + 1) * width);
-            let cur = &mut head[t * width..];
-            let psi_t = &psi[t * width..(t + 1) * width];
-            if next < steps {
-                let later = &tail[..width];
-                for i in 0..width {
-                    cur[i] = cur[i] * psi_t[i] + beta * later[i];
-                }
-            } else {
-                for i in 0..width {
-                    cur[i] *= psi_t[i];
-                }
+        bptt(grad_out, None, psi, width, beta);
+    }
+}
+
+/// Both BPTT passes: step t's error is `grad_out[t]`, or with `spread` weights `c_t · grad_out[0]`,
+/// read from step 0 before step 0, the last, is written.
+#[inline(always)]
+fn bptt(grad_out: &mut [f32], spread: Option<&[f32]>, psi: &[f32], width: usize, beta: f32) {
+    let steps = grad_out.len() / width;
+    if steps == 0 {
+        return;
+    }
+    let (first, rest) = grad_out.split_at_mut(width);
+    // Steps steps−1 … 1, which are rest's steps−2 … 0.
+    for t in (1..steps).rev() {
+        let (head, tail) = rest.split_at_mut(t * width);
+        let source = spread.map(|weights| (weights[t], &*first));
+        let psi_t = &psi[t * width..(t + 1) * width];
+        bptt_step(
+            &mut head[(t - 1) * width..],
+            source,
+            psi_t,
+            tail.get(..width),
+            beta,
+        );
+    }
+    if let Some(weights) = spread {
+        first.iter_mut().for_each(|g| *g *= weights[0]);
+    }
+    bptt_step(first, None, &psi[..width], rest.get(..width), beta);
+}
+
+/// One step of [`bptt`]: `cur = e·ψ + β·later` (no `later` after the last step), where the error `e`
+/// is `cur` itself or, from `source` (c, g), `c·g`.
+#[inline(always)]
+fn bptt_step(cur: &mut [f32], source: Option<(f32, &[f32])>, psi: &[f32], later: Option<&[f32]>, beta: f32) {
+    match (source, later) {
+        (Some((c, g)), Some(later)) => {
+            for (((d, &g), &p), &l) in cur.iter_mut().zip(g).zip(psi).zip(later) {
+                *d = (c * g) * p + beta * l;
             }
-            next = t;
+        }
+        (Some((c, g)), None) => {
+            for ((d, &g), &p) in cur.iter_mut().zip(g).zip(psi) {
+                *d = (c * g) * p;
+            }
+        }
+        (None, Some(later)) => {
+            for ((d, &p), &l) in cur.iter_mut().zip(psi).zip(later) {
+                *d = *d * p + beta * l;
+            }
+        }
+        (None, None) => {
+            for (d, &p) in cur.iter_mut().zip(psi) {
+                *d *= p;
+            }
         }
     }
 }
