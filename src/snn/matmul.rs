@@ -138,17 +138,75 @@ fn through_gemm_transposed(
     });
 }
 
-crate::snn::neuron::simd_or_portable! {
-    /// `dst = tᵀ`, or `dst += tᵀ` when `accumulate`, for `dst` `m` rows and `t` its transpose (row-major
-    /// both), in tiles of 16 columns of `dst` so the lines of `t` a tile reads stay in L1.
-    fn store_transposed(dst: &mut [f32], t: &[f32], m: usize, accumulate: bool) {
-        let n = dst.len() / m;
-        for first in (0..n).step_by(16) {
-            let end = (first + 16).min(n);
-            for (r, row) in dst.chunks_exact_mut(n).enumerate() {
-                for (j, d) in (first..end).zip(&mut row[first..end]) {
-                    let value = t[j * m + r];
-                    *d = if accumulate { value + *d } else { value };
+/// `dst = tᵀ`, or `dst += tᵀ` when `accumulate`, for `dst` `m` rows and `t` its transpose (row-major
+/// both): in 8 × 8 tiles transposed in registers where the CPU has AVX2, the edges element by element.
+pub(super) fn store_transposed(dst: &mut [f32], t: &[f32], m: usize, accumulate: bool) {
+    let n = dst.len() / m;
+    assert!(t.len() >= m * n, "t holds {} < {m}×{n}", t.len());
+    // The rows and columns of dst the tiles wrote.
+    let mut tiled = (0, 0);
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2; dst holds m·n floats and t at least as many (asserted).
+        unsafe { transpose_tiles(dst, t, (m, n), accumulate) };
+        tiled = (m / 8 * 8, n / 8 * 8);
+    }
+    for (r, row) in dst.chunks_exact_mut(n).enumerate() {
+        let from = if r < tiled.0 { tiled.1 } else { 0 };
+        for (j, d) in row.iter_mut().enumerate().skip(from) {
+            let value = t[j * m + r];
+            *d = if accumulate { value + *d } else { value };
+        }
+    }
+}
+
+/// The whole 8 × 8 tiles of [`store_transposed`]: eight rows of `t` loaded, transposed with the
+/// AVX2 shuffles, stored as eight rows of `dst` (for each band of eight rows of `t`, the tiles
+/// along it, so each line of `t` is read once).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn transpose_tiles(dst: &mut [f32], t: &[f32], (m, n): (usize, usize), accumulate: bool) {
+    use std::arch::x86_64::*;
+    debug_assert!(dst.len() >= m * n && t.len() >= m * n);
+    for j in (0..n / 8 * 8).step_by(8) {
+        for r in (0..m / 8 * 8).step_by(8) {
+            // SAFETY: rows j..j + 8 of t (m floats each) and rows r..r + 8 of dst (n floats each)
+            // exist, and columns r..r + 8 and j..j + 8 are inside them.
+            unsafe {
+                let load = |q: usize| _mm256_loadu_ps(t.as_ptr().add((j + q) * m + r));
+                let (a0, a1, a2, a3) = (load(0), load(1), load(2), load(3));
+                let (a4, a5, a6, a7) = (load(4), load(5), load(6), load(7));
+                let (b0, b1) = (_mm256_unpacklo_ps(a0, a1), _mm256_unpackhi_ps(a0, a1));
+                let (b2, b3) = (_mm256_unpacklo_ps(a2, a3), _mm256_unpackhi_ps(a2, a3));
+                let (b4, b5) = (_mm256_unpacklo_ps(a4, a5), _mm256_unpackhi_ps(a4, a5));
+                let (b6, b7) = (_mm256_unpacklo_ps(a6, a7), _mm256_unpackhi_ps(a6, a7));
+                let c0 = _mm256_shuffle_ps::<0x44>(b0, b2);
+                let c1 = _mm256_shuffle_ps::<0xEE>(b0, b2);
+                let c2 = _mm256_shuffle_ps::<0x44>(b1, b3);
+                let c3 = _mm256_shuffle_ps::<0xEE>(b1, b3);
+                let c4 = _mm256_shuffle_ps::<0x44>(b4, b6);
+                let c5 = _mm256_shuffle_ps::<0xEE>(b4, b6);
+                let c6 = _mm256_shuffle_ps::<0x44>(b5, b7);
+                let c7 = _mm256_shuffle_ps::<0xEE>(b5, b7);
+                let rows = [
+                    _mm256_permute2f128_ps::<0x20>(c0, c4),
+                    _mm256_permute2f128_ps::<0x20>(c1, c5),
+                    _mm256_permute2f128_ps::<0x20>(c2, c6),
+                    _mm256_permute2f128_ps::<0x20>(c3, c7),
+                    _mm256_permute2f128_ps::<0x31>(c0, c4),
+                    _mm256_permute2f128_ps::<0x31>(c1, c5),
+                    _mm256_permute2f128_ps::<0x31>(c2, c6),
+                    _mm256_permute2f128_ps::<0x31>(c3, c7),
+                ];
+                for (q, row) in rows.into_iter().enumerate() {
+                    let d = dst.as_mut_ptr().add((r + q) * n + j);
+                    // value + d, as the element-by-element loop adds.
+                    let row = if accumulate {
+                        _mm256_add_ps(row, _mm256_loadu_ps(d))
+                    } else {
+                        row
+                    };
+                    _mm256_storeu_ps(d, row);
                 }
             }
         }
@@ -413,6 +471,30 @@ mod tests {
             }
         }
         assert_eq!(compared, 9 * 4 * 3);
+    }
+
+    #[test]
+    fn store_transposed_transposes_every_shape() {
+        for m in [1, 7, 8, 9, 16, 23, 256] {
+            for n in [1, 5, 8, 15, 16, 196] {
+                let t: Vec<f32> = (0..m * n).map(|e| e as f32 * 0.5 - 3.0).collect();
+                let before: Vec<f32> = (0..m * n).map(|e| (e % 7) as f32 + 0.25).collect();
+                for accumulate in [false, true] {
+                    let mut dst = before.clone();
+                    store_transposed(&mut dst, &t, m, accumulate);
+                    for r in 0..m {
+                        for j in 0..n {
+                            let want = t[j * m + r] + if accumulate { before[r * n + j] } else { 0.0 };
+                            assert_eq!(
+                                dst[r * n + j],
+                                want,
+                                "{m}×{n}, accumulate {accumulate}, ({r}, {j})"
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]
