@@ -12,7 +12,10 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use synaptogen::data::{self, Batch, DatasetKind, Locator, TaskStream};
 use synaptogen::learner::{self, UpdateContext};
 use synaptogen::rng::{Purpose, Rng};
-use synaptogen::snn::{Network, SparseScratch, Storage, Workspace, matmul, matmul_skipping_zeros};
+use synaptogen::snn::{
+    Network, SparseScratch, Storage, Workspace, matmul, matmul_scaled, matmul_skipping_zeros,
+    outer_products_skipping_zeros,
+};
 use synaptogen::spec::{LearnerSpec, RuleSpec, RunSpec};
 
 fn reference_spec() -> RunSpec {
@@ -183,6 +186,66 @@ fn products(c: &mut Criterion) {
     group.finish();
 }
 
+/// A training batch's sums of outer products over the first layer (256 × 32 × 196, `aᵀ·x` on real
+/// pixels, a quarter of them nonzero): gemm against `outer_products_skipping_zeros`, with `a` the
+/// batch's firing rates (the rule learner's `hebb`; 27% of a `pmnist-quick` batch's rates are
+/// nonzero, here a fixed pattern of that density) and with `a` dense (the weight gradient `∂Iᵀ·x`,
+/// and `elig`).
+fn outer_products(c: &mut Criterion) {
+    let spec = reference_spec();
+    let data = dataset(&spec);
+    let stream = TaskStream::new(&data, spec.stream_config()).expect("reference sizes fit");
+    let network = Network::new(spec.network_config(data.pixels(), data.classes), 0);
+    let layer = &network.layers()[0];
+    let (k, m, n) = (32, layer.outputs(), layer.inputs());
+    let x = &stream.test_set(0).images[..k * n];
+    // Multiples of 1/8 (rates over 8 steps), 27% of them nonzero; and values of both signs.
+    let mut state = 1u32;
+    let mut next = move || {
+        state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        state >> 8
+    };
+    let rates: Vec<f32> = (0..k * m)
+        .map(|_| {
+            if next() % 100 < 27 {
+                (1 + next() % 8) as f32 / 8.0
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let error: Vec<f32> = (0..k * m)
+        .map(|_| next() as f32 / (1 << 24) as f32 - 0.5)
+        .collect();
+    let mut dst = vec![0.0f32; m * n];
+    let mut scratch = SparseScratch::default();
+    let mut group = c.benchmark_group("outer_products");
+    group.throughput(Throughput::Elements(k as u64));
+    for (name, a) in [("rates", &rates), ("dense", &error)] {
+        group.bench_function(format!("gemm/{name}"), |b| {
+            b.iter(|| {
+                let a = black_box(&a[..]);
+                matmul_scaled(
+                    &mut dst,
+                    a,
+                    Storage::Transposed,
+                    x,
+                    Storage::RowMajor,
+                    (m, k, n),
+                    1.0 / 32.0,
+                )
+            })
+        });
+        group.bench_function(format!("skipping_zeros/{name}"), |b| {
+            b.iter(|| {
+                let a = black_box(&a[..]);
+                outer_products_skipping_zeros(&mut dst, a, x, (m, k, n), 1.0 / 32.0, &mut scratch)
+            })
+        });
+    }
+    group.finish();
+}
+
 /// Testing one task: the 2,000 examples of a test set predicted in chunks of 500 (as `run` does after
 /// every task, 4,169 times in a 200-task `pmnist-200` run), forward only.
 fn testing(c: &mut Criterion) {
@@ -242,5 +305,5 @@ fn batches(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench, products, testing, batches);
+criterion_group!(benches, bench, products, outer_products, testing, batches);
 criterion_main!(benches);

@@ -116,8 +116,11 @@ impl ContinualBackprop {
                 pending: 0.0,
             })
             .collect();
+        // Every update reads the hidden layers' rates: summed as the pass makes them.
+        let mut core = Backprop::new(network);
+        core.workspace.record_rates(true);
         ContinualBackprop {
-            core: Backprop::new(network),
+            core,
             params,
             layers,
             activity: Vec::new(),

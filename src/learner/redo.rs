@@ -34,8 +34,11 @@ pub struct Redo {
 impl Redo {
     /// The learner; `seed` keys the redrawn weights.
     pub fn new(network: Network, lr: f32, threshold: f32, period: usize, seed: u64) -> Redo {
+        // Every update reads the hidden layers' rates: summed as the pass makes them.
+        let mut core = Backprop::new(network);
+        core.workspace.record_rates(true);
         Redo {
-            core: Backprop::new(network),
+            core,
             lr,
             threshold,
             period,

@@ -1,4 +1,5 @@
-//! `I += x·Wᵀ` from the nonzero entries of `x` alone, with the bits of [`matmul`].
+//! `I += x·Wᵀ` from the nonzero entries of `x` alone, with the bits of [`matmul`]; and with the same
+//! kernel, sums of outer products `aᵀ·b` from the nonzero entries of `a` or `b`.
 //!
 //! A hidden layer's input is spikes (0 or 1) or pooled pixels (about three quarters of MNIST's are 0),
 //! so most of a dense product's multiply-adds multiply zeros. Skipping them leaves the result's bits
@@ -10,7 +11,7 @@
 //! differently (k ≤ 2, one row or one column, m·n ≤ 256, k > 512): there, and on other CPUs, and
 //! whenever a weight is not finite (`0·∞` must stay NaN), [`matmul_skipping_zeros`] calls gemm.
 
-use super::matmul::{Storage, matmul};
+use super::matmul::{Storage, matmul, matmul_scaled, store_transposed};
 
 /// Scratch of [`matmul_skipping_zeros`], kept between calls so a warm forward pass allocates nothing.
 #[derive(Clone, Debug, Default)]
@@ -28,6 +29,9 @@ pub struct SparseScratch {
     entries: Entries,
     /// The entries of named inputs (see [`matmul_skipping_zeros`]), kept for their next product.
     kept: KeptEntries,
+    /// Scratch of [`outer_products_skipping_zeros`]: the sparse operand transposed, then the
+    /// transposed product.
+    transposed: Vec<f32>,
 }
 
 /// The nonzero entries of an `m × k` input, as the kernels read them.
@@ -144,6 +148,14 @@ struct Entry {
     value: f32,
 }
 
+/// How a kernel writes each sum: added to `dst` (gemm's `accumulate`, `dst + sum`), or scaled without
+/// reading `dst` (gemm's `scale · sum`).
+#[derive(Clone, Copy, Debug)]
+enum Store {
+    Add,
+    Scaled(f32),
+}
+
 /// Outputs per block of the packed weights for the AVX2 kernel: 4 registers of 8 lanes.
 const BLOCK: usize = 32;
 
@@ -231,7 +243,7 @@ fn skipping_zeros(
         let sparse = always_sparse || 20 * nonzero * n + pack_cost < 10 * m * k * n;
         if sparse && !packed {
             scratch.packed_for = None;
-            if pack(scratch, &w[..n * k], (n, k), block) {
+            if pack(scratch, &w[..n * k], Storage::RowMajor, (n, k), block) {
                 scratch.packed_for = Some((version, n, k, block));
             }
         }
@@ -240,9 +252,9 @@ fn skipping_zeros(
             // indices < k and W is packed for (n, k) in the kernel's blocks, dst holds m·n floats.
             unsafe {
                 if wide {
-                    avx512::sparse_rows(&mut dst[..m * n], scratch, (m, k, n))
+                    avx512::sparse_rows(&mut dst[..m * n], scratch, (m, k, n), Store::Add)
                 } else {
-                    avx2::sparse_rows(&mut dst[..m * n], scratch, (m, k, n))
+                    avx2::sparse_rows(&mut dst[..m * n], scratch, (m, k, n), Store::Add)
                 }
             };
         } else {
@@ -254,9 +266,122 @@ fn skipping_zeros(
     }
 }
 
-/// Packs `w` (`n × k` row-major) into [`SparseScratch::packed`]'s layout. Returns whether every weight
-/// is finite.
-fn pack(scratch: &mut SparseScratch, w: &[f32], (n, k): (usize, usize), block: usize) -> bool {
+/// `dst (m×n) = scale · aᵀ·b`, with `a` `k×m` and `b` `k×n` row-major: a sum of `k` outer products
+/// (a weight gradient `∂Iᵀ·x`, or the rule learner's `hebb` and `elig`). [`matmul_scaled`]'s result
+/// with `a` transposed, bit for bit, computed from the nonzero entries of one operand where that is
+/// faster (a cost model, below): firing rates and spikes are mostly 0 (27% of a `pmnist-quick`
+/// batch's first-layer rates are not), so are pooled pixels.
+///
+/// It is [`matmul_skipping_zeros`]'s kernel on the transposed product: row `i` of `dst` is the sum,
+/// over the rows `r` where `a[r, i]` is nonzero in increasing order, of `a[r, i]·b[r, ..]`, one chain
+/// per element as gemm sums it (or, from `b`'s entries, `dstᵀ` so computed and transposed back).
+/// `scratch` must not be a forward pass's: it holds the other operand packed, which evicts any
+/// packed weights.
+pub fn outer_products_skipping_zeros(
+    dst: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    shape: (usize, usize, usize),
+    scale: f32,
+    scratch: &mut SparseScratch,
+) {
+    outer_products(dst, a, b, shape, scale, scratch, (false, false));
+}
+
+/// [`outer_products_skipping_zeros`]; `always_sparse` and `narrow` as in [`skipping_zeros`].
+fn outer_products(
+    dst: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    (m, k, n): (usize, usize, usize),
+    scale: f32,
+    scratch: &mut SparseScratch,
+    (always_sparse, narrow): (bool, bool),
+) {
+    let dense = |dst: &mut [f32]| {
+        matmul_scaled(
+            dst,
+            a,
+            Storage::Transposed,
+            b,
+            Storage::RowMajor,
+            (m, k, n),
+            scale,
+        )
+    };
+    if !sparse_rows_supported((m, k, n)) {
+        return dense(dst);
+    }
+    assert!(dst.len() >= m * n && a.len() >= k * m && b.len() >= k * n);
+    #[cfg(target_arch = "x86_64")]
+    {
+        let (a, b) = (&a[..k * m], &b[..k * n]);
+        let nonzero = |x: &[f32]| x.iter().filter(|&&v| v != 0.0).count();
+        // Costs in units of gemm's time per 16 multiply-adds, fitted to a training batch of
+        // `pmnist-quick` (256 × 32 × 196): the kernel about 3 per entry and 16 outputs (it loads
+        // its operand for every multiply-add, where gemm reuses registers), transposing the product
+        // back about 1 per element. With a quarter of the pixels nonzero, the weight gradient
+        // (`∂I` dense) stays with gemm (the kernel was 5% slower in a run); with 27% of the firing
+        // rates nonzero, `hebb` takes the kernel (28 against 39 µs per batch in a run).
+        let from_a_cost = 3 * nonzero(a) * n.div_ceil(16);
+        let from_b_cost = 3 * nonzero(b) * m.div_ceil(16) + m * n;
+        let from_a = from_a_cost <= from_b_cost;
+        if !always_sparse && from_a_cost.min(from_b_cost) >= m * k * n.div_ceil(16) {
+            return dense(dst);
+        }
+        // The sparse operand s (k × p) and the other, d (k × q), read a row per entry of s.
+        let (s, d, p, q) = if from_a { (a, b, m, n) } else { (b, a, n, m) };
+        let wide = std::is_x86_feature_detected!("avx512f") && !narrow;
+        // The operand is not a versioned weight matrix: nothing may reuse it packed.
+        scratch.packed_for = None;
+        // (Read in place by the AVX-512 kernel, with masked loads, it was slower: 30 against 29 µs
+        // from a, 39 against 34 µs from b, `outer_products/skipping_zeros/rates`.)
+        if !pack(
+            scratch,
+            d,
+            Storage::Transposed,
+            (q, k),
+            if wide { WIDE_BLOCK } else { BLOCK },
+        ) {
+            // 0·∞ must stay NaN: only gemm multiplies every pair.
+            return dense(dst);
+        }
+        let mut transposed = std::mem::take(&mut scratch.transposed);
+        transposed.resize(p * k, 0.0);
+        store_transposed(&mut transposed, s, p, false);
+        // SAFETY (here and of the kernels): sparse_rows_supported checked AVX2 and FMA (and
+        // `wide` AVX-512); the entries are p rows with indices < k, the packed operand is (q, k) in
+        // the kernel's blocks, and the output holds p·q floats.
+        unsafe { avx2::gather_nonzeros(&mut scratch.entries, &transposed, (p, k)) };
+        let store = Store::Scaled(scale);
+        let kernel = |out: &mut [f32], scratch: &mut SparseScratch| unsafe {
+            if wide {
+                avx512::sparse_rows(out, scratch, (p, k, q), store)
+            } else {
+                avx2::sparse_rows(out, scratch, (p, k, q), store)
+            }
+        };
+        if from_a {
+            kernel(&mut dst[..m * n], scratch);
+        } else {
+            // dstᵀ = bᵀ·a, then transposed into place.
+            transposed.resize(n * m, 0.0);
+            kernel(&mut transposed, scratch);
+            store_transposed(&mut dst[..m * n], &transposed, m, false);
+        }
+        scratch.transposed = transposed;
+    }
+}
+
+/// Packs `w` (`n × k`, stored as stated) into [`SparseScratch::packed`]'s layout. Returns whether
+/// every weight is finite.
+fn pack(
+    scratch: &mut SparseScratch,
+    w: &[f32],
+    storage: Storage,
+    (n, k): (usize, usize),
+    block: usize,
+) -> bool {
     let padded = n.div_ceil(8) * 8;
     scratch.packed.clear();
     scratch.packed.resize(padded * k + 16, 0.0);
@@ -265,15 +390,24 @@ fn pack(scratch: &mut SparseScratch, w: &[f32], (n, k): (usize, usize), block: u
     let mut finite = true;
     for start in (0..n).step_by(block) {
         let width = block.min(padded - start);
+        let real = width.min(n - start);
         let block = &mut packed[start * k..(start + width) * k];
-        for (lane, row) in w[start * k..]
-            .chunks_exact(k)
-            .take(width.min(n - start))
-            .enumerate()
-        {
-            for (i, &v) in row.iter().enumerate() {
-                finite &= v.is_finite();
-                block[i * width + lane] = v;
+        match storage {
+            Storage::RowMajor => {
+                for (lane, row) in w[start * k..].chunks_exact(k).take(real).enumerate() {
+                    for (i, &v) in row.iter().enumerate() {
+                        finite &= v.is_finite();
+                        block[i * width + lane] = v;
+                    }
+                }
+            }
+            // Wᵀ row-major: each input's weights for the block are contiguous already.
+            Storage::Transposed => {
+                for (packed_row, row) in block.chunks_exact_mut(width).zip(w.chunks_exact(n)) {
+                    let row = &row[start..start + real];
+                    finite &= row.iter().all(|v| v.is_finite());
+                    packed_row[..real].copy_from_slice(row);
+                }
             }
         }
     }
@@ -284,7 +418,7 @@ fn pack(scratch: &mut SparseScratch, w: &[f32], (n, k): (usize, usize), block: u
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{BLOCK, Entries, SparseScratch};
+    use super::{BLOCK, Entries, SparseScratch, Store};
 
     /// The nonzero entries of `x` (`m` rows of `k`), listed (the AVX2 kernel's form).
     /// Eight at a time: the nonzero lanes are moved to the front of a register by a permutation
@@ -370,7 +504,12 @@ mod avx2 {
     /// block's weights stay in L1), three rows at a time (independent FMA chains hide the FMA
     /// latency; interleaving rows' chains changes none of them), then `dst + acc`.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) fn sparse_rows(dst: &mut [f32], scratch: &SparseScratch, (m, k, n): (usize, usize, usize)) {
+    pub(super) fn sparse_rows(
+        dst: &mut [f32],
+        scratch: &SparseScratch,
+        (m, k, n): (usize, usize, usize),
+        store: Store,
+    ) {
         let padded = n.div_ceil(8) * 8;
         for start in (0..n).step_by(BLOCK) {
             let width = BLOCK.min(padded - start);
@@ -380,6 +519,7 @@ mod avx2 {
                 start,
                 real: n.min(start + width) - start,
                 n,
+                store,
             };
             match width / 8 {
                 4 => block.run::<4>(dst, m),
@@ -400,6 +540,7 @@ mod avx2 {
         /// Its outputs below n (the rest of its 8·R lanes are padding).
         real: usize,
         n: usize,
+        store: Store,
     }
 
     impl Block<'_> {
@@ -429,7 +570,13 @@ mod avx2 {
                 for (chunk, a) in chunks.by_ref().zip(acc) {
                     let d = chunk.as_mut_ptr();
                     // SAFETY: chunk holds exactly 8 floats.
-                    unsafe { _mm256_storeu_ps(d, _mm256_add_ps(_mm256_loadu_ps(d), *a)) };
+                    unsafe {
+                        let result = match self.store {
+                            Store::Add => _mm256_add_ps(_mm256_loadu_ps(d), *a),
+                            Store::Scaled(scale) => _mm256_mul_ps(_mm256_set1_ps(scale), *a),
+                        };
+                        _mm256_storeu_ps(d, result)
+                    };
                 }
                 let rest = chunks.into_remainder();
                 if !rest.is_empty() {
@@ -437,7 +584,10 @@ mod avx2 {
                     // SAFETY: sums holds 8 floats.
                     unsafe { _mm256_storeu_ps(sums.as_mut_ptr(), acc[self.real / 8]) };
                     for (d, s) in rest.iter_mut().zip(sums) {
-                        *d += s;
+                        *d = match self.store {
+                            Store::Add => *d + s,
+                            Store::Scaled(scale) => scale * s,
+                        };
                     }
                 }
             };
@@ -490,7 +640,7 @@ mod avx2 {
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{Entries, Entry, SparseScratch, WIDE_BLOCK};
+    use super::{Entries, Entry, SparseScratch, Store, WIDE_BLOCK};
 
     /// Rows run in lockstep.
     pub(super) const ROWS: usize = 6;
@@ -500,6 +650,7 @@ mod avx512 {
         dst: &mut [f32],
         scratch: &mut SparseScratch,
         (m, k, n): (usize, usize, usize),
+        store: Store,
     ) {
         if !scratch.entries.grouped {
             interleave(&mut scratch.entries, m, k);
@@ -514,6 +665,7 @@ mod avx512 {
                 start,
                 real,
                 n,
+                store,
             };
             let entries = &scratch.entries;
             let groups = (
@@ -585,6 +737,7 @@ mod avx512 {
         /// Its outputs below n (the rest of its lanes are padding).
         real: usize,
         n: usize,
+        store: Store,
     }
 
     impl Block<'_> {
@@ -625,8 +778,11 @@ mod avx512 {
                         // SAFETY: the masked lanes are real outputs of row r, inside `out`.
                         unsafe {
                             let d = out.as_mut_ptr().add(16 * j);
-                            let sum = _mm512_add_ps(_mm512_maskz_loadu_ps(mask(j), d), *a);
-                            _mm512_mask_storeu_ps(d, mask(j), sum);
+                            let result = match self.store {
+                                Store::Add => _mm512_add_ps(_mm512_maskz_loadu_ps(mask(j), d), *a),
+                                Store::Scaled(scale) => _mm512_mul_ps(_mm512_set1_ps(scale), *a),
+                            };
+                            _mm512_mask_storeu_ps(d, mask(j), result);
                         }
                     }
                 }
@@ -653,6 +809,17 @@ mod tests {
         mantissa * 2f32.powi((uniform(state) * 24.0) as i32 - 12)
     }
 
+    /// `len` values, `density` of them [`value`]s and the rest zeros of either sign.
+    fn operand(state: &mut u64, len: usize, density: f32) -> Vec<f32> {
+        (0..len)
+            .map(|_| match uniform(state) {
+                u if u < density => value(state),
+                u if u < density + (1.0 - density) / 2.0 => 0.0,
+                _ => -0.0,
+            })
+            .collect()
+    }
+
     #[test]
     fn the_sparse_kernel_gives_gemms_bits_wherever_supported() {
         if !sparse_rows_supported((500, 196, 256)) {
@@ -671,13 +838,7 @@ mod tests {
                         continue;
                     }
                     for density in [0.0, 0.25, 1.0] {
-                        let x: Vec<f32> = (0..m * k)
-                            .map(|_| match uniform(&mut state) {
-                                u if u < density => value(&mut state),
-                                u if u < density + (1.0 - density) / 2.0 => 0.0,
-                                _ => -0.0,
-                            })
-                            .collect();
+                        let x = operand(&mut state, m * k, density);
                         let w: Vec<f32> = (0..n * k).map(|_| value(&mut state)).collect();
                         version += 1;
                         let bias: Vec<f32> = (0..m * n).map(|_| value(&mut state)).collect();
@@ -720,6 +881,72 @@ mod tests {
         (0..len)
             .map(|_| if uniform(state) < 0.25 { value(state) } else { 0.0 })
             .collect()
+    }
+
+    #[test]
+    fn outer_products_give_gemms_bits_wherever_supported() {
+        if !sparse_rows_supported((32, 32, 196)) {
+            eprintln!("no AVX2 + FMA here: the sparse kernel is never taken");
+            return;
+        }
+        let mut state = 0x853c_49e6_748f_ea9bu64;
+        let mut scratch = SparseScratch::default();
+        let mut compared = 0;
+        for &m in &[2, 10, 17, 64, 256] {
+            for &k in &[3, 8, 32, 256, 512] {
+                for &n in &[2, 9, 10, 33, 64, 196, 256] {
+                    if !sparse_rows_supported((m, k, n)) {
+                        continue;
+                    }
+                    for (a_density, b_density) in
+                        [(0.25, 1.0), (1.0, 0.25), (0.1, 0.3), (0.0, 1.0), (1.0, 1.0)]
+                    {
+                        let a = operand(&mut state, k * m, a_density);
+                        let b = operand(&mut state, k * n, b_density);
+                        for scale in [1.0, 1.0 / 256.0, -0.3] {
+                            let mut want = vec![f32::NAN; m * n];
+                            matmul_scaled(
+                                &mut want,
+                                &a,
+                                Storage::Transposed,
+                                &b,
+                                Storage::RowMajor,
+                                (m, k, n),
+                                scale,
+                            );
+                            for choice in [(true, false), (true, true), (false, false)] {
+                                let mut got = vec![f32::NAN; m * n];
+                                outer_products(&mut got, &a, &b, (m, k, n), scale, &mut scratch, choice);
+                                for (e, (g, w)) in got.iter().zip(&want).enumerate() {
+                                    assert_eq!(
+                                        g.to_bits(),
+                                        w.to_bits(),
+                                        "{m}×{k}×{n}, densities {a_density} {b_density}, scale {scale}, {choice:?}, element {e}"
+                                    );
+                                }
+                            }
+                            compared += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(compared > 300, "only {compared} products compared");
+        // 0·∞ stays NaN, as gemm multiplies it, whichever operand holds the ∞.
+        let (m, k, n) = (8, 8, 64);
+        for infinite_in_a in [false, true] {
+            let mut a = vec![0.0; k * m];
+            let mut b = vec![0.5; k * n];
+            if infinite_in_a {
+                (a, b) = (vec![0.5; k * m], vec![0.0; k * n]);
+                a[0] = f32::INFINITY;
+            } else {
+                b[0] = f32::INFINITY;
+            }
+            let mut got = vec![1.0; m * n];
+            outer_products(&mut got, &a, &b, (m, k, n), 1.0, &mut scratch, (true, false));
+            assert!(got[0].is_nan(), "0·∞ is NaN in gemm: {}", got[0]);
+        }
     }
 
     #[test]

@@ -313,3 +313,35 @@ fn predict_gives_the_logits_of_eval_bit_for_bit() {
         }
     }
 }
+
+#[test]
+fn rates_summed_during_the_pass_have_the_bits_of_rates_summed_after_it() {
+    for neuron in [lif(Reset::SameStep), lif(Reset::NextStep), Neuron::Relu] {
+        let net = Network::new(config(neuron, vec![5, 7], 6), 4);
+        let (x, _) = inputs(9);
+        let rates = |record: bool, pass: Pass| {
+            let mut ws = Workspace::default();
+            ws.record_rates(record);
+            let mut rng = Rng::stream(0, crate::rng::Purpose::Encoding, &[]);
+            net.forward(&x, 9, &mut ws, pass, &mut rng);
+            let recorded = ws.layers.iter().all(|b| b.spike_sum_pass == Some(ws.pass_id()));
+            assert_eq!(
+                recorded, record,
+                "the sums are read only when recorded for this pass"
+            );
+            [5, 7]
+                .iter()
+                .enumerate()
+                .map(|(l, &width)| ws.activity(l, width).iter().map(|v| v.to_bits()).collect())
+                .collect::<Vec<Vec<u32>>>()
+        };
+        for pass in [Pass::Train, Pass::Eval] {
+            let summed_after = rates(false, pass);
+            assert!(
+                summed_after.iter().flatten().any(|&v| v != 0),
+                "{neuron:?}: no activity to compare"
+            );
+            assert_eq!(rates(true, pass), summed_after, "{neuron:?} {pass:?}");
+        }
+    }
+}

@@ -253,6 +253,9 @@ impl RuleLearner {
         let recorded = reads.union(prune_reads);
         core.workspace
             .record(recorded.v || neuron_v, recorded.err || neuron_err);
+        // Firing rates (`Rates`) are read by pre, post and hebb, and by the neuron pass.
+        core.workspace
+            .record_rates(recorded.pre || recorded.post || recorded.hebb || neurons.is_some());
         RuleLearner {
             core,
             name,

@@ -22,7 +22,10 @@ use super::super::Backprop;
 use crate::data::Batch;
 use crate::rule::Program;
 use crate::rule::vocab::Var;
-use crate::snn::{Storage, Workspace, accumulate_softmax, matmul_divided, matmul_scaled, neuron};
+use crate::snn::{
+    SparseScratch, Storage, Workspace, accumulate_softmax, matmul_divided, neuron,
+    outer_products_skipping_zeros,
+};
 
 /// Decay of `pre_trace`, `post_trace`, `rate_trace` and `loss_trace` per update.
 pub const TRACE_DECAY: f32 = 0.99;
@@ -195,6 +198,8 @@ pub struct Signals {
     pub computed: Reads,
     /// Each hidden layer's firing rates in the last pass, shared by the matrices and the neuron pass.
     pub rates: Rates,
+    /// Scratch of the sums of outer products (`hebb`, `elig`) from their operands' nonzero entries.
+    outer_scratch: SparseScratch,
     /// Scratch: the readout's softmax.
     probabilities: Vec<f32>,
     /// Scratch of `elig`: the presynaptic traces, or for a constant input the c_t-weighted surrogate.
@@ -331,26 +336,24 @@ impl Signals {
         if l == hidden {
             // Readout: mean over the batch of softmax probability × presynaptic firing rate
             // (computed by `compute`).
-            matmul_divided(
+            outer_products_divided(
                 &mut self.hebb,
                 &self.probabilities,
-                Storage::Transposed,
                 self.rates.get(l - 1),
-                Storage::RowMajor,
                 (outputs, rows, inputs),
                 rows,
+                &mut self.outer_scratch,
             );
         } else if l == 0 && ws.input_sequence().is_empty() {
             // Direct input is the same at every step: Σ_t s[t]ᵀx = T·(rate)ᵀx (the rate computed by
             // `compute`).
-            matmul_divided(
+            outer_products_divided(
                 &mut self.hebb,
                 self.rates.get(0),
-                Storage::Transposed,
                 &batch.images,
-                Storage::RowMajor,
                 (outputs, rows, inputs),
                 rows,
+                &mut self.outer_scratch,
             );
         } else {
             let pre_steps = if l == 0 {
@@ -358,14 +361,13 @@ impl Signals {
             } else {
                 ws.spikes(l - 1)
             };
-            matmul_scaled(
+            outer_products_skipping_zeros(
                 &mut self.hebb,
                 ws.spikes(l),
-                Storage::Transposed,
                 pre_steps,
-                Storage::RowMajor,
                 (outputs, steps * rows, inputs),
                 1.0 / (steps * rows) as f32,
+                &mut self.outer_scratch,
             );
         }
     }
@@ -394,14 +396,13 @@ impl Signals {
                 .collect();
             neuron::weighted_sum_over_steps(&ws.surrogate(l)[..steps * per_step], &weights, &mut self.trace);
             self.elig.resize(outputs * inputs, 0.0);
-            matmul_scaled(
+            outer_products_skipping_zeros(
                 &mut self.elig,
                 &self.trace,
-                Storage::Transposed,
                 &batch.images,
-                Storage::RowMajor,
                 (outputs, rows, inputs),
                 1.0 / (steps * rows) as f32,
+                &mut self.outer_scratch,
             );
             return;
         }
@@ -453,14 +454,13 @@ impl Signals {
             }
         }
         self.elig.resize(outputs * inputs, 0.0);
-        matmul_scaled(
+        outer_products_skipping_zeros(
             &mut self.elig,
             ws.surrogate(l),
-            Storage::Transposed,
             &self.trace,
-            Storage::RowMajor,
             (outputs, steps * rows, inputs),
             1.0 / (steps * rows) as f32,
+            &mut self.outer_scratch,
         );
     }
 
@@ -546,6 +546,23 @@ fn row_mean_into(values: &[f32], width: usize, mean: &mut Vec<f32>) {
     let rows = values.len() / width.max(1);
     neuron::add_rows(mean, &values[..rows * width]);
     mean.iter_mut().for_each(|m| *m /= rows.max(1) as f32);
+}
+
+/// `dst = aᵀ·b / divisor`, [`matmul_divided`]'s bits, from the operands' nonzero entries where that is
+/// faster ([`outer_products_skipping_zeros`]; a divisor that is a power of two is an exact scale).
+fn outer_products_divided(
+    dst: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    shape: (usize, usize, usize),
+    divisor: usize,
+    scratch: &mut SparseScratch,
+) {
+    if divisor.is_power_of_two() {
+        outer_products_skipping_zeros(dst, a, b, shape, 1.0 / divisor as f32, scratch);
+    } else {
+        matmul_divided(dst, a, Storage::Transposed, b, Storage::RowMajor, shape, divisor);
+    }
 }
 
 /// Mean pre-reset membrane of each neuron of hidden layer `l` (the workspace sums over `samples` =
