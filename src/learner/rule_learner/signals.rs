@@ -182,9 +182,9 @@ pub struct Signals {
     pub v: Vec<f32>,
     /// Per postsynaptic neuron.
     pub err: Vec<f32>,
-    /// Per synapse.
+    /// Per synapse: the first `outputs × inputs` of the matrix computed last ([`Signals::hebb`]).
     pub hebb: Vec<f32>,
-    /// Per synapse (hidden layers).
+    /// Per synapse (hidden layers), as `hebb`.
     pub elig: Vec<f32>,
     /// Per presynaptic neuron: `elig` of the readout, where ψ = 1 ([`Signals::elig_per_column`]).
     /// Kept apart from `elig` so neither buffer is shrunk and refilled on every update.
@@ -332,7 +332,7 @@ impl Signals {
         let (inputs, outputs) = (layer.inputs(), layer.outputs());
         let ws = &core.workspace;
         let (steps, rows) = (config.time_steps, batch.len());
-        self.hebb.resize(outputs * inputs, 0.0);
+        grow(&mut self.hebb, outputs * inputs);
         if l == hidden {
             // Readout: mean over the batch of softmax probability × presynaptic firing rate
             // (computed by `compute`).
@@ -395,7 +395,7 @@ impl Signals {
                 })
                 .collect();
             neuron::weighted_sum_over_steps(&ws.surrogate(l)[..steps * per_step], &weights, &mut self.trace);
-            self.elig.resize(outputs * inputs, 0.0);
+            grow(&mut self.elig, outputs * inputs);
             outer_products_skipping_zeros(
                 &mut self.elig,
                 &self.trace,
@@ -453,7 +453,7 @@ impl Signals {
                 }
             }
         }
-        self.elig.resize(outputs * inputs, 0.0);
+        grow(&mut self.elig, outputs * inputs);
         outer_products_skipping_zeros(
             &mut self.elig,
             ws.surrogate(l),
@@ -546,6 +546,16 @@ fn row_mean_into(values: &[f32], width: usize, mean: &mut Vec<f32>) {
     let rows = values.len() / width.max(1);
     neuron::add_rows(mean, &values[..rows * width]);
     mean.iter_mut().for_each(|m| *m /= rows.max(1) as f32);
+}
+
+/// Makes `buffer` hold at least `len` floats without shrinking it: the matrices of an update take
+/// turns with a per-synapse buffer whose every element their product writes, and shrinking it to the
+/// readout's size made the first layer's refill it with zeros at every update (a 200 KB memset on
+/// `pmnist-quick`). Readers take its first `len`.
+fn grow(buffer: &mut Vec<f32>, len: usize) {
+    if buffer.len() < len {
+        buffer.resize(len, 0.0);
+    }
 }
 
 /// `dst = aᵀ·b / divisor`, [`matmul_divided`]'s bits, from the operands' nonzero entries where that is
