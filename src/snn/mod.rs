@@ -211,6 +211,11 @@ struct LayerBuffers {
     spike_sum: Vec<f32>,
     /// The pass whose spikes `spike_sum` holds, if any.
     spike_sum_pass: Option<u64>,
+    /// `Σ_t c_t·ψ[t]`, `batch × width`, with the step weights of `Workspace::surrogate_weights`,
+    /// summed as each step's surrogate comes out (first layer, training passes, when recorded).
+    weighted_surrogate: Vec<f32>,
+    /// The pass whose surrogate `weighted_surrogate` holds, if any.
+    weighted_surrogate_pass: Option<u64>,
     /// Scratch of the input product `x·Wᵀ` (packed weights, kept while the weights are unchanged).
     sparse: SparseScratch,
 }
@@ -227,6 +232,9 @@ pub struct Workspace {
     /// Whether passes sum each hidden layer's spikes over the steps as they come out (for
     /// [`Workspace::activity_into`]).
     record_rates: bool,
+    /// The step weights `c_t` with which training passes sum the first layer's surrogate
+    /// ([`Workspace::record_weighted_surrogate`]), if any.
+    surrogate_weights: Option<Vec<f32>>,
     /// Layers whose weight gradient backward passes leave out (a rule that reads `err` but not `grad`
     /// needs the backward pass's errors, not the weight products: the first layer's is the largest
     /// product of an update). Empty: every layer's is computed.
@@ -279,6 +287,24 @@ impl Workspace {
     /// spikes are read back from memory (6 µs of a 196-256-10 batch of 32 after its backward pass).
     pub fn record_rates(&mut self, record: bool) {
         self.record_rates = record;
+    }
+
+    /// Makes later training passes sum the first hidden layer's surrogate over the steps with these
+    /// weights, `Σ_t c_t·ψ[t]` (one per step), as each step's comes out (the rule learner's `elig`
+    /// of a first layer with constant input), instead of its reader reading `T × batch × width`
+    /// values back from memory: [`Workspace::weighted_surrogate`].
+    pub fn record_weighted_surrogate(&mut self, weights: Option<Vec<f32>>) {
+        self.surrogate_weights = weights;
+    }
+
+    /// The first hidden layer's `Σ_t c_t·ψ[t]` (`batch × width`) of the last pass, summed from 0 in
+    /// step order as `neuron::weighted_sum_over_steps` sums it, when that pass recorded it with
+    /// exactly `weights`.
+    pub fn weighted_surrogate(&self, weights: &[f32]) -> Option<&[f32]> {
+        let buffers = self.layers.first()?;
+        let recorded = buffers.weighted_surrogate_pass == Some(self.pass_id)
+            && self.surrogate_weights.as_deref() == Some(weights);
+        recorded.then_some(&buffers.weighted_surrogate[..])
     }
 
     /// Makes later backward passes leave out the weight gradient of every layer `l` with
@@ -633,6 +659,11 @@ impl Network {
                 buffers.spike_sum.clear();
                 buffers.spike_sum.resize(per_step, 0.0);
             }
+            buffers.weighted_surrogate_pass = None;
+            if l == 0 && pass == Pass::Train && ws.surrogate_weights.is_some() {
+                buffers.weighted_surrogate.clear();
+                buffers.weighted_surrogate.resize(per_step, 0.0);
+            }
             buffers.membrane.resize(per_step, 0.0);
             buffers.spikes.resize(t * per_step, 0.0);
             if pass == Pass::Train {
@@ -737,6 +768,11 @@ impl Network {
                 if ws.record_rates {
                     neuron::add_rows(&mut buffers.spike_sum, spikes);
                 }
+                let weight = ws.surrogate_weights.as_ref().and_then(|w| w.get(t));
+                if let (0, Pass::Train, Some(&c)) = (l, pass, weight) {
+                    let psi = &buffers.psi[t * per_step..(t + 1) * per_step];
+                    neuron::accumulate_scaled(&mut buffers.weighted_surrogate, psi, c);
+                }
                 if ws.record_membrane {
                     // The pre-reset membrane: after a same-step reset, v + s·θ; ReLU: the input current.
                     let sum = &mut buffers.membrane_sum;
@@ -771,6 +807,10 @@ impl Network {
             }
             if ws.record_rates {
                 buffers.spike_sum_pass = Some(ws.pass_id);
+            }
+            let weights = ws.surrogate_weights.as_ref();
+            if l == 0 && pass == Pass::Train && weights.is_some_and(|w| w.len() == t_steps) {
+                buffers.weighted_surrogate_pass = Some(ws.pass_id);
             }
         }
         // Readout: logits = (Σ_t c_t·s_L[t])·W_oᵀ + (Σ_t c_t)·b_o.

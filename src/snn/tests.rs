@@ -345,3 +345,33 @@ fn rates_summed_during_the_pass_have_the_bits_of_rates_summed_after_it() {
         }
     }
 }
+
+#[test]
+fn a_surrogate_summed_during_the_pass_has_the_bits_of_one_summed_after_it() {
+    let steps = 6;
+    let weights: Vec<f32> = (0..steps).map(|t| 1.0 + 0.37 * t as f32).collect();
+    for neuron in [lif(Reset::SameStep), lif(Reset::NextStep), Neuron::Relu] {
+        let net = Network::new(config(neuron, vec![5, 7], steps), 4);
+        let (x, _) = inputs(9);
+        let mut ws = Workspace::default();
+        ws.record_weighted_surrogate(Some(weights.clone()));
+        let mut rng = Rng::stream(0, crate::rng::Purpose::Encoding, &[]);
+        net.forward(&x, 9, &mut ws, Pass::Train, &mut rng);
+        let mut want = vec![f32::NAN; 9 * 5];
+        neuron::weighted_sum_over_steps(ws.surrogate(0), &weights, &mut want);
+        assert!(
+            want.iter().any(|&v| v != 0.0),
+            "{neuron:?}: no surrogate to compare"
+        );
+        let got = ws.weighted_surrogate(&weights).expect("recorded in this pass");
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(got), bits(&want), "{neuron:?}");
+        // Other weights, or a pass that is not training, find nothing recorded.
+        assert!(ws.weighted_surrogate(&weights[..steps - 1]).is_none());
+        net.forward(&x, 9, &mut ws, Pass::Eval, &mut rng);
+        assert!(
+            ws.weighted_surrogate(&weights).is_none(),
+            "{neuron:?}: an eval pass"
+        );
+    }
+}

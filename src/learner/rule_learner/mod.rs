@@ -36,7 +36,7 @@ use crate::rng::{Purpose, Rng};
 use crate::rule::program::{Input, Scratch};
 use crate::rule::vocab::Var;
 use crate::rule::{CompiledRule, Program, Section};
-use crate::snn::{Network, Workspace};
+use crate::snn::{Encoding, Network, Workspace};
 use neurons::NeuronPass;
 pub use signals::Reads;
 use signals::{Globals, Signals, reads_gradient};
@@ -256,6 +256,14 @@ impl RuleLearner {
         // Firing rates (`Rates`) are read by pre, post and hebb, and by the neuron pass.
         core.workspace
             .record_rates(recorded.pre || recorded.post || recorded.hebb || neurons.is_some());
+        // `elig` of a first layer with constant input reads the surrogate summed over the steps with
+        // the trace's weights (`Signals::elig`): summed by the pass as each step's comes out.
+        let config = core.network.config();
+        let constant_first = config.encoding == Encoding::Direct && !config.hidden.is_empty();
+        let surrogate_weights = (recorded.elig && constant_first).then(|| {
+            signals::constant_input_trace_weights(signals::trace_decay(&core, 0), config.time_steps)
+        });
+        core.workspace.record_weighted_surrogate(surrogate_weights);
         RuleLearner {
             core,
             name,

@@ -386,19 +386,22 @@ impl Signals {
             // A constant input x makes the trace c_t·x with c_t = Σ_{k≤t} βᵏ, so
             // Σ_t ψ[t]ᵀ·(c_t x) = (Σ_t c_t ψ[t])ᵀ·x: one product over the batch, not over T × batch.
             let per_step = rows * outputs;
-            // Every element is written by the weighted sum: no need to zero it first.
-            self.trace.resize(per_step, 0.0);
-            let weights: Vec<f32> = (0..steps)
-                .scan(0.0f32, |c, _| {
-                    *c = beta * *c + 1.0;
-                    Some(*c)
-                })
-                .collect();
-            neuron::weighted_sum_over_steps(&ws.surrogate(l)[..steps * per_step], &weights, &mut self.trace);
+            let weights = constant_input_trace_weights(beta, steps);
+            // Summed by the forward pass where the learner asked for it, else here.
+            let recorded = ws.weighted_surrogate(&weights);
+            if recorded.is_none() {
+                // Every element is written by the weighted sum: no need to zero it first.
+                self.trace.resize(per_step, 0.0);
+                neuron::weighted_sum_over_steps(
+                    &ws.surrogate(l)[..steps * per_step],
+                    &weights,
+                    &mut self.trace,
+                );
+            }
             grow(&mut self.elig, outputs * inputs);
             outer_products_skipping_zeros(
                 &mut self.elig,
-                &self.trace,
+                recorded.unwrap_or(&self.trace),
                 &batch.images,
                 (outputs, rows, inputs),
                 1.0 / (steps * rows) as f32,
@@ -473,12 +476,7 @@ impl Signals {
         let outputs = core.network.layers()[l].outputs();
         let steps = config.time_steps;
         let beta = trace_decay(core, l);
-        let trace: Vec<f32> = (0..steps)
-            .scan(0.0f32, |c, _| {
-                *c = beta * *c + 1.0;
-                Some(*c)
-            })
-            .collect();
+        let trace = constant_input_trace_weights(beta, steps);
         if l == hidden {
             self.bias_elig = vec![trace.iter().sum::<f32>() / steps as f32];
             true
@@ -500,7 +498,7 @@ impl Signals {
 }
 
 /// The decay β of the presynaptic trace of matrix `l`: its postsynaptic layer's (0 for ReLU units).
-fn trace_decay(core: &Backprop, l: usize) -> f32 {
+pub fn trace_decay(core: &Backprop, l: usize) -> f32 {
     let config = core.network.config();
     let hidden = config.hidden.len();
     match config.neuron {
@@ -546,6 +544,17 @@ fn row_mean_into(values: &[f32], width: usize, mean: &mut Vec<f32>) {
     let rows = values.len() / width.max(1);
     neuron::add_rows(mean, &values[..rows * width]);
     mean.iter_mut().for_each(|m| *m /= rows.max(1) as f32);
+}
+
+/// The weights `c_t = Σ_{k≤t} βᵏ` of a constant input's presynaptic trace at steps `0..steps`
+/// (`elig`'s `Σ_t c_t·ψ[t]`).
+pub fn constant_input_trace_weights(beta: f32, steps: usize) -> Vec<f32> {
+    (0..steps)
+        .scan(0.0f32, |c, _| {
+            *c = beta * *c + 1.0;
+            Some(*c)
+        })
+        .collect()
 }
 
 /// Makes `buffer` hold at least `len` floats without shrinking it: the matrices of an update take
