@@ -149,8 +149,13 @@ fn without_timing(dir: &std::path::Path, learner: &str) -> String {
 
 #[test]
 fn the_sgd_rule_reproduces_native_sgd_bit_for_bit() {
-    let (code, stderr, dir) = run_with(&["--learner", "sgd", "--rule", "rules/baselines/sgd.rhai"]);
+    // The rule named first trains and is listed first: learners keep their command-line order
+    // across --rule and --learner (scripts/rule-speed.sh times each rule between two SGD runs).
+    let (code, stderr, dir) = run_with(&["--rule", "rules/baselines/sgd.rhai", "--learner", "sgd"]);
     assert_eq!(code, 0, "{stderr}");
+    let csv = std::fs::read_to_string(dir.path().join("out/comparison.csv")).expect("written");
+    let order: Vec<&str> = csv.lines().skip(1).filter_map(|l| l.split(',').next()).collect();
+    assert_eq!(order, ["sgd.rhai", "sgd"], "{csv}");
     assert_eq!(
         without_timing(dir.path(), "sgd"),
         without_timing(dir.path(), "sgd.rhai")

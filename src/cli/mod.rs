@@ -158,9 +158,13 @@ struct RunArgs {
     #[arg(long = "learner", value_name = "LEARNER")]
     learners: Vec<String>,
     /// Train with this rule script (its synapse() section), beside any --learner; repeatable. The rule
-    /// reads the spec's step size as lr.
+    /// reads the spec's step size as lr. Learners train, and are listed, in command-line order.
     #[arg(long = "rule", value_name = "RULE")]
     rules: Vec<PathBuf>,
+    /// Per `--rule`, how many `--learner` flags come before it on the command line (filled in after
+    /// parsing, from clap's argument indices: the derived fields keep each flag's own order only).
+    #[arg(skip)]
+    learners_before_rule: Vec<usize>,
     /// Learners trained at once [default: one per core].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     threads: Option<u64>,
@@ -180,7 +184,7 @@ struct InputError(String);
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
     // `SYNAPTOGEN_JIT=off` interprets every rule program instead of running native kernels (the same
     // results, slower): for comparing the two, or on a host where generated code misbehaves.
     if std::env::var_os("SYNAPTOGEN_JIT").is_some_and(|v| v == "off") {
@@ -193,6 +197,25 @@ pub fn main() -> ExitCode {
             ExitCode::from(exit_code(&err))
         }
     }
+}
+
+/// The command line, with `run`'s learners in the order they were given: `--learner sgd --rule a.rhai
+/// --learner sgd` trains SGD, the rule, then SGD again (`scripts/rule-speed.sh` relies on it to time
+/// each rule between two SGD runs).
+fn parse() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let (Command::Run(args), Some(("run", run))) = (&mut cli.command, matches.subcommand()) {
+        let positions =
+            |id: &str| -> Vec<usize> { run.indices_of(id).map(Iterator::collect).unwrap_or_default() };
+        let learners = positions("learners");
+        args.learners_before_rule = positions("rules")
+            .iter()
+            .map(|&rule| learners.iter().filter(|&&learner| learner < rule).count())
+            .collect();
+    }
+    cli
 }
 
 /// The error and its causes on one line, each said once: many of our errors already quote their
@@ -487,12 +510,19 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
             ..spec::RuleSpec::default()
         },
     };
-    learners.extend(args.rules.iter().map(|file| {
-        LearnerSpec::Rule(spec::RuleSpec {
+    // Each rule goes after the learners named before it (the last rule first, so the positions of
+    // the earlier ones still hold); without positions (a caller other than `main`), after them all.
+    for (k, file) in args.rules.iter().enumerate().rev() {
+        let learners_before = args
+            .learners_before_rule
+            .get(k)
+            .map_or(args.learners.len(), |&n| n);
+        let rule = LearnerSpec::Rule(spec::RuleSpec {
             path: Some(file.clone()),
             ..template.clone()
-        })
-    }));
+        });
+        learners.insert(learners_before.min(learners.len()), rule);
+    }
     let rules = crate::files::read_rules(&learners)?;
     let stem = args
         .spec
