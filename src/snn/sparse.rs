@@ -11,6 +11,7 @@
 //! differently (k ≤ 2, one row or one column, m·n ≤ 256, k > 512): there, and on other CPUs, and
 //! whenever a weight is not finite (`0·∞` must stay NaN), [`matmul_skipping_zeros`] calls gemm.
 
+use super::grow;
 use super::matmul::{Storage, matmul, matmul_scaled, store_transposed};
 
 /// Scratch of [`matmul_skipping_zeros`], kept between calls so a warm forward pass allocates nothing.
@@ -321,14 +322,15 @@ fn outer_products(
             count_nonzero(x, &mut count);
             count
         };
-        // Costs in units of gemm's time per 16 multiply-adds, fitted to a training batch of
-        // `pmnist-quick` (256 × 32 × 196): the kernel about 3 per entry and 16 outputs (it loads
-        // its operand for every multiply-add, where gemm reuses registers), transposing the product
-        // back about 1 per element. With a quarter of the pixels nonzero, the weight gradient
-        // (`∂I` dense) stays with gemm (the kernel was 5% slower in a run); with 27% of the firing
-        // rates nonzero, `hebb` takes the kernel (28 against 39 µs per batch in a run).
+        // Costs in units of gemm's time per 16 multiply-adds, fitted on 31ecb99 to a training batch
+        // of `pmnist-quick` (256 × 32 × 196, `cargo bench --bench train -- outer_products`): the kernel
+        // about 3 per entry and 16 outputs (it loads its operand for every multiply-add, where gemm
+        // reuses registers), transposing the product back about 1/2 per element (from b's entries
+        // with a dense, 33.7 against gemm's 36.9 µs; from a's with 27% of the rates nonzero, 28.5
+        // against 35.2 µs, where from b's took 31.2). With a quarter of the pixels nonzero, the weight
+        // gradient (`∂I` dense) stays with gemm (the kernel was 5% slower in a run).
         let from_a_cost = 3 * nonzero(a) * n.div_ceil(16);
-        let from_b_cost = 3 * nonzero(b) * m.div_ceil(16) + m * n;
+        let from_b_cost = 3 * nonzero(b) * m.div_ceil(16) + m * n / 2;
         let from_a = from_a_cost <= from_b_cost;
         if !always_sparse && from_a_cost.min(from_b_cost) >= m * k * n.div_ceil(16) {
             return dense(dst);
@@ -350,13 +352,15 @@ fn outer_products(
             // 0·∞ must stay NaN: only gemm multiplies every pair.
             return dense(dst);
         }
+        // Both uses below write every element they read, so the buffer only grows (resizing it
+        // between the two sizes refilled up to 176 KB with zeros at every product, 4 of 34 µs).
         let mut transposed = std::mem::take(&mut scratch.transposed);
-        transposed.resize(p * k, 0.0);
-        store_transposed(&mut transposed, s, p, false);
+        grow(&mut transposed, (p * k).max(n * m));
+        store_transposed(&mut transposed[..p * k], s, p, false);
         // SAFETY (here and of the kernels): sparse_rows_supported checked AVX2 and FMA (and
         // `wide` AVX-512); the entries are p rows with indices < k, the packed operand is (q, k) in
         // the kernel's blocks, and the output holds p·q floats.
-        unsafe { avx2::gather_nonzeros(&mut scratch.entries, &transposed, (p, k)) };
+        unsafe { avx2::gather_nonzeros(&mut scratch.entries, &transposed[..p * k], (p, k)) };
         let store = Store::Scaled(scale);
         let kernel = |out: &mut [f32], scratch: &mut SparseScratch| unsafe {
             if wide {
@@ -369,27 +373,23 @@ fn outer_products(
             kernel(&mut dst[..m * n], scratch);
         } else {
             // dstᵀ = bᵀ·a, then transposed into place.
-            transposed.resize(n * m, 0.0);
-            kernel(&mut transposed, scratch);
-            store_transposed(&mut dst[..m * n], &transposed, m, false);
+            kernel(&mut transposed[..n * m], scratch);
+            store_transposed(&mut dst[..m * n], &transposed[..n * m], m, false);
         }
         scratch.transposed = transposed;
     }
 }
 
 crate::snn::neuron::simd_or_portable! {
-    /// The number of entries of `x` that are not zero (of either sign), into `count`: sixteen lane
-    /// counters, so it runs at the CPU's vector width (a counting iterator compiled to two lanes).
+    /// The number of entries of `x` that are not zero (of either sign), into `count`, at the CPU's
+    /// vector width: summed as 32-bit lanes in one pass (a `usize` count compiled to two 64-bit lanes,
+    /// and sixteen lane counters over chunks of sixteen to a gather per lane).
     fn count_nonzero(x: &[f32], count: &mut usize) {
-        let mut lanes = [0u32; 16];
-        let mut chunks = x.chunks_exact(16);
-        for chunk in chunks.by_ref() {
-            for (lane, &v) in lanes.iter_mut().zip(chunk) {
-                *lane += u32::from(v != 0.0);
-            }
-        }
-        let rest = chunks.remainder().iter().filter(|&&v| v != 0.0).count();
-        *count = lanes.iter().map(|&lane| lane as usize).sum::<usize>() + rest;
+        // Parts below 2³² entries, so a 32-bit sum cannot overflow.
+        *count = x
+            .chunks(1 << 30)
+            .map(|part| part.iter().map(|&v| u32::from(v != 0.0)).sum::<u32>() as usize)
+            .sum();
     }
 }
 
@@ -403,11 +403,12 @@ fn pack(
     block: usize,
 ) -> bool {
     let padded = n.div_ceil(8) * 8;
+    // Transposed, every lane is written below (the padding with zeros), so no fill first, and the
+    // buffer only grows (the outer products pack operands of two sizes in turn).
     if storage == Storage::RowMajor {
         scratch.packed.clear();
     }
-    // Transposed, every lane is written below (the padding with zeros), so no fill first.
-    scratch.packed.resize(padded * k + 16, 0.0);
+    grow(&mut scratch.packed, padded * k + 16);
     scratch.packed_start = scratch.packed.as_ptr().align_offset(64).min(16);
     let packed = &mut scratch.packed[scratch.packed_start..];
     let mut finite = true;
@@ -428,7 +429,8 @@ fn pack(
             Storage::Transposed => {
                 for (packed_row, row) in block.chunks_exact_mut(width).zip(w.chunks_exact(n)) {
                     let row = &row[start..start + real];
-                    finite &= row.iter().all(|v| v.is_finite());
+                    // A fold, not `all`: without the early exit it runs at the vector width.
+                    finite &= row.iter().fold(true, |all, v| all & v.is_finite());
                     packed_row[..real].copy_from_slice(row);
                     packed_row[real..].fill(0.0);
                 }
@@ -825,6 +827,34 @@ mod tests {
         *state ^= *state << 25;
         *state ^= *state >> 27;
         (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    #[test]
+    fn count_nonzero_counts_every_entry_that_is_not_zero_at_every_length() {
+        let mut state = 7u64;
+        let specials = [
+            0.0,
+            -0.0,
+            f32::NAN,
+            f32::INFINITY,
+            -f32::INFINITY,
+            f32::MIN_POSITIVE / 4.0,
+        ];
+        for len in 0..100 {
+            let x: Vec<f32> = (0..len)
+                .map(|_| {
+                    let u = uniform(&mut state);
+                    if u < 0.5 {
+                        specials[(u * 12.0) as usize]
+                    } else {
+                        value(&mut state)
+                    }
+                })
+                .collect();
+            let mut count = usize::MAX;
+            count_nonzero(&x, &mut count);
+            assert_eq!(count, x.iter().filter(|&&v| v != 0.0).count(), "length {len}");
+        }
     }
 
     /// Values of every magnitude and sign, so that any other summation order would round differently.

@@ -23,7 +23,7 @@ use crate::data::Batch;
 use crate::rule::Program;
 use crate::rule::vocab::Var;
 use crate::snn::{
-    SparseScratch, Storage, Workspace, accumulate_softmax, matmul_divided, neuron,
+    SparseScratch, Storage, Workspace, accumulate_softmax, grow, matmul_divided, neuron,
     outer_products_skipping_zeros,
 };
 
@@ -426,15 +426,15 @@ impl Signals {
             self.trace.resize(per_step, 0.0);
             self.elig_columns.clear();
             self.elig_columns.resize(inputs, 0.0);
-            for t in 0..steps {
-                let x = input_at(t);
-                if t == 0 {
-                    self.trace.copy_from_slice(x);
-                    neuron::add_rows(&mut self.elig_columns, &self.trace);
-                } else {
-                    neuron::decay_add_and_sum_rows(&mut self.trace, beta, x, &mut self.elig_columns);
-                }
-            }
+            let x = if direct_first {
+                // No hidden layer: the readout's input is the pixels, the same at every step.
+                &batch.images[..per_step].repeat(steps)
+            } else if l == 0 {
+                &ws.input_sequence()[..steps * per_step]
+            } else {
+                &ws.spikes(l - 1)[..steps * per_step]
+            };
+            neuron::sum_trace_over_steps(x, beta, &mut self.trace, &mut self.elig_columns);
             let samples = (steps * rows).max(1) as f32;
             self.elig_columns.iter_mut().for_each(|m| *m /= samples);
             self.elig_per_column = true;
@@ -555,16 +555,6 @@ pub fn constant_input_trace_weights(beta: f32, steps: usize) -> Vec<f32> {
             Some(*c)
         })
         .collect()
-}
-
-/// Makes `buffer` hold at least `len` floats without shrinking it: the matrices of an update take
-/// turns with a per-synapse buffer whose every element their product writes, and shrinking it to the
-/// readout's size made the first layer's refill it with zeros at every update (a 200 KB memset on
-/// `pmnist-quick`). Readers take its first `len`.
-fn grow(buffer: &mut Vec<f32>, len: usize) {
-    if buffer.len() < len {
-        buffer.resize(len, 0.0);
-    }
 }
 
 /// `dst = aᵀ·b / divisor`, [`matmul_divided`]'s bits, from the operands' nonzero entries where that is
