@@ -322,7 +322,7 @@ fn outer_products(
             count_nonzero(x, &mut count);
             count
         };
-        // Costs in units of gemm's time per 16 multiply-adds, fitted on 31ecb99 to a training batch
+        // Costs in units of gemm's time per 16 multiply-adds, fitted on 819656e to a training batch
         // of `pmnist-quick` (256 × 32 × 196, `cargo bench --bench train -- outer_products`): the kernel
         // about 3 per entry and 16 outputs (it loads its operand for every multiply-add, where gemm
         // reuses registers), transposing the product back about 1/2 per element (from b's entries
