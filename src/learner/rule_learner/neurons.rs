@@ -256,11 +256,16 @@ impl NeuronPass {
             for (t, r) in state.rate_trace.iter_mut().zip(&rate) {
                 *t = TRACE_DECAY * *t + (1.0 - TRACE_DECAY) * r;
             }
-            let corrections: Vec<f32> = state
-                .age
-                .iter()
-                .map(|&a| bias_correction(TRACE_DECAY, a as u32))
-                .collect();
+            // Only `act_dev` and `util` read the bias corrections (a power per neuron).
+            let corrections: Vec<f32> = if needs_dev || needs_util {
+                state
+                    .age
+                    .iter()
+                    .map(|&a| bias_correction(TRACE_DECAY, a as u32))
+                    .collect()
+            } else {
+                Vec::new()
+            };
             if needs_dev {
                 let f_hat: Vec<f32> = state
                     .rate_trace

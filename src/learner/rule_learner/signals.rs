@@ -421,9 +421,9 @@ impl Signals {
         };
         if l == hidden {
             // ψ = 1 for the linear readout: the mean trace of each presynaptic unit over steps and
-            // batch, summed row by row as the trace advances (so only one step of it is kept).
-            self.trace.clear();
-            self.trace.resize(per_step, 0.0);
+            // batch, summed row by row as the trace advances (so only one step of it is kept; its
+            // first step is written before it is read, so the buffer needs no zeros).
+            grow(&mut self.trace, per_step);
             self.elig_columns.clear();
             self.elig_columns.resize(inputs, 0.0);
             let x = if direct_first {
@@ -434,7 +434,7 @@ impl Signals {
             } else {
                 &ws.spikes(l - 1)[..steps * per_step]
             };
-            neuron::sum_trace_over_steps(x, beta, &mut self.trace, &mut self.elig_columns);
+            neuron::sum_trace_over_steps(x, beta, &mut self.trace[..per_step], &mut self.elig_columns);
             let samples = (steps * rows).max(1) as f32;
             self.elig_columns.iter_mut().for_each(|m| *m /= samples);
             self.elig_per_column = true;
