@@ -44,7 +44,9 @@ pub fn matmul_scaled(
     (m, k, n): (usize, usize, usize),
     scale: f32,
 ) {
-    if super::sparse::sparse_rows_supported((m, k, n)) {
+    // Scale 1 is `matmul` itself (the weight gradients through `outer_products_skipping_zeros`,
+    // online ones included, would otherwise pay a pass multiplying by 1).
+    if scale == 1.0 || super::sparse::sparse_rows_supported((m, k, n)) {
         product(dst, a, a_storage, b, b_storage, (m, k, n), false, scale);
     } else {
         product(dst, a, a_storage, b, b_storage, (m, k, n), false, 1.0);
