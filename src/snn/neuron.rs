@@ -478,21 +478,32 @@ macro_rules! by_column_blocks {
 }
 
 simd_or_portable! {
-    /// The trace `acc[t] = β·acc[t−1] + x[t]`, `acc[0] = x[0]`, over the steps of `x` (each
-    /// `acc.len()` floats, rows of `sum.len()`), every step's rows added to `sum` in step then row
-    /// order: the bits of copying the first step, then `decay_and_add` and `add_rows` step by step.
+    /// The trace `acc[t] = β·acc[t−1] + x[t]`, `acc[0] = x[0]`, over `steps` steps of `x` (each
+    /// `acc.len()` floats, rows of `sum.len()`; `x` one step long is the input of every step, a
+    /// constant input read in place), every step's rows added to `sum` in step then row order: the
+    /// bits of copying the first step, then `decay_and_add` and `add_rows` step by step.
     ///
     /// It runs 64 columns at a time through all the steps and rows, their sums held in four
     /// registers rather than stored and reloaded for every row (which made the sums, not the trace,
     /// the cost: 16 µs for a `pmnist-quick` batch, `add_rows` alone 5 µs). Each element still sees
     /// the same operations in the same order, and each sum the same rows.
-    pub fn sum_trace_over_steps(x: &[f32], beta: f32, acc: &mut [f32], sum: &mut [f32]) {
+    pub fn sum_trace_over_steps(x: &[f32], steps: usize, beta: f32, acc: &mut [f32], sum: &mut [f32]) {
         /// Columns `start..start + L`.
         #[inline(always)]
-        fn columns<const L: usize>(x: &[f32], beta: f32, acc: &mut [f32], sum: &mut [f32], start: usize) {
+        fn columns<const L: usize>(
+            x: &[f32],
+            steps: usize,
+            beta: f32,
+            acc: &mut [f32],
+            sum: &mut [f32],
+            start: usize,
+        ) {
             let width = sum.len();
             let mut sums: [f32; L] = sum[start..start + L].try_into().expect("L columns");
-            for (t, step) in x.chunks_exact(acc.len()).enumerate() {
+            let per_step = acc.len();
+            let stride = if x.len() == per_step { 0 } else { per_step };
+            for t in 0..steps {
+                let step = &x[t * stride..t * stride + per_step];
                 for (row, x) in acc.chunks_exact_mut(width).zip(step.chunks_exact(width)) {
                     let trace: &mut [f32; L] = (&mut row[start..start + L]).try_into().expect("L columns");
                     let x: &[f32; L] = x[start..start + L].try_into().expect("L columns");
@@ -514,7 +525,8 @@ simd_or_portable! {
         if sum.is_empty() || acc.is_empty() {
             return;
         }
-        by_column_blocks!(sum.len(), columns(x, beta, acc, sum));
+        assert!(x.len() == acc.len() || x.len() >= steps * acc.len(), "one step of x or every step");
+        by_column_blocks!(sum.len(), columns(x, steps, beta, acc, sum));
     }
 }
 
@@ -874,11 +886,22 @@ mod tests {
                 add_rows(&mut sum, &acc);
             }
             let (mut got_acc, mut got_sum) = (vec![f32::NAN; per_step], vec![0.25f32; width]);
-            sum_trace_over_steps(&x, 0.9, &mut got_acc, &mut got_sum);
+            sum_trace_over_steps(&x, steps, 0.9, &mut got_acc, &mut got_sum);
             assert_eq!(
                 (bits(&got_acc), bits(&got_sum)),
                 (bits(&acc), bits(&sum)),
                 "{width}"
+            );
+            // One step of x stands for every step: the same as that step repeated.
+            let first = &x[..per_step];
+            let (mut want_acc, mut want_sum) = (vec![f32::NAN; per_step], vec![0.25f32; width]);
+            sum_trace_over_steps(&first.repeat(steps), steps, 0.9, &mut want_acc, &mut want_sum);
+            let mut got_sum = vec![0.25f32; width];
+            sum_trace_over_steps(first, steps, 0.9, &mut got_acc, &mut got_sum);
+            assert_eq!(
+                (bits(&got_acc), bits(&got_sum)),
+                (bits(&want_acc), bits(&want_sum)),
+                "{width}, constant input"
             );
         }
     }

@@ -428,13 +428,19 @@ impl Signals {
             self.elig_columns.resize(inputs, 0.0);
             let x = if direct_first {
                 // No hidden layer: the readout's input is the pixels, the same at every step.
-                &batch.images[..per_step].repeat(steps)
+                &batch.images[..per_step]
             } else if l == 0 {
                 &ws.input_sequence()[..steps * per_step]
             } else {
                 &ws.spikes(l - 1)[..steps * per_step]
             };
-            neuron::sum_trace_over_steps(x, beta, &mut self.trace[..per_step], &mut self.elig_columns);
+            neuron::sum_trace_over_steps(
+                x,
+                steps,
+                beta,
+                &mut self.trace[..per_step],
+                &mut self.elig_columns,
+            );
             let samples = (steps * rows).max(1) as f32;
             self.elig_columns.iter_mut().for_each(|m| *m /= samples);
             self.elig_per_column = true;
