@@ -780,9 +780,11 @@ mod avx512 {
             let weights = self.weights.as_ptr();
             let last: __mmask16 = ((1u32 << (self.real - 16 * (R - 1))) - 1) as u16;
             let mask = |j: usize| if j + 1 == R { last } else { u16::MAX };
+            // Zeroed once here and again as each group's sums are stored: zeroed at the top of every
+            // group, the array was filled in memory (a memset) and loaded back into registers.
+            let mut acc = [[_mm512_setzero_ps(); R]; ROWS];
             for (group, span) in rows.chunks(ROWS).zip(starts.windows(2)) {
                 let group_entries = &entries[span[0]..span[1]];
-                let mut acc = [[_mm512_setzero_ps(); R]; ROWS];
                 for slots in group_entries.chunks_exact(ROWS) {
                     for (a, entry) in acc.iter_mut().zip(slots) {
                         let v = _mm512_set1_ps(entry.value);
@@ -798,9 +800,9 @@ mod avx512 {
                         }
                     }
                 }
-                for (a, &r) in acc.iter().zip(group) {
+                for (a, &r) in acc.iter_mut().zip(group) {
                     let out = &mut dst[r as usize * self.n + self.start..][..self.real];
-                    for (j, a) in a.iter().enumerate() {
+                    for (j, a) in a.iter_mut().enumerate() {
                         // SAFETY: the masked lanes are real outputs of row r, inside `out`.
                         unsafe {
                             let d = out.as_mut_ptr().add(16 * j);
@@ -810,6 +812,7 @@ mod avx512 {
                             };
                             _mm512_mask_storeu_ps(d, mask(j), result);
                         }
+                        *a = _mm512_setzero_ps();
                     }
                 }
             }
