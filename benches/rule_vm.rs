@@ -66,27 +66,39 @@ fn bench_rule(
 ) {
     let compiled = rule::compile(source, Path::new(label)).expect("the benchmark rule compiles");
     let program = &compiled.programs[0].1;
+    // The same program with Cranelift's 4-lane kernel, where the CPU would get AVX-512's: kernels are
+    // built on a program's first run, so that run happens with AVX-512 kernels off.
+    let cranelift = rule::compile(source, Path::new(label)).expect("the benchmark rule compiles");
+    let cranelift = &cranelift.programs[0].1;
     let input_names: Vec<&'static str> = program.inputs.iter().map(|v| v.name()).collect();
     let data = inputs(&input_names);
     let mut outputs: Vec<Vec<f32>> = program.outputs.iter().map(|_| vec![0.0; N]).collect();
     let mut scratch = rule::program::Scratch::default();
     let mut group = c.benchmark_group(format!("rule_vm/{label}"));
     group.throughput(Throughput::Elements(N as u64));
-    // `compiled` is Program::run (the native kernel); `interpreted` the reference it is checked against.
-    for (name, native) in [("compiled", true), ("interpreted", false)] {
-        group.bench_function(name, |b| {
-            b.iter(|| {
-                let slices: Vec<&[f32]> = data.iter().map(Vec::as_slice).collect();
-                let mut outs: Vec<&mut [f32]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
-                let mut randn = |chunk: &mut [f32]| chunk.fill(0.0);
-                if native {
-                    program.run(N, &slices, &mut outs, &mut randn, &mut scratch);
-                } else {
-                    program.interpret(N, &slices, &mut outs, &mut randn, &mut scratch);
-                }
-                black_box(&outs);
-            })
-        });
+    // `compiled` is Program::run (the native kernel: AVX-512's where the CPU has it and the rule's
+    // operations are all exact, else Cranelift's), `compiled_cranelift` the same with Cranelift's;
+    // `interpreted` the reference both are checked against.
+    let mut run = |program: &rule::Program, native: bool| {
+        let slices: Vec<&[f32]> = data.iter().map(Vec::as_slice).collect();
+        let mut outs: Vec<&mut [f32]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
+        let mut randn = |chunk: &mut [f32]| chunk.fill(0.0);
+        if native {
+            program.run(N, &slices, &mut outs, &mut randn, &mut scratch);
+        } else {
+            program.interpret(N, &slices, &mut outs, &mut randn, &mut scratch);
+        }
+        black_box(&outs);
+    };
+    rule::program::set_avx512(false);
+    run(cranelift, true);
+    rule::program::set_avx512(true);
+    for (name, program, native) in [
+        ("compiled", program, true),
+        ("compiled_cranelift", cranelift, true),
+        ("interpreted", program, false),
+    ] {
+        group.bench_function(name, |b| b.iter(|| run(program, native)));
     }
     let output_names: Vec<&'static str> = program.outputs.iter().map(|(v, _)| v.name()).collect();
     group.bench_function("hand_written", |b| {

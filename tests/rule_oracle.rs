@@ -585,3 +585,107 @@ fn vector_pow_equals_math_rs() {
     assert_kernel_computes("w ** grad", &w, &grad, math::pow);
     assert_kernel_computes("w ** 2.0", &w, &grad, |x, _| math::pow(x, 2.0));
 }
+
+/// Every operation the AVX-512 kernels compute (`src/rule/avx512.rs`), alone and combined, over
+/// values chosen to tell rounding, NaN and signed-zero rules apart, at lengths that end on every
+/// masked tail: the interpreter's bits, and (where the CPU has AVX-512) on sixteen lanes.
+#[test]
+fn avx512_kernels_give_the_interpreters_bits_for_every_exact_operation() {
+    use synaptogen::rule::program::{Backend, Granularity};
+    let specials = [
+        0.0f32,
+        -0.0,
+        1.0,
+        -1.0,
+        0.1,
+        -2.5,
+        f32::NAN,
+        -f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::MIN_POSITIVE / 8.0,
+        -f32::MIN_POSITIVE / 8.0,
+        f32::MAX,
+        3.0e-39,
+        1.0e30,
+    ];
+    let expressions = [
+        "w + grad",
+        "w - grad",
+        "w * grad",
+        "w / grad",
+        "-w",
+        "if w < grad { 1.0 } else { 0.0 }",
+        "if w <= grad { hebb } else { w }",
+        "if w > grad { hebb } else { grad }",
+        "if w >= grad { 2.0 } else { hebb }",
+        "if w == grad { w } else { 0.5 }",
+        "if w != grad { grad } else { hebb }",
+        "if w > 0.0 && grad < 0.0 { 1.0 } else { -1.0 }",
+        "if w > 0.0 || grad < 0.0 { hebb } else { -hebb }",
+        "if !(w > grad) { w } else { grad }",
+        "abs(w) - abs(grad)",
+        "sign(w) * sign(grad)",
+        "sqrt(w) + sqrt(abs(grad))",
+        "relu(w) + relu(grad)",
+        "min(w, grad) + max(grad, w)",
+        "max(w, grad) - min(hebb, w)",
+        "clamp(w, grad, hebb)",
+        "clamp(w, -0.5, 0.5) * lr",
+        "step(w) + step(grad) * hebb",
+        "-lr * grad + 0.001 * w * (hebb - w * w) / (1.0 + abs(hebb))",
+    ];
+    #[cfg(target_arch = "x86_64")]
+    let avx512 = std::is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    let avx512 = false;
+    for expr in expressions {
+        let source = format!("fn synapse() {{ dw = {expr}; }}");
+        let compiled = rule::compile(&source, Path::new("exact.rhai")).unwrap_or_else(|e| panic!("{e}"));
+        let program = &compiled.programs[0].1;
+        if avx512 {
+            let layout = vec![Granularity::PerSynapse; program.inputs.len()];
+            let backends = program
+                .prepare_native(&layout)
+                .unwrap_or_else(|e| panic!("{expr}: {e}"));
+            assert!(
+                backends.iter().all(|b| *b == Backend::Avx512),
+                "{expr}: {backends:?}"
+            );
+        }
+        for len in [4, 8, 12, 16, 20, 28, 196, 1001] {
+            // Every pair of specials meets in some lane (offsets differ per input), the rest random.
+            let inputs: Vec<Vec<f32>> = (0..program.inputs.len())
+                .map(|i| {
+                    let mut column = column(len as u64, i, len, false);
+                    for (e, x) in column.iter_mut().enumerate() {
+                        if e % 3 != 2 {
+                            *x = specials[(e * (i + 1) + e / specials.len()) % specials.len()];
+                        }
+                    }
+                    column
+                })
+                .collect();
+            let slices: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+            let outputs = |native: bool| {
+                let mut out = vec![vec![0.0f32; len]; program.outputs.len()];
+                let mut outs: Vec<&mut [f32]> = out.iter_mut().map(Vec::as_mut_slice).collect();
+                let mut randn = |_: &mut [f32]| unreachable!("no randn() here");
+                if native {
+                    program.run(len, &slices, &mut outs, &mut randn, &mut Default::default());
+                } else {
+                    program.interpret(len, &slices, &mut outs, &mut randn, &mut Default::default());
+                }
+                out
+            };
+            for (got, want) in outputs(true).iter().zip(&outputs(false)) {
+                for (e, (g, w)) in got.iter().zip(want).enumerate() {
+                    assert!(
+                        g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
+                        "{expr}, length {len}, element {e}: native {g}, interpreter {w}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -4,12 +4,19 @@ mod util;
 
 use util::synaptogen;
 
-/// Runs `synaptogen check` on `source`; returns (status, stdout, stderr).
+/// Runs `synaptogen check` on `source` with Cranelift's kernels, so the snapshots do not depend on
+/// whether the CPU has AVX-512; returns (status, stdout, stderr).
 fn check(source: &str) -> (i32, String, String) {
+    check_with_kernels(source, "cranelift")
+}
+
+/// [`check`] with `SYNAPTOGEN_JIT` set to `jit`.
+fn check_with_kernels(source: &str, jit: &str) -> (i32, String, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(dir.path().join("rule.rhai"), source).expect("temp dir is writable");
     let out = synaptogen(dir.path())
         .args(["check", "rule.rhai"])
+        .env("SYNAPTOGEN_JIT", jit)
         .output()
         .expect("the binary runs");
     (
@@ -26,6 +33,27 @@ fn a_valid_rule_prints_its_canonical_form_and_program() {
     );
     assert_eq!(code, 0, "{stderr}");
     insta::assert_snapshot!("check_momentum", stdout);
+}
+
+/// Where the CPU has AVX-512, a part of exact operations runs on sixteen lanes and one with `exp`
+/// on Cranelift's four; `check` names each.
+#[test]
+fn check_names_the_code_generator_of_each_part() {
+    let source = "fn synapse() {\n    dw = -lr * grad + 0.001 * exp(-w * w) * hebb;\n}\n";
+    let (code, stdout, stderr) = check_with_kernels(source, "on");
+    assert_eq!(code, 0, "{stderr}");
+    #[cfg(target_arch = "x86_64")]
+    let avx512 = std::is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    let avx512 = false;
+    let expected = if avx512 {
+        "native code (AVX-512, 16 lanes and Cranelift, 4 lanes)"
+    } else {
+        "native code (Cranelift, 4 lanes)"
+    };
+    assert!(stdout.contains(expected), "{stdout}");
+    let (_, stdout, _) = check_with_kernels(source, "cranelift");
+    assert!(stdout.contains("native code (Cranelift, 4 lanes)\n"), "{stdout}");
 }
 
 #[test]

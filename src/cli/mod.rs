@@ -187,8 +187,12 @@ pub fn main() -> ExitCode {
     let cli = parse();
     // `SYNAPTOGEN_JIT=off` interprets every rule program instead of running native kernels (the same
     // results, slower): for comparing the two, or on a host where generated code misbehaves.
-    if std::env::var_os("SYNAPTOGEN_JIT").is_some_and(|v| v == "off") {
-        crate::rule::program::set_native(false);
+    // `SYNAPTOGEN_JIT=cranelift` writes every kernel with Cranelift (four lanes), even where the CPU has
+    // AVX-512 (sixteen): the same results, for comparing the two or output independent of the CPU.
+    match std::env::var_os("SYNAPTOGEN_JIT") {
+        Some(v) if v == "off" => crate::rule::program::set_native(false),
+        Some(v) if v == "cranelift" => crate::rule::program::set_avx512(false),
+        _ => {}
     }
     match dispatch(cli) {
         Ok(code) => code,

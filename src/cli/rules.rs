@@ -94,7 +94,17 @@ fn work(section: Section, program: &Program) -> String {
         "interpreted (SYNAPTOGEN_JIT=off)".to_string()
     } else {
         match program.prepare_native(&inputs) {
-            Ok(()) => "native code (Cranelift, 4 lanes)".to_string(),
+            Ok(backends) => {
+                // Each code generator once, in part order: AVX-512 where the CPU has it and a part's
+                // operations are all exact, Cranelift for the rest.
+                let mut names: Vec<&str> = Vec::new();
+                for name in backends.iter().map(|b| b.describe()) {
+                    if !names.contains(&name) {
+                        names.push(name);
+                    }
+                }
+                format!("native code ({})", names.join(" and "))
+            }
             Err(why) => format!("interpreted: no native kernel ({why})"),
         }
     };

@@ -34,7 +34,9 @@ use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::{Context, control::ControlPlane};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::avx512;
 use super::ir::{BinOp, Func};
 use super::math;
 use super::program::{Code, Input, Op, Operand};
@@ -55,6 +57,51 @@ pub struct Kernel {
     /// Per input slot: read as one value broadcast to every element of a row.
     scalar: Vec<bool>,
     outputs: usize,
+    /// Which code generator wrote it.
+    backend: Backend,
+}
+
+/// The code generator of a [`Kernel`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// `avx512.rs`: sixteen lanes, for code of exact operations on a CPU with AVX-512.
+    Avx512,
+    /// This module: four lanes, every operation.
+    Cranelift,
+}
+
+impl Backend {
+    /// How `synaptogen check` names it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Backend::Avx512 => "AVX-512, 16 lanes",
+            Backend::Cranelift => "Cranelift, 4 lanes",
+        }
+    }
+}
+
+/// Whether AVX-512 kernels may be generated: off, every kernel is Cranelift's (to compare the two, or
+/// for output that does not depend on the CPU). The CLI sets it from `SYNAPTOGEN_JIT=cranelift`.
+static WIDE: AtomicBool = AtomicBool::new(true);
+
+/// Allows or forbids AVX-512 kernels for the whole process ([`WIDE`]); the same bits either way.
+pub fn set_avx512(enabled: bool) {
+    WIDE.store(enabled, Ordering::Relaxed);
+}
+
+/// Why `code` gets no AVX-512 kernel here, if it gets none.
+fn why_not_avx512(code: &Code, scalar: &[bool]) -> Option<String> {
+    if !WIDE.load(Ordering::Relaxed) {
+        return Some("AVX-512 kernels are off (SYNAPTOGEN_JIT=cranelift)".into());
+    }
+    #[cfg(target_arch = "x86_64")]
+    if !std::is_x86_feature_detected!("avx512f") {
+        return Some("the CPU has no AVX-512".into());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    return Some("not an x86-64 CPU".into());
+    #[cfg(target_arch = "x86_64")]
+    avx512::unsupported(code, scalar)
 }
 
 impl std::fmt::Debug for Kernel {
@@ -90,7 +137,17 @@ fn host() -> Option<&'static OwnedTargetIsa> {
 impl Kernel {
     /// Compiles `code` for slots laid out as `scalar` says (one flag per slot: one value for a whole
     /// row, or one per element). Errors name what stopped it; the caller then interprets.
+    /// AVX-512's where the CPU has it and every operation is exact (`avx512.rs`), else Cranelift's.
     pub fn compile(code: &Code, scalar: &[bool]) -> Result<Kernel, String> {
+        assert_eq!(scalar.len(), code.slots, "one flag per slot");
+        if why_not_avx512(code, scalar).is_none() {
+            return Kernel::map(avx512::assemble(code, scalar)?, code, scalar, Backend::Avx512);
+        }
+        Kernel::compile_cranelift(code, scalar)
+    }
+
+    /// Cranelift's kernel, whatever the CPU.
+    pub fn compile_cranelift(code: &Code, scalar: &[bool]) -> Result<Kernel, String> {
         assert_eq!(scalar.len(), code.slots, "one flag per slot");
         let isa = host().ok_or("no native code generator for this CPU")?;
         let function = generate(code, scalar, &**isa);
@@ -101,12 +158,17 @@ impl Kernel {
         if !compiled.buffer.relocs().is_empty() {
             return Err("the kernel needs relocations".into());
         }
-        let bytes = compiled.code_buffer();
+        Kernel::map(compiled.code_buffer().to_vec(), code, scalar, Backend::Cranelift)
+    }
+
+    /// Maps `bytes`, a complete position-independent function of signature [`Entry`] for `code`'s
+    /// slots laid out as `scalar` says, with no relocations left to apply, as executable code.
+    fn map(bytes: Vec<u8>, code: &Code, scalar: &[bool], backend: Backend) -> Result<Kernel, String> {
         let mut map = memmap2::MmapMut::map_anon(bytes.len()).map_err(|e| e.to_string())?;
-        map.copy_from_slice(bytes);
+        map.copy_from_slice(&bytes);
         let mapped = map.make_exec().map_err(|e| e.to_string())?;
-        // SAFETY: the mapping holds a complete function of signature `Entry` (the one `generate`
-        // declares), compiled for this host, with no relocations left to apply, and it lives as long
+        // SAFETY: the mapping holds a complete function of signature `Entry` (the one both code
+        // generators write), for this host, with no relocations left to apply, and it lives as long
         // as `mapped`, which `self` owns.
         let entry = unsafe { std::mem::transmute::<*const u8, Entry>(mapped.as_ptr()) };
         Ok(Kernel {
@@ -114,7 +176,13 @@ impl Kernel {
             entry,
             scalar: scalar.to_vec(),
             outputs: code.outputs.len(),
+            backend,
         })
+    }
+
+    /// Which code generator wrote it.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Runs over a `rows × cols` matrix, one call of the generated loop per row: `slots[k]` is

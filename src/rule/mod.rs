@@ -8,6 +8,7 @@
 //! This module does no IO and knows nothing about learners or the search: it turns text into programs
 //! and says which variables each program reads, so the learner computes only those.
 
+mod avx512;
 mod jit;
 mod parse;
 

@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use super::ir::{BinOp, Expr, Func, maximum, minimum};
 use super::jit::Kernel;
+pub use super::jit::{Backend, set_avx512};
 use super::math;
 use super::vocab::Var;
 
@@ -832,16 +833,14 @@ impl Program {
     }
 
     /// Builds the native kernels for a matrix whose inputs vary as `inputs` says, as a run would, and
-    /// says why they cannot be built, if they cannot (what `synaptogen check` reports). `Ok` when
-    /// native kernels are off: nothing failed.
-    pub fn prepare_native(&self, inputs: &[Granularity]) -> Result<(), String> {
+    /// says why they cannot be built, if they cannot (what `synaptogen check` reports).
+    /// Returns the code generators of its parts' kernels, in part order (coarsest first).
+    pub fn prepare_native(&self, inputs: &[Granularity]) -> Result<Vec<Backend>, String> {
         let plan = self.plan(inputs.to_vec(), Granularity::PerSynapse);
-        for part in &plan.parts {
-            if let Err(e) = part.kernel() {
-                return Err(e.clone());
-            }
-        }
-        Ok(())
+        plan.parts
+            .iter()
+            .map(|part| part.kernel().as_ref().map(Kernel::backend).map_err(Clone::clone))
+            .collect()
     }
 
     /// How many instructions run per synapse, per row, per column and once, for inputs varying as
