@@ -105,7 +105,7 @@ impl Layout {
         let operands = code
             .instructions
             .iter()
-            .flat_map(|i| i.args.iter().take(arity(i.op)))
+            .flat_map(|i| i.args.iter().take(i.op.arity()))
             .chain(&code.outputs);
         for operand in operands {
             match *operand {
@@ -121,8 +121,9 @@ impl Layout {
                 Op::Neg => constant(-0.0),
                 Op::Call(Func::Abs) => constant(f32::from_bits(0x7FFF_FFFF)),
                 Op::Call(Func::Sign) => [0.0, 1.0, -1.0].into_iter().for_each(&mut constant),
-                Op::Call(Func::Relu) => constant(0.0),
-                Op::Binary(_) | Op::Not | Op::Select | Op::Call(Func::Step) => {
+                Op::Call(Func::Relu) | Op::Select => constant(0.0),
+                Op::Binary(BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Pow) => {}
+                Op::Binary(_) | Op::Not | Op::Call(Func::Step) => {
                     [0.0, 1.0].into_iter().for_each(&mut constant)
                 }
                 Op::Call(_) => {}
@@ -166,21 +167,6 @@ impl Layout {
             Operand::Input(k) => ZMM[self.slots[k as usize].expect("a slot read has a register")],
             Operand::Const(x) => self.constant(x),
         }
-    }
-}
-
-/// How many operands `op` reads.
-fn arity(op: Op) -> usize {
-    match op {
-        Op::Neg | Op::Not => 1,
-        Op::Binary(_) => 2,
-        Op::Select => 3,
-        Op::Call(f) => match f {
-            Func::Min | Func::Max => 2,
-            Func::Clamp => 3,
-            Func::Randn => 0,
-            _ => 1,
-        },
     }
 }
 

@@ -61,6 +61,18 @@ pub enum Op {
     Select,
 }
 
+impl Op {
+    /// How many of an instruction's operands it reads.
+    pub fn arity(self) -> usize {
+        match self {
+            Op::Binary(_) => 2,
+            Op::Neg | Op::Not => 1,
+            Op::Call(func) => func.arity(),
+            Op::Select => 3,
+        }
+    }
+}
+
 /// One instruction: `dst = op(args…)`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Instruction {
@@ -1201,14 +1213,14 @@ impl fmt::Display for Program {
             Operand::Const(x) => super::ir::number(*x),
         };
         for ins in &self.instructions {
-            let (name, arity) = match ins.op {
-                Op::Binary(op) => (format!("{op:?}").to_lowercase(), 2),
-                Op::Neg => ("neg".into(), 1),
-                Op::Not => ("not".into(), 1),
-                Op::Call(func) => (func.name().to_string(), func.arity()),
-                Op::Select => ("select".into(), 3),
+            let name = match ins.op {
+                Op::Binary(op) => format!("{op:?}").to_lowercase(),
+                Op::Neg => "neg".into(),
+                Op::Not => "not".into(),
+                Op::Call(func) => func.name().to_string(),
+                Op::Select => "select".into(),
             };
-            let args: Vec<String> = ins.args[..arity].iter().map(show).collect();
+            let args: Vec<String> = ins.args[..ins.op.arity()].iter().map(show).collect();
             writeln!(f, "r{} = {name} {}", ins.dst, args.join(" "))?;
         }
         for (name, o) in &self.outputs {
