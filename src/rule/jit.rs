@@ -1,4 +1,5 @@
-//! Native kernels for rule programs: one fused SIMD loop per program, generated with Cranelift.
+//! Native kernels for rule programs: one fused SIMD loop per program, generated with Cranelift (or,
+//! for code of exact operations on a CPU with AVX-512, by `avx512.rs` with this module's signature).
 //!
 //! Why: the interpreter in `program.rs` makes one pass over the chunk per instruction, so a
 //! 16-instruction rule writes and rereads 16 registers per synapse, while a hand-written loop keeps
@@ -131,8 +132,8 @@ fn host() -> Option<&'static OwnedTargetIsa> {
 
 impl Kernel {
     /// Compiles `code` for slots laid out as `scalar` says (one flag per slot: one value for a whole
-    /// row, or one per element). Errors name what stopped it; the caller then interprets.
-    /// AVX-512's where the CPU has it and every operation is exact (`avx512.rs`), else Cranelift's.
+    /// row, or one per element): `avx512.rs`'s kernel where the CPU has AVX-512 and every operation is
+    /// exact, else Cranelift's. Errors name what stopped it; the caller then interprets.
     pub fn compile(code: &Code, scalar: &[bool]) -> Result<Kernel, String> {
         assert_eq!(scalar.len(), code.slots, "one flag per slot");
         if takes_avx512(code, scalar) {
