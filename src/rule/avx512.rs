@@ -47,7 +47,7 @@ const ZMM: [AsmRegisterZmm; 32] = [
 /// Why `code` has no AVX-512 kernel, if it has none: an operation that is not exact in IEEE
 /// arithmetic (those are `math.rs`'s functions, which only the Cranelift kernels write out), or more
 /// values than vector registers.
-pub fn unsupported(code: &Code, scalar: &[bool]) -> Option<String> {
+fn unsupported(code: &Code, scalar: &[bool]) -> Option<String> {
     if let Some(i) = code.instructions.iter().find(|i| !exact(i.op)) {
         return Some(format!("{:?} is not exact in IEEE arithmetic", i.op));
     }
@@ -140,15 +140,6 @@ impl Layout {
             scratch,
             registers: next,
         }
-    }
-
-    /// The register of `x`, or zmm0 when no operation uses it (then nothing reads it).
-    fn constant_if_used(&self, x: f32) -> AsmRegisterZmm {
-        let bits = x.to_bits();
-        self.constants
-            .iter()
-            .find(|(b, _)| *b == bits)
-            .map_or(zmm0, |(_, r)| ZMM[*r])
     }
 
     fn constant(&self, x: f32) -> AsmRegisterZmm {
@@ -250,7 +241,7 @@ fn trip(
         let [x, y, z] = instruction.args;
         let arg = |o: Operand| layout.operand(o);
         let flag = |a: &mut CodeAssembler| a.vmovaps(d.k1().z(), layout.constant(1.0));
-        let zero = layout.constant_if_used(0.0);
+        let zero = || layout.constant(0.0);
         match instruction.op {
             Op::Binary(op) => {
                 let (x, y) = (arg(x), arg(y));
@@ -270,8 +261,8 @@ fn trip(
                     BinOp::Eq => compare(a, EQ_OQ)?,
                     BinOp::Ne => compare(a, NEQ_UQ)?,
                     BinOp::And | BinOp::Or => {
-                        a.vcmpps(k1, x, zero, NEQ_UQ)?;
-                        a.vcmpps(k2, y, zero, NEQ_UQ)?;
+                        a.vcmpps(k1, x, zero(), NEQ_UQ)?;
+                        a.vcmpps(k2, y, zero(), NEQ_UQ)?;
                         if op == BinOp::And {
                             a.kandw(k1, k1, k2)?;
                         } else {
@@ -284,11 +275,11 @@ fn trip(
             }
             Op::Neg => a.vpxord(d, arg(x), layout.constant(-0.0))?,
             Op::Not => {
-                a.vcmpps(k1, arg(x), zero, EQ_OQ)?;
+                a.vcmpps(k1, arg(x), zero(), EQ_OQ)?;
                 flag(a)?;
             }
             Op::Select => {
-                a.vcmpps(k1, arg(x), zero, NEQ_UQ)?;
+                a.vcmpps(k1, arg(x), zero(), NEQ_UQ)?;
                 // Where k1: the second operand, else the third.
                 a.vblendmps(d.k1(), arg(z), arg(y))?;
             }
@@ -296,16 +287,16 @@ fn trip(
                 Func::Abs => a.vpandd(d, arg(x), layout.constant(f32::from_bits(0x7FFF_FFFF)))?,
                 Func::Sqrt => a.vsqrtps(d, arg(x))?,
                 Func::Sign => {
-                    a.vcmpps(k1, arg(x), zero, GT_OQ)?;
-                    a.vcmpps(k2, arg(x), zero, LT_OQ)?;
+                    a.vcmpps(k1, arg(x), zero(), GT_OQ)?;
+                    a.vcmpps(k2, arg(x), zero(), LT_OQ)?;
                     flag(a)?;
                     a.vmovaps(d.k2(), layout.constant(-1.0))?;
                 }
                 Func::Step => {
-                    a.vcmpps(k1, arg(x), zero, GT_OQ)?;
+                    a.vcmpps(k1, arg(x), zero(), GT_OQ)?;
                     flag(a)?;
                 }
-                Func::Relu => pick(a, d, (arg(x), zero), GT_OQ)?,
+                Func::Relu => pick(a, d, (arg(x), zero()), GT_OQ)?,
                 Func::Max => pick(a, d, (arg(x), arg(y)), GT_OQ)?,
                 Func::Min => pick(a, d, (arg(x), arg(y)), LT_OQ)?,
                 Func::Clamp => {

@@ -90,14 +90,14 @@ pub fn set_avx512(enabled: bool) {
     WIDE.store(enabled, Ordering::Relaxed);
 }
 
-/// Whether `code` gets an AVX-512 kernel here: they are allowed, the CPU has AVX-512 and `avx512.rs`
-/// computes every operation of `code` in registers it has.
-fn takes_avx512(code: &Code, scalar: &[bool]) -> bool {
+/// Whether AVX-512 kernels are allowed and the CPU has AVX-512 (`avx512::assemble` then says whether
+/// it computes every operation of a given code).
+fn avx512_here() -> bool {
     #[cfg(target_arch = "x86_64")]
     let cpu = std::is_x86_feature_detected!("avx512f");
     #[cfg(not(target_arch = "x86_64"))]
     let cpu = false;
-    WIDE.load(Ordering::Relaxed) && cpu && avx512::unsupported(code, scalar).is_none()
+    WIDE.load(Ordering::Relaxed) && cpu
 }
 
 impl std::fmt::Debug for Kernel {
@@ -136,12 +136,12 @@ impl Kernel {
     /// exact, else Cranelift's. Errors name what stopped it; the caller then interprets.
     pub fn compile(code: &Code, scalar: &[bool]) -> Result<Kernel, String> {
         assert_eq!(scalar.len(), code.slots, "one flag per slot");
-        if takes_avx512(code, scalar) {
-            // It encodes every operation it accepts (tests/rule_oracle.rs asserts it is taken); were
-            // encoding to fail all the same, Cranelift's kernel serves.
-            if let Ok(bytes) = avx512::assemble(code, scalar) {
-                return Kernel::map(bytes, code, scalar, Backend::Avx512);
-            }
+        // `assemble` refuses code with an inexact operation or more values than registers (and would
+        // refuse code it failed to encode); Cranelift's kernel serves those.
+        if avx512_here()
+            && let Ok(bytes) = avx512::assemble(code, scalar)
+        {
+            return Kernel::map(bytes, code, scalar, Backend::Avx512);
         }
         Kernel::compile_cranelift(code, scalar)
     }
