@@ -350,8 +350,41 @@ fn every_shipped_rule_runs_natively_as_interpreted() {
     }
 }
 
+/// Per-synapse values handed out by blocks of `block` rows ([`Input::Blocks`]), from memory.
+#[derive(Debug)]
+struct VecBlocks {
+    values: Vec<f32>,
+    rows: usize,
+    cols: usize,
+    block: usize,
+}
+
+impl synaptogen::rule::program::RowBlocks for VecBlocks {
+    fn shape(&self) -> (usize, usize) {
+        (self.rows, self.cols)
+    }
+
+    fn block_rows(&self) -> usize {
+        self.block
+    }
+
+    fn rows_into(&self, start: usize, out: &mut [f32], scratch: &mut Vec<f32>) {
+        assert!(
+            start.is_multiple_of(self.block),
+            "rows from {start}: not a block's first"
+        );
+        let count = out.len() / self.cols;
+        assert_eq!(count, self.block.min(self.rows - start), "not a whole block");
+        // Through the scratch, as a kernel that writes a block transposed would.
+        scratch.clear();
+        scratch.extend_from_slice(&self.values[start * self.cols..(start + count) * self.cols]);
+        out.copy_from_slice(scratch);
+    }
+}
+
 /// Runs `program` over a `rows × cols` matrix whose inputs vary as `layout` says (0 per synapse, 1 per
-/// row, 2 per column, 3 shared, 4 per synapse as an outer product of row and column factors), natively and interpreted with hoisting, and asserts both equal the
+/// row, 2 per column, 3 shared, 4 per synapse as an outer product of row and column factors, 5 per
+/// synapse handed out by blocks of rows), natively and interpreted with hoisting, and asserts both equal the
 /// flat reference interpreter over the inputs expanded to every synapse, bit for bit, with the same
 /// `randn()` stream.
 fn assert_hoisting_changes_no_bit(
@@ -373,20 +406,33 @@ fn assert_hoisting_changes_no_bit(
                 1 => rows,
                 2 => cols,
                 3 => 1,
-                _ => rows + cols,
+                4 => rows + cols,
+                _ => len,
             };
             column(seed, i, n, n == 1)
         })
         .collect();
+    // Blocks of a size that leaves a shorter last block wherever there are enough rows.
+    let blocks: Vec<VecBlocks> = values
+        .iter()
+        .map(|v| VecBlocks {
+            values: v.clone(),
+            rows,
+            cols,
+            block: 1 + (seed as usize + rows) % 7,
+        })
+        .collect();
     let inputs: Vec<Input> = values
         .iter()
+        .zip(&blocks)
         .enumerate()
-        .map(|(i, v)| match layout[i % layout.len()] {
+        .map(|(i, (v, blocks))| match layout[i % layout.len()] {
             0 => Input::PerSynapse(v),
             1 => Input::PerRow(v),
             2 => Input::PerColumn(v),
             3 => Input::Scalar(v[0]),
-            _ => Input::Outer(&v[..rows], &v[rows..]),
+            4 => Input::Outer(&v[..rows], &v[rows..]),
+            _ => Input::Blocks(blocks),
         })
         .collect();
     let expanded: Vec<Vec<f32>> = values
@@ -397,7 +443,8 @@ fn assert_hoisting_changes_no_bit(
             1 => (0..len).map(|e| v[e / cols]).collect(),
             2 => (0..len).map(|e| v[e % cols]).collect(),
             // What the backward pass would have written: gemm's k = 1 product, a[i]·b[j].
-            _ => (0..len).map(|e| v[e / cols] * v[rows + e % cols]).collect(),
+            4 => (0..len).map(|e| v[e / cols] * v[rows + e % cols]).collect(),
+            _ => v.clone(),
         })
         .collect();
     let run = |how: u8| {
@@ -418,7 +465,14 @@ fn assert_hoisting_changes_no_bit(
     };
     let reference = run(2);
     let native = run(0);
-    if cfg!(target_arch = "x86_64") && len >= 256 {
+    // Read by blocks, the per-synapse part runs block by block: natively where a block is as large.
+    let by_blocks = inputs.iter().any(|i| matches!(i, Input::Blocks(_))) && rows > 1 && cols > 1;
+    let run_len = if by_blocks {
+        blocks[0].block.min(rows) * cols
+    } else {
+        len
+    };
+    if cfg!(target_arch = "x86_64") && run_len >= 256 {
         assert!(program.ran_natively(), "no native kernel was built\n{program}");
     }
     for (how, name) in [(0, "native"), (1, "interpreted")] {
@@ -447,7 +501,7 @@ proptest! {
         seed in 0u64..1_000_000,
         rows in prop_oneof![Just(1usize), 2usize..40, Just(300)],
         cols in prop_oneof![Just(1usize), 2usize..300],
-        layout in prop::collection::vec(0u8..5, 1..8),
+        layout in prop::collection::vec(0u8..6, 1..8),
     ) {
         let source = format!("fn synapse() {{ dw = {a}; m = ({b}) * randn() + w; }}");
         let compiled = rule::compile(&source, Path::new("generated.rhai"))
@@ -468,6 +522,9 @@ fn every_shipped_rule_hoists_without_changing_a_bit() {
                 (1, 10, 257, &[2, 0, 1][..]),
                 (4, 100, 196, &[4, 0, 1, 2][..]),
                 (5, 7, 300, &[0, 4][..]),
+                (6, 256, 196, &[5, 1, 0, 2, 5][..]),
+                (7, 1, 300, &[5, 2][..]),
+                (8, 70, 1, &[5, 1][..]),
                 (2, 33, 1, &[1, 0][..]),
                 (3, 1, 5000, &[0, 3, 2][..]),
             ] {

@@ -198,7 +198,7 @@ impl Kernel {
                 Input::PerColumn(v) => !scalar && v.len() >= cols,
                 Input::PerSynapse(v) => !scalar && v.len() >= rows * cols,
                 // `Program::run_matrix` multiplies the factors out before any kernel runs.
-                Input::Outer(..) => false,
+                Input::Outer(..) | Input::Blocks(_) => false,
             };
             assert!(fits, "a slot laid out otherwise than the kernel reads it");
         }
@@ -221,7 +221,7 @@ impl Kernel {
                         Input::PerRow(v) => v[r..].as_ptr(),
                         Input::PerColumn(v) => v.as_ptr(),
                         Input::PerSynapse(v) => v[start..].as_ptr(),
-                        Input::Outer(..) => unreachable!("refused above"),
+                        Input::Outer(..) | Input::Blocks(_) => unreachable!("refused above"),
                     };
                 }
                 for (p, out) in outs.iter_mut().zip(outputs.iter_mut()) {
@@ -242,7 +242,7 @@ impl Kernel {
                         Input::PerRow(v) => lanes[0] = v[r],
                         Input::PerColumn(v) => lanes[..rest].copy_from_slice(&v[body..cols]),
                         Input::PerSynapse(v) => lanes[..rest].copy_from_slice(&v[start + body..start + cols]),
-                        Input::Outer(..) => unreachable!("refused above"),
+                        Input::Outer(..) | Input::Blocks(_) => unreachable!("refused above"),
                     }
                     debug_assert_eq!(scalar, matches!(slot, Input::Scalar(_) | Input::PerRow(_)));
                 }

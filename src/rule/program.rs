@@ -259,6 +259,9 @@ pub struct Scratch {
     values: Vec<Vec<f32>>,
     /// `randn()` draws, by instruction.
     draws: Vec<Vec<f32>>,
+    /// One block of rows of each [`Input::Blocks`] input, by input, and their scratch.
+    blocks: Vec<Vec<f32>>,
+    block_scratch: Vec<f32>,
 }
 
 /// Below this many elements a part is interpreted: building a kernel costs about a millisecond.
@@ -360,6 +363,21 @@ pub enum Input<'a> {
     /// an outer product the caller did not write out (online learning's first-layer weight
     /// gradient). The program multiplies where it reads, with the bits of the written product.
     Outer(&'a [f32], &'a [f32]),
+    /// One value per synapse, computed a block of rows at a time as the per-synapse part reaches
+    /// them, so a value computed for one read is read while it is in cache (the first layer's `grad`
+    /// and `elig` of a batch, sums of outer products).
+    Blocks(&'a dyn RowBlocks),
+}
+
+/// Per-synapse values handed out a block of rows at a time ([`Input::Blocks`]).
+pub trait RowBlocks: std::fmt::Debug + Sync {
+    /// Rows and columns of the matrix.
+    fn shape(&self) -> (usize, usize);
+    /// Rows per block; the last block may have fewer.
+    fn block_rows(&self) -> usize;
+    /// The rows from `start` (a multiple of [`RowBlocks::block_rows`]; `out.len() / cols` of them,
+    /// a whole block) into `out`, row-major. `scratch` is the caller's, for any use.
+    fn rows_into(&self, start: usize, out: &mut [f32], scratch: &mut Vec<f32>);
 }
 
 impl<'a> Input<'a> {
@@ -369,7 +387,7 @@ impl<'a> Input<'a> {
             Input::Scalar(_) => Granularity::Once,
             Input::PerRow(_) => Granularity::PerRow,
             Input::PerColumn(_) => Granularity::PerColumn,
-            Input::PerSynapse(_) | Input::Outer(..) => Granularity::PerSynapse,
+            Input::PerSynapse(_) | Input::Outer(..) | Input::Blocks(_) => Granularity::PerSynapse,
         }
     }
 
@@ -394,6 +412,10 @@ impl<'a> Input<'a> {
             Input::PerColumn(v) => v.len() >= cols,
             Input::PerSynapse(v) => v.len() >= rows * cols,
             Input::Outer(r, c) => r.len() >= rows && c.len() >= cols,
+            Input::Blocks(b) => {
+                let (r, c) = b.shape();
+                r >= rows && c == cols
+            }
         }
     }
 
@@ -405,8 +427,34 @@ impl<'a> Input<'a> {
             Input::PerColumn(v) => &v[..cols],
             Input::PerSynapse(v) => &v[r * cols..(r + 1) * cols],
             Input::Outer(..) => unreachable!("multiplied out by Program::run_planned"),
+            Input::Blocks(_) => unreachable!("read by blocks in Program::run_planned"),
         }
     }
+
+    /// Rows `start..start + count` of this input over a `· × cols` matrix, with `block` the values of
+    /// those rows where the input is [`Input::Blocks`].
+    fn rows(self, start: usize, count: usize, cols: usize, block: &'a [f32]) -> Input<'a> {
+        match self {
+            Input::PerRow(v) => Input::PerRow(&v[start..start + count]),
+            Input::PerSynapse(v) => Input::PerSynapse(&v[start * cols..(start + count) * cols]),
+            Input::Blocks(_) => Input::PerSynapse(block),
+            Input::Scalar(_) | Input::PerColumn(_) => self,
+            Input::Outer(..) => unreachable!("multiplied out by Program::run_planned"),
+        }
+    }
+}
+
+/// The first `rows` rows of `blocks`, written out.
+fn written_out(blocks: &dyn RowBlocks, rows: usize, scratch: &mut Vec<f32>) -> Vec<f32> {
+    let (_, cols) = blocks.shape();
+    let mut values = vec![0.0; rows.div_ceil(blocks.block_rows()) * blocks.block_rows() * cols];
+    for (k, block) in values.chunks_mut(blocks.block_rows() * cols).enumerate() {
+        let start = k * blocks.block_rows();
+        let count = blocks.block_rows().min(blocks.shape().0 - start);
+        blocks.rows_into(start, &mut block[..count * cols], scratch);
+    }
+    values.truncate(rows * cols);
+    values
 }
 
 /// A source of values for one chunk: a slice, or a scalar broadcast over it.
@@ -653,7 +701,24 @@ impl Program {
             let (program, inputs) = self.multiplied_out(inputs);
             return program.run_planned(rows, cols, &inputs, outputs, randn, scratch, native);
         }
-        let inputs: Vec<Input> = inputs.iter().map(|i| i.seen_over(rows, cols)).collect();
+        // A matrix of one row or one column has no per-synapse part: its blocks are read whole.
+        let read_whole = rows == 1 || cols == 1;
+        let whole: Vec<Vec<f32>> = inputs
+            .iter()
+            .map(|i| match i {
+                Input::Blocks(b) if read_whole => written_out(*b, rows, &mut scratch.block_scratch),
+                _ => Vec::new(),
+            })
+            .collect();
+        let inputs: Vec<Input> = inputs
+            .iter()
+            .zip(&whole)
+            .map(|(i, whole)| match i {
+                Input::Blocks(_) if read_whole => Input::PerSynapse(whole),
+                other => *other,
+            })
+            .map(|i| i.seen_over(rows, cols))
+            .collect();
         let element = match (rows == 1, cols == 1) {
             (true, true) => Granularity::Once,
             (false, true) => Granularity::PerRow,
@@ -665,6 +730,8 @@ impl Program {
             registers,
             values,
             draws,
+            blocks,
+            block_scratch,
         } = scratch;
         draw(plan.draws, len, randn, draws);
         values.resize_with(self.registers, Vec::new);
@@ -689,7 +756,20 @@ impl Program {
                         Source::Draw(k) => granularity.input(&draws[k as usize]),
                     })
                     .collect();
-                if part.exports.is_empty() {
+                let by_blocks = part.granularity == Granularity::PerSynapse
+                    && sources.iter().any(|s| matches!(s, Input::Blocks(_)));
+                if by_blocks {
+                    assert!(part.exports.is_empty(), "the per-synapse part is the last");
+                    part.run_by_blocks(
+                        rows,
+                        cols,
+                        &sources,
+                        outputs,
+                        registers,
+                        native,
+                        (blocks, block_scratch),
+                    );
+                } else if part.exports.is_empty() {
                     part.run(rows, cols, &sources, outputs, registers, native);
                 } else {
                     let mut exports: Vec<&mut [f32]> = exported.iter_mut().map(Vec::as_mut_slice).collect();
@@ -1062,6 +1142,7 @@ impl Part {
                         Input::PerColumn(&v[..extent])
                     }
                     Input::Outer(..) => unreachable!("multiplied out by Program::run_planned"),
+                    Input::Blocks(_) => unreachable!("a per-synapse input is read by per-synapse parts"),
                 })
                 .collect();
             (1, extent, &along[..])
@@ -1081,6 +1162,57 @@ impl Part {
                 .map(|o| &mut o[r * cols..(r + 1) * cols])
                 .collect();
             self.code.interpret(cols, &slots, &mut row, registers);
+        }
+    }
+
+    /// [`Part::run`] of the per-synapse part a block of rows at a time, each [`Input::Blocks`]
+    /// source's rows computed into `blocks` just before the block runs (elementwise, so the bits of
+    /// running the whole matrix at once).
+    #[allow(clippy::too_many_arguments)]
+    fn run_by_blocks(
+        &self,
+        rows: usize,
+        cols: usize,
+        sources: &[Input],
+        outputs: &mut [&mut [f32]],
+        registers: &mut Vec<Vec<f32>>,
+        native: bool,
+        (blocks, scratch): (&mut Vec<Vec<f32>>, &mut Vec<f32>),
+    ) {
+        let block_rows = sources
+            .iter()
+            .filter_map(|s| match s {
+                Input::Blocks(b) => Some(b.block_rows()),
+                _ => None,
+            })
+            .max()
+            .expect("a source read by blocks");
+        assert!(
+            sources.iter().all(|s| match s {
+                Input::Blocks(b) => b.block_rows() == block_rows,
+                _ => true,
+            }),
+            "inputs read by blocks share their block size"
+        );
+        blocks.resize_with(sources.len(), Vec::new);
+        for start in (0..rows).step_by(block_rows) {
+            let count = block_rows.min(rows - start);
+            for (s, block) in sources.iter().zip(blocks.iter_mut()) {
+                if let Input::Blocks(b) = s {
+                    block.resize(count * cols, 0.0);
+                    b.rows_into(start, block, scratch);
+                }
+            }
+            let sources: Vec<Input> = sources
+                .iter()
+                .zip(blocks.iter())
+                .map(|(s, block)| s.rows(start, count, cols, block))
+                .collect();
+            let mut outputs: Vec<&mut [f32]> = outputs
+                .iter_mut()
+                .map(|o| &mut o[start * cols..(start + count) * cols])
+                .collect();
+            self.run(count, cols, &sources, &mut outputs, registers, native);
         }
     }
 }

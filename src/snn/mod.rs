@@ -24,7 +24,9 @@ mod sparse;
 
 pub use matmul::{Storage, is_outer_product, matmul, matmul_divided, matmul_scaled};
 pub use neuron::{Lif, Reset};
-pub use sparse::{InputName, SparseScratch, matmul_skipping_zeros, outer_products_skipping_zeros};
+pub use sparse::{
+    InputName, OuterProductRows, SparseScratch, matmul_skipping_zeros, outer_products_skipping_zeros,
+};
 
 use crate::rng::{Purpose, Rng};
 
@@ -239,8 +241,8 @@ pub struct Workspace {
     /// needs the backward pass's errors, not the weight products: the first layer's is the largest
     /// product of an update). Empty: every layer's is computed.
     skip_weight_gradients: Vec<bool>,
-    /// Whether backward passes may leave the first layer's weight gradient as its two factors when
-    /// it is an outer product (one example, constant input): `Σ_t ∂I[t]` per unit and the input.
+    /// Whether backward passes may leave the first layer's weight gradient of a constant input as
+    /// its two factors, `Σ_t ∂I[t]` per example and unit and the input.
     factor_first_gradient: bool,
     /// Whether the last backward pass did ([`Workspace::first_gradient_factors`]).
     first_gradient_factored: bool,
@@ -316,16 +318,18 @@ impl Workspace {
         self.skip_weight_gradients = skip;
     }
 
-    /// Lets later backward passes leave the first layer's weight gradient as its factors where it is
-    /// an outer product, `∂W[i][j] = (Σ_t ∂I[t])[i]·x[j]` with the bits the product would have had
-    /// ([`is_outer_product`]): a reader that multiplies as it reads saves writing and reading back a
-    /// matrix as large as the weights. The gradient's buffer then keeps what it held.
+    /// Lets later backward passes leave the first layer's weight gradient of a constant input as its
+    /// factors, `∂W = (Σ_t ∂I[t])ᵀ·x` over the batch: a reader that computes it where it reads (one
+    /// example: multiplied in registers; a batch: by blocks of rows, `OuterProductRows`) saves writing
+    /// and reading back a matrix as large as the weights. The gradient's buffer then keeps what it
+    /// held.
     pub fn factor_first_gradient(&mut self, factor: bool) {
         self.factor_first_gradient = factor;
     }
 
-    /// The first layer's `Σ_t ∂I[t]`, one value per unit, when the last backward pass left its weight
-    /// gradient as factors ([`Workspace::factor_first_gradient`]); the other factor is the input.
+    /// The first layer's `Σ_t ∂I[t]`, `batch × width`, when the last backward pass left its weight
+    /// gradient as factors ([`Workspace::factor_first_gradient`]); the other factor is the input, and
+    /// the gradient is `outer_products_skipping_zeros(Σ_t ∂I[t], input, (width, batch, inputs), 1)`.
     pub fn first_gradient_factors(&self) -> Option<&[f32]> {
         let layer = self.layers.first()?;
         self.first_gradient_factored.then_some(&layer.grad_sum[..])
@@ -951,8 +955,7 @@ impl Network {
                 buffers.grad_sum.copy_from_slice(&buffers.grad[..per_step]);
                 neuron::add_rows(&mut buffers.grad_sum, &buffers.grad[per_step..]);
                 let shape = (width, batch, layer.inputs);
-                if ws.factor_first_gradient && is_outer_product(Storage::Transposed, Storage::RowMajor, shape)
-                {
+                if ws.factor_first_gradient {
                     ws.first_gradient_factored = true;
                 } else {
                     // From the input's nonzero entries where that is faster (a quarter of pooled

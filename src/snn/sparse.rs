@@ -380,6 +380,124 @@ fn outer_products(
     }
 }
 
+/// `scale · aᵀ·b` ([`outer_products_skipping_zeros`]'s product, bit for bit) handed out [`WIDE_BLOCK`]
+/// rows at a time, for a reader that uses each block while it is in cache: the rule learner's
+/// first-layer `grad` and `elig` (`a` per unit, `b` the pixels), which the synapse program reads once.
+/// Written out whole, each was three passes over a matrix the size of the weights (the kernel's
+/// transposed product, transposing it back, the program reading it: 200 KB each on `pmnist-quick`);
+/// by blocks, those passes run over 50 KB that stay in L2.
+///
+/// A block is the sparse kernel's block of outputs (the same chains as the whole product's, so the
+/// same bits) transposed into place. Where the whole product would not come from `b`'s entries on
+/// the AVX-512 kernel (no AVX-512, a shape gemm sums otherwise, a non-finite `a`, or `b` too dense
+/// to pay), [`OuterProductRows::prepare`] computes it whole instead and [`OuterProductRows::whole`]
+/// hands it out.
+#[derive(Clone, Debug, Default)]
+pub struct OuterProductRows {
+    scratch: SparseScratch,
+    /// (m, k, n) and the scale of the prepared product.
+    shape: (usize, usize, usize),
+    scale: f32,
+    /// Whether blocks are computed on demand; otherwise `product` holds the whole product.
+    by_blocks: bool,
+    product: Vec<f32>,
+}
+
+impl OuterProductRows {
+    /// Rows per block (the last may be shorter).
+    pub const BLOCK_ROWS: usize = WIDE_BLOCK;
+
+    /// Prepares `scale · aᵀ·b`, `a` `k×m` and `b` `k×n` row-major, for [`OuterProductRows::rows_into`]
+    /// (`b`'s nonzero entries found and `a` packed, once for every block) or computes it whole.
+    pub fn prepare(&mut self, a: &[f32], b: &[f32], (m, k, n): (usize, usize, usize), scale: f32) {
+        self.shape = (m, k, n);
+        self.scale = scale;
+        self.by_blocks = self.prepare_blocks(&a[..k * m], &b[..k * n]);
+        if !self.by_blocks {
+            grow(&mut self.product, m * n);
+            outer_products_skipping_zeros(&mut self.product, a, b, (m, k, n), scale, &mut self.scratch);
+        }
+    }
+
+    /// Finds `b`'s entries and packs `a` where the blocks are computed one at a time (see the type's
+    /// doc); false where they are not.
+    fn prepare_blocks(&mut self, a: &[f32], b: &[f32]) -> bool {
+        let (m, k, n) = self.shape;
+        #[cfg(target_arch = "x86_64")]
+        {
+            if !sparse_rows_supported((m, k, n)) || !std::is_x86_feature_detected!("avx512f") {
+                return false;
+            }
+            let scratch = &mut self.scratch;
+            // `outer_products`' cost model: the whole product from b's entries, or gemm.
+            let mut nonzero = 0;
+            count_nonzero(b, &mut nonzero);
+            if 3 * nonzero * m.div_ceil(16) + m * n / 2 >= m * k * n.div_ceil(16) {
+                return false;
+            }
+            scratch.packed_for = None;
+            if !pack(scratch, a, Storage::Transposed, (m, k), WIDE_BLOCK) {
+                return false;
+            }
+            grow(&mut scratch.transposed, n * k);
+            store_transposed(&mut scratch.transposed[..n * k], b, n, false);
+            // SAFETY: sparse_rows_supported checked AVX2 and FMA; bᵀ is n rows of k.
+            unsafe { avx2::gather_nonzeros(&mut scratch.entries, &scratch.transposed[..n * k], (n, k)) };
+            avx512::group(&mut scratch.entries, n, k);
+            true
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (a, b, m, k, n);
+            false
+        }
+    }
+
+    /// (m, k, n) of the prepared product: `m × n`.
+    pub fn shape(&self) -> (usize, usize, usize) {
+        self.shape
+    }
+
+    /// The whole product, where [`OuterProductRows::prepare`] computed it whole.
+    pub fn whole(&self) -> Option<&[f32]> {
+        let (m, _, n) = self.shape;
+        (!self.by_blocks).then(|| &self.product[..m * n])
+    }
+
+    /// Rows `start..start + out.len() / n` of the product into `out`, row-major, with `start` a
+    /// multiple of [`OuterProductRows::BLOCK_ROWS`] and at most that many rows; `transposed` is
+    /// scratch.
+    pub fn rows_into(&self, start: usize, out: &mut [f32], transposed: &mut Vec<f32>) {
+        let (m, _, n) = self.shape;
+        let count = out.len() / n;
+        assert!(
+            start.is_multiple_of(Self::BLOCK_ROWS) && count <= Self::BLOCK_ROWS && start + count <= m,
+            "rows {start}..{} of {m} are not one block",
+            start + count
+        );
+        if !self.by_blocks {
+            return out.copy_from_slice(&self.product[start * n..(start + count) * n]);
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            assert_eq!(count, Self::BLOCK_ROWS.min(m - start), "a whole block");
+            grow(transposed, n * count);
+            // SAFETY: prepare_blocks checked AVX-512 and grouped b's entries (n rows with indices
+            // < k) and packed a for (m, k) in WIDE_BLOCK blocks; `transposed` holds n·count floats.
+            unsafe {
+                avx512::sparse_block(
+                    &mut transposed[..n * count],
+                    &self.scratch,
+                    (n, self.shape.1, m),
+                    start,
+                    Store::Scaled(self.scale),
+                )
+            };
+            store_transposed(out, &transposed[..n * count], count, false);
+        }
+    }
+}
+
 crate::snn::neuron::simd_or_portable! {
     /// The number of entries of `x` that are not zero (of either sign), into `count`, at the CPU's
     /// vector width: summed as 32-bit lanes in one pass (a `usize` count compiled to two 64-bit lanes,
@@ -678,33 +796,69 @@ mod avx512 {
         (m, k, n): (usize, usize, usize),
         store: Store,
     ) {
-        if !scratch.entries.grouped {
-            interleave(&mut scratch.entries, m, k);
-        }
-        let padded = n.div_ceil(8) * 8;
+        group(&mut scratch.entries, m, k);
         for start in (0..n).step_by(WIDE_BLOCK) {
-            let width = WIDE_BLOCK.min(padded - start);
-            let real = n.min(start + width) - start;
-            let block = Block {
-                weights: &scratch.packed[scratch.packed_start + start * k..][..width * k],
-                width,
-                start,
-                real,
-                n,
-                store,
-            };
-            let entries = &scratch.entries;
-            let groups = (
-                &entries.interleaved[..],
-                &entries.group_rows[..],
-                &entries.group_starts[..],
-            );
-            match real.div_ceil(16) {
-                4 => block.run::<4>(dst, groups),
-                3 => block.run::<3>(dst, groups),
-                2 => block.run::<2>(dst, groups),
-                _ => block.run::<1>(dst, groups),
-            }
+            run_block(dst, scratch, k, n, start, (start, n), store);
+        }
+    }
+
+    /// The outputs `start..` of one block (`WIDE_BLOCK` of `n`, or fewer at the end) for every row,
+    /// into `dst` (`m` rows of as many floats as the block has outputs), from grouped entries.
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn sparse_block(
+        dst: &mut [f32],
+        scratch: &SparseScratch,
+        (m, k, n): (usize, usize, usize),
+        start: usize,
+        store: Store,
+    ) {
+        assert!(scratch.entries.grouped && scratch.entries.group_rows.len() == m);
+        let real = WIDE_BLOCK.min(n - start);
+        assert!(dst.len() >= m * real, "a block's outputs for every row");
+        run_block(dst, scratch, k, n, start, (0, real), store);
+    }
+
+    /// The block of outputs from `start` of an `n`-output product, each row's stored from column
+    /// `column` of a `dst` whose rows are `stride` floats apart.
+    #[target_feature(enable = "avx512f")]
+    fn run_block(
+        dst: &mut [f32],
+        scratch: &SparseScratch,
+        k: usize,
+        n: usize,
+        start: usize,
+        (column, stride): (usize, usize),
+        store: Store,
+    ) {
+        let padded = n.div_ceil(8) * 8;
+        let width = WIDE_BLOCK.min(padded - start);
+        let real = n.min(start + width) - start;
+        let block = Block {
+            weights: &scratch.packed[scratch.packed_start + start * k..][..width * k],
+            width,
+            start: column,
+            real,
+            n: stride,
+            store,
+        };
+        let entries = &scratch.entries;
+        let groups = (
+            &entries.interleaved[..],
+            &entries.group_rows[..],
+            &entries.group_starts[..],
+        );
+        match real.div_ceil(16) {
+            4 => block.run::<4>(dst, groups),
+            3 => block.run::<3>(dst, groups),
+            2 => block.run::<2>(dst, groups),
+            _ => block.run::<1>(dst, groups),
+        }
+    }
+
+    /// Groups the entries for the kernel, unless they are already.
+    pub(super) fn group(entries: &mut Entries, m: usize, k: usize) {
+        if !entries.grouped {
+            interleave(entries, m, k);
         }
     }
 
@@ -758,10 +912,11 @@ mod avx512 {
     struct Block<'a> {
         weights: &'a [f32],
         width: usize,
-        /// Its first output.
+        /// The column of `dst` its first output goes to.
         start: usize,
-        /// Its outputs below n (the rest of its lanes are padding).
+        /// Its outputs below the product's last (the rest of its lanes are padding).
         real: usize,
+        /// Floats between two rows of `dst`.
         n: usize,
         store: Store,
     }
@@ -1003,6 +1158,67 @@ mod tests {
             let mut got = vec![1.0; m * n];
             outer_products(&mut got, &a, &b, (m, k, n), 1.0, &mut scratch, (true, false));
             assert!(got[0].is_nan(), "0·∞ is NaN in gemm: {}", got[0]);
+        }
+    }
+
+    #[test]
+    fn outer_product_rows_give_the_whole_products_bits_block_by_block() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut rows = OuterProductRows::default();
+        let (mut by_blocks, mut whole) = (0, 0);
+        for &m in &[2, 10, 63, 64, 65, 130, 256] {
+            for &k in &[1, 3, 32, 512] {
+                for &n in &[2, 9, 196] {
+                    // b sparse (the pixels: by blocks where AVX-512 is), b dense (whole), a with
+                    // an infinity (whole: 0·∞ must stay NaN).
+                    for (b_density, infinite) in [(0.1, false), (0.25, false), (1.0, false), (0.25, true)] {
+                        let mut a = operand(&mut state, k * m, 1.0);
+                        if infinite {
+                            a[k * m / 2] = f32::INFINITY;
+                        }
+                        let b = operand(&mut state, k * n, b_density);
+                        for scale in [1.0, 1.0 / 256.0] {
+                            let mut want = vec![f32::NAN; m * n];
+                            matmul_scaled(
+                                &mut want,
+                                &a,
+                                Storage::Transposed,
+                                &b,
+                                Storage::RowMajor,
+                                (m, k, n),
+                                scale,
+                            );
+                            rows.prepare(&a, &b, (m, k, n), scale);
+                            match rows.whole() {
+                                Some(got) => {
+                                    whole += 1;
+                                    let same = got.iter().zip(&want).all(|(g, w)| g.to_bits() == w.to_bits());
+                                    assert!(same, "{m}×{k}×{n}, whole, density {b_density}");
+                                }
+                                None => by_blocks += 1,
+                            }
+                            let mut transposed = Vec::new();
+                            for start in (0..m).step_by(OuterProductRows::BLOCK_ROWS) {
+                                let count = OuterProductRows::BLOCK_ROWS.min(m - start);
+                                let mut got = vec![f32::NAN; count * n];
+                                rows.rows_into(start, &mut got, &mut transposed);
+                                for (e, (g, w)) in got.iter().zip(&want[start * n..]).enumerate() {
+                                    assert_eq!(
+                                        g.to_bits(),
+                                        w.to_bits(),
+                                        "{m}×{k}×{n}, density {b_density}, infinite {infinite}, scale {scale}, \
+                                         rows from {start}, element {e}"
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(whole > 100, "only {whole} products computed whole");
+        if sparse_rows_supported((64, 32, 196)) && std::is_x86_feature_detected!("avx512f") {
+            assert!(by_blocks > 50, "only {by_blocks} products by blocks");
         }
     }
 

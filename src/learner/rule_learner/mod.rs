@@ -36,11 +36,11 @@ use crate::rng::{Purpose, Rng};
 use crate::rule::program::{Input, Scratch};
 use crate::rule::vocab::Var;
 use crate::rule::{CompiledRule, Program, Section};
-use crate::snn::{Encoding, Network, Workspace};
+use crate::snn::{Encoding, Network, OuterProductRows, Storage, Workspace, is_outer_product};
 use neurons::NeuronPass;
 pub use signals::Reads;
 use signals::{Globals, Signals, reads_gradient};
-use synapses::{BiasValues, MatrixState, SynapseView};
+use synapses::{BiasValues, MatrixState, SynapseView, by_rows};
 
 /// A learner driven by a compiled rule.
 #[derive(Debug)]
@@ -76,6 +76,9 @@ pub struct RuleLearner {
     /// The current matrix's signals, and the programs' scratch.
     signals: Signals,
     program_scratch: Scratch,
+    /// The first layer's gradient of a batch where the backward pass left it as factors, computed by
+    /// blocks of rows as the programs read it.
+    grad_rows: OuterProductRows,
     /// The `prune()` scores of the current pruning event.
     scores: Vec<f32>,
     /// What the synapse program reads, so the learner computes only that.
@@ -245,9 +248,11 @@ impl RuleLearner {
                 .map(|l| follows_rule(l) && !weight_gradients)
                 .collect(),
         );
-        // Online, the first layer's weight gradient is an outer product; a program reading `grad`
-        // multiplies its factors as it reads (`Input::Outer`) instead of the backward pass writing it
-        // out. Weight samples build their estimate from the written gradient, so they keep it.
+        // The first layer's weight gradient of a constant input is a sum of outer products over the
+        // batch; a program reading `grad` computes it where it reads (online: multiplies its two
+        // factors, `Input::Outer`; a batch: by blocks of rows, `Input::Blocks`) instead of the
+        // backward pass writing it out. Weight samples build their estimate from the written
+        // gradient, so they keep it.
         core.workspace
             .factor_first_gradient(weight_gradients && stochastic.is_none() && follows_rule(0));
         let recorded = reads.union(prune_reads);
@@ -285,6 +290,7 @@ impl RuleLearner {
             updates: 0,
             signals: Signals::default(),
             program_scratch: Scratch::default(),
+            grad_rows: OuterProductRows::default(),
             scores: Vec::new(),
             reads,
             prune_reads,
@@ -352,6 +358,24 @@ impl RuleLearner {
         let bias_elig_per_column = reads.elig
             && self.matrices[l].bias.is_some()
             && self.signals.compute_bias_elig(l, &self.core, batch.len());
+        // The first layer's gradient where the backward pass left it as factors, Σ_t ∂I[t] per example
+        // and unit, and the input: one example's is multiplied where it is read, a batch's computed by
+        // blocks of rows.
+        let factors = self.core.workspace.first_gradient_factors().filter(|_| l == 0);
+        let rows = batch.len();
+        let grad_unwritten = match factors {
+            Some(sums)
+                if is_outer_product(Storage::Transposed, Storage::RowMajor, (outputs, rows, inputs)) =>
+            {
+                Some(Input::Outer(&sums[..outputs], &batch.images[..inputs]))
+            }
+            Some(sums) => {
+                self.grad_rows
+                    .prepare(sums, &batch.images, (outputs, rows, inputs), 1.0);
+                Some(by_rows(&self.grad_rows))
+            }
+            None => None,
+        };
         // The prune program scores the synapses as the synapse program saw them.
         let pruning = event.filter(|_| self.matrices[l].connectivity.is_some() && self.prune.is_some());
         // The output buffers leave the state while the programs read it.
@@ -369,17 +393,10 @@ impl RuleLearner {
                 Some(st) => st.layer(l, outputs * inputs, outputs),
                 None => [empty; 4],
             };
-            // The factors of an outer-product gradient: Σ_t ∂I[t] per unit, and the input.
-            let grad_factors = self
-                .core
-                .workspace
-                .first_gradient_factors()
-                .filter(|_| l == 0)
-                .map(|rows| (rows, &batch.images[..inputs]));
             let view = SynapseView {
                 weights: layer.weights(),
                 grad: &gradients.weights,
-                grad_factors,
+                grad_unwritten,
                 sigma: sigma_w,
                 grad_sigma: grad_sigma_w,
                 state,

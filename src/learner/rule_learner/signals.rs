@@ -23,7 +23,7 @@ use crate::data::Batch;
 use crate::rule::Program;
 use crate::rule::vocab::Var;
 use crate::snn::{
-    SparseScratch, Storage, Workspace, accumulate_softmax, grow, matmul_divided, neuron,
+    OuterProductRows, SparseScratch, Storage, Workspace, accumulate_softmax, grow, matmul_divided, neuron,
     outer_products_skipping_zeros,
 };
 
@@ -191,6 +191,11 @@ pub struct Signals {
     pub elig_columns: Vec<f32>,
     /// Whether this matrix's `elig` is `elig_columns` (the readout).
     pub elig_per_column: bool,
+    /// `elig` of a first layer with constant input, a sum of outer products over the batch, handed
+    /// out by blocks of rows as the synapse program reads them ([`Signals::elig_by_rows`]).
+    pub elig_rows: OuterProductRows,
+    /// Whether this matrix's `elig` is `elig_rows` (`elig` then holds an older matrix's).
+    pub elig_by_rows: bool,
     /// `elig` of the biases (synapses from an always-on input): per neuron, or one value on the readout.
     pub bias_elig: Vec<f32>,
     /// What [`Signals::compute`] has computed since the learner last cleared it (for tests that a rule
@@ -318,6 +323,7 @@ impl Signals {
             }
         }
         self.elig_per_column = false;
+        self.elig_by_rows = false;
         if reads.elig {
             self.computed.elig = true;
             self.elig(l, core, batch);
@@ -398,15 +404,13 @@ impl Signals {
                     &mut self.trace,
                 );
             }
-            grow(&mut self.elig, outputs * inputs);
-            outer_products_skipping_zeros(
-                &mut self.elig,
+            self.elig_rows.prepare(
                 recorded.unwrap_or(&self.trace),
                 &batch.images,
                 (outputs, rows, inputs),
                 1.0 / (steps * rows) as f32,
-                &mut self.outer_scratch,
             );
+            self.elig_by_rows = true;
             return;
         }
         let per_step = rows * inputs;

@@ -8,9 +8,29 @@ use super::neurons::NeuronStats;
 use super::signals::{Globals, Signals, TRACE_DECAY};
 use crate::learner::stochastic::StochasticWeights;
 use crate::learner::structure::Connectivity;
-use crate::rule::program::Input;
+use crate::rule::program::{Input, RowBlocks};
 use crate::rule::vocab::Var;
-use crate::snn::Dense;
+use crate::snn::{Dense, OuterProductRows};
+
+/// A product computed by blocks of rows as the program reads it, or whole where it was computed whole.
+pub fn by_rows(rows: &OuterProductRows) -> Input<'_> {
+    rows.whole().map_or(Input::Blocks(rows), Input::PerSynapse)
+}
+
+impl RowBlocks for OuterProductRows {
+    fn shape(&self) -> (usize, usize) {
+        let (m, _, n) = OuterProductRows::shape(self);
+        (m, n)
+    }
+
+    fn block_rows(&self) -> usize {
+        OuterProductRows::BLOCK_ROWS
+    }
+
+    fn rows_into(&self, start: usize, out: &mut [f32], scratch: &mut Vec<f32>) {
+        OuterProductRows::rows_into(self, start, out, scratch);
+    }
+}
 
 /// What one weight matrix's synapses remember between updates.
 #[derive(Clone, Debug)]
@@ -95,9 +115,10 @@ pub struct SynapseView<'a> {
     /// The weights, their gradient, σ and ∂L/∂σ (empty unless stochastic).
     pub weights: &'a [f32],
     pub grad: &'a [f32],
-    /// The gradient as (row, column) factors when the backward pass left it unwritten
-    /// (`Workspace::first_gradient_factors`); `grad` is then stale.
-    pub grad_factors: Option<(&'a [f32], &'a [f32])>,
+    /// The gradient where the backward pass left it unwritten (`Workspace::first_gradient_factors`):
+    /// its two factors (one example, [`Input::Outer`]) or computed by blocks of rows; `grad` is then
+    /// stale.
+    pub grad_unwritten: Option<Input<'a>>,
     pub sigma: &'a [f32],
     pub grad_sigma: &'a [f32],
     pub state: &'a MatrixState,
@@ -124,12 +145,10 @@ impl SynapseView<'_> {
         match var {
             Var::W => Input::PerSynapse(self.weights),
             Var::W0 => Input::PerSynapse(&state.w0),
-            Var::Grad => match self.grad_factors {
-                Some((rows, cols)) => Input::Outer(rows, cols),
-                None => Input::PerSynapse(self.grad),
-            },
+            Var::Grad => self.grad_unwritten.unwrap_or(Input::PerSynapse(self.grad)),
             Var::Hebb => Input::PerSynapse(&signals.hebb[..self.outputs * self.inputs]),
             Var::Elig if signals.elig_per_column => Input::PerColumn(&signals.elig_columns),
+            Var::Elig if signals.elig_by_rows => by_rows(&signals.elig_rows),
             Var::Elig => Input::PerSynapse(&signals.elig[..self.outputs * self.inputs]),
             Var::Age => Input::PerSynapse(&state.age),
             Var::M => Input::PerSynapse(&state.m),
