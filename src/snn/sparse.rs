@@ -218,10 +218,17 @@ fn skipping_zeros(
     assert!(dst.len() >= m * n && x.len() >= m * k && w.len() >= n * k);
     #[cfg(target_arch = "x86_64")]
     {
-        // Costs measured with `cargo bench --bench train -- first_layer` (196 → 256 on an AVX2
-        // core), in units of gemm's time per multiply-add: the sparse kernel takes about 2 per
-        // nonzero entry and output, packing W about 50 per weight. So a product whose weights
-        // must be packed first needs more than 50 rows to pay (a training batch does not).
+        // Costs measured with `cargo bench --bench train -- first_layer` (196 → 256), in units of
+        // gemm's time per multiply-add: the sparse kernel takes about 2 per nonzero entry and
+        // output (fitted on an AVX2 core). Packing W is charged 50 per weight, more than it costs
+        // alone: by 8 × 8 tiles it is about 13 (on an AVX-512 EPYC, `skipping_zeros_repacked/500`
+        // 13 µs above `skipping_zeros/500`; gemm takes 32 µs for `gemm/32`'s 1.6 M
+        // multiply-adds), and a training batch of 32 repacked is faster alone
+        // (`skipping_zeros_repacked/32` 26.6–27.1 µs against `gemm/32`'s 31.9–32.1 µs), but inside
+        // a training update it was not (`perf` of five `pmnist-quick` tasks of `sgd`: gemm's 10%
+        // of the samples became 10.5% in the kernel, packing, transposing and grouping). So a
+        // product whose weights must be packed first needs more than 50 rows (a training batch
+        // keeps gemm).
         // SAFETY (of the kernel calls below): sparse_rows_supported checked AVX2 and FMA.
         let wide = std::is_x86_feature_detected!("avx512f") && !narrow;
         let block = if wide { WIDE_BLOCK } else { BLOCK };
@@ -521,11 +528,8 @@ fn pack(
     block: usize,
 ) -> bool {
     let padded = n.div_ceil(8) * 8;
-    // Transposed, every lane is written below (the padding with zeros), so no fill first, and the
-    // buffer only grows (the outer products pack operands of two sizes in turn).
-    if storage == Storage::RowMajor {
-        scratch.packed.clear();
-    }
+    // Every lane is written below (the padding with zeros), so no fill first, and the buffer only
+    // grows (the outer products pack operands of two sizes in turn).
     grow(&mut scratch.packed, padded * k + 16);
     scratch.packed_start = scratch.packed.as_ptr().align_offset(64).min(16);
     let packed = &mut scratch.packed[scratch.packed_start..];
@@ -535,7 +539,15 @@ fn pack(
         let real = width.min(n - start);
         let block = &mut packed[start * k..(start + width) * k];
         match storage {
+            // A whole block is its rows of W transposed, by tiles (storing each weight to its own
+            // line, 256 bytes after the last, took about 50 µs for 256 × 196 weights).
+            Storage::RowMajor if real == width => {
+                let rows = &w[start * k..(start + real) * k];
+                finite &= rows.iter().fold(true, |all, v| all & v.is_finite());
+                store_transposed(block, rows, k, false);
+            }
             Storage::RowMajor => {
+                block.fill(0.0);
                 for (lane, row) in w[start * k..].chunks_exact(k).take(real).enumerate() {
                     for (i, &v) in row.iter().enumerate() {
                         finite &= v.is_finite();
