@@ -1181,11 +1181,10 @@ impl Part {
     ) {
         let block_rows = sources
             .iter()
-            .filter_map(|s| match s {
+            .find_map(|s| match s {
                 Input::Blocks(b) => Some(b.block_rows()),
                 _ => None,
             })
-            .max()
             .expect("a source read by blocks");
         assert!(
             sources.iter().all(|s| match s {
