@@ -436,7 +436,9 @@ impl OuterProductRows {
                 return false;
             }
             let scratch = &mut self.scratch;
-            // `outer_products`' cost model: the whole product from b's entries, or gemm.
+            // `outer_products`' cost model, from b's entries or by gemm. From a's entries is not
+            // weighed: the factors read by blocks (`Σ_t ∂I[t]`, `elig`'s weighted surrogate) are
+            // dense, so from b's entries is never the dearer.
             let mut nonzero = 0;
             count_nonzero(b, &mut nonzero);
             if 3 * nonzero * m.div_ceil(16) + m * n / 2 >= m * k * n.div_ceil(16) {
