@@ -324,50 +324,27 @@ fn outer_products(
     #[cfg(target_arch = "x86_64")]
     {
         let (a, b) = (&a[..k * m], &b[..k * n]);
-        let nonzero = |x: &[f32]| {
-            let mut count = 0;
-            count_nonzero(x, &mut count);
-            count
-        };
-        // Costs in units of gemm's time per 16 multiply-adds, fitted on 819656e to a training batch
-        // of `pmnist-quick` (256 × 32 × 196, `cargo bench --bench train -- outer_products`): the kernel
-        // about 3 per entry and 16 outputs (it loads its operand for every multiply-add, where gemm
-        // reuses registers), transposing the product back about 1/2 per element (from b's entries
-        // with a dense, 33.7 against gemm's 36.9 µs; from a's with 27% of the rates nonzero, 28.5
-        // against 35.2 µs, where from b's took 31.2). With a quarter of the pixels nonzero, the weight
-        // gradient and `elig` (`a` dense) go from the pixels' entries (29.2 against 36.9 µs).
-        let from_a_cost = 3 * nonzero(a) * n.div_ceil(16);
-        let from_b_cost = 3 * nonzero(b) * m.div_ceil(16) + m * n / 2;
+        let from_a_cost = costs::from_a(nonzero(a), n);
+        let from_b_cost = costs::from_b(nonzero(b), m, n);
         let from_a = from_a_cost <= from_b_cost;
-        if !always_sparse && from_a_cost.min(from_b_cost) >= m * k * n.div_ceil(16) {
+        if !always_sparse && from_a_cost.min(from_b_cost) >= costs::gemm(m, k, n) {
             return dense(dst);
         }
         // The sparse operand s (k × p) and the other, d (k × q), read a row per entry of s.
         let (s, d, p, q) = if from_a { (a, b, m, n) } else { (b, a, n, m) };
         let wide = std::is_x86_feature_detected!("avx512f") && !narrow;
-        // The operand is not a versioned weight matrix: nothing may reuse it packed.
-        scratch.packed_for = None;
-        // (Read in place by the AVX-512 kernel, with masked loads, it was slower: 30 against 29 µs
-        // from a, 39 against 34 µs from b, `outer_products/skipping_zeros/rates`.)
-        if !pack(
-            scratch,
-            d,
-            Storage::Transposed,
-            (q, k),
-            if wide { WIDE_BLOCK } else { BLOCK },
-        ) {
-            // 0·∞ must stay NaN: only gemm multiplies every pair.
-            return dense(dst);
-        }
         // Both uses below write every element they read, so the buffer only grows (resizing it
         // between the two sizes refilled up to 176 KB with zeros at every product, 4 of 34 µs).
         let mut transposed = std::mem::take(&mut scratch.transposed);
         grow(&mut transposed, (p * k).max(n * m));
-        store_transposed(&mut transposed[..p * k], s, p, false);
-        // SAFETY (here and of the kernels): sparse_rows_supported checked AVX2 and FMA (and
-        // `wide` AVX-512); the entries are p rows with indices < k, the packed operand is (q, k) in
-        // the kernel's blocks, and the output holds p·q floats.
-        unsafe { avx2::gather_nonzeros(&mut scratch.entries, &transposed[..p * k], (p, k)) };
+        let block = if wide { WIDE_BLOCK } else { BLOCK };
+        if !sparse_operands(scratch, &mut transposed, s, d, (p, k, q), block) {
+            scratch.transposed = transposed;
+            return dense(dst);
+        }
+        // SAFETY (of the kernels): sparse_rows_supported checked AVX2 and FMA (and `wide`
+        // AVX-512); the entries are p rows with indices < k, the packed operand is (q, k) in the
+        // kernel's blocks, and the output holds p·q floats.
         let store = Store::Scaled(scale);
         let kernel = |out: &mut [f32], scratch: &mut SparseScratch| unsafe {
             if wide {
@@ -385,6 +362,66 @@ fn outer_products(
         }
         scratch.transposed = transposed;
     }
+}
+
+/// The number of entries of `x` that are not zero.
+#[cfg(target_arch = "x86_64")]
+fn nonzero(x: &[f32]) -> usize {
+    let mut count = 0;
+    count_nonzero(x, &mut count);
+    count
+}
+
+/// The cost model of a sum of outer products `aᵀ·b` (`m × k × n`), in units of gemm's time per 16
+/// multiply-adds, fitted on 819656e to a training batch of `pmnist-quick` (256 × 32 × 196, `cargo
+/// bench --bench train -- outer_products`): the kernel about 3 per entry and 16 outputs (it loads its
+/// operand for every multiply-add, where gemm reuses registers), transposing the product back about
+/// 1/2 per element (from b's entries with a dense, 33.7 against gemm's 36.9 µs; from a's with 27% of
+/// the rates nonzero, 28.5 against 35.2 µs, where from b's took 31.2). With a quarter of the pixels
+/// nonzero, the weight gradient and `elig` (`a` dense) go from the pixels' entries (29.2 against
+/// 36.9 µs).
+#[cfg(target_arch = "x86_64")]
+mod costs {
+    /// From `a`'s `nonzero` entries.
+    pub(super) fn from_a(nonzero: usize, n: usize) -> usize {
+        3 * nonzero * n.div_ceil(16)
+    }
+
+    /// From `b`'s `nonzero` entries, the product then transposed back.
+    pub(super) fn from_b(nonzero: usize, m: usize, n: usize) -> usize {
+        3 * nonzero * m.div_ceil(16) + m * n / 2
+    }
+
+    /// By gemm.
+    pub(super) fn gemm(m: usize, k: usize, n: usize) -> usize {
+        m * k * n.div_ceil(16)
+    }
+}
+
+/// The operands of a sum of outer products read from the entries of `s` (`k × p`): the other, `d`
+/// (`k × q`), packed in blocks of `block` outputs, and `sᵀ` written into `transposed` (at least
+/// `p·k` floats) and its nonzero entries listed. False where `d` holds a value that is not finite:
+/// 0·∞ must stay NaN, and only gemm multiplies every pair. Needs AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+fn sparse_operands(
+    scratch: &mut SparseScratch,
+    transposed: &mut [f32],
+    s: &[f32],
+    d: &[f32],
+    (p, k, q): (usize, usize, usize),
+    block: usize,
+) -> bool {
+    // The operand is not a versioned weight matrix: nothing may reuse it packed.
+    scratch.packed_for = None;
+    // (Read in place by the AVX-512 kernel, with masked loads, it was slower: 30 against 29 µs
+    // from a, 39 against 34 µs from b, `outer_products/skipping_zeros/rates`.)
+    if !pack(scratch, d, Storage::Transposed, (q, k), block) {
+        return false;
+    }
+    store_transposed(&mut transposed[..p * k], s, p, false);
+    // SAFETY: the caller checked AVX2 and FMA (sparse_rows_supported); sᵀ is p rows of k.
+    unsafe { avx2::gather_nonzeros(&mut scratch.entries, &transposed[..p * k], (p, k)) };
+    true
 }
 
 /// `scale · aᵀ·b` ([`outer_products_skipping_zeros`]'s product, bit for bit) handed out [`WIDE_BLOCK`]
@@ -435,25 +472,20 @@ impl OuterProductRows {
             if !sparse_rows_supported((m, k, n)) || !std::is_x86_feature_detected!("avx512f") {
                 return false;
             }
-            let scratch = &mut self.scratch;
             // `outer_products`' cost model, from b's entries or by gemm. From a's entries is not
             // weighed: the factors read by blocks (`Σ_t ∂I[t]`, `elig`'s weighted surrogate) are
             // dense, so from b's entries is never the dearer.
-            let mut nonzero = 0;
-            count_nonzero(b, &mut nonzero);
-            if 3 * nonzero * m.div_ceil(16) + m * n / 2 >= m * k * n.div_ceil(16) {
+            if costs::from_b(nonzero(b), m, n) >= costs::gemm(m, k, n) {
                 return false;
             }
-            scratch.packed_for = None;
-            if !pack(scratch, a, Storage::Transposed, (m, k), WIDE_BLOCK) {
-                return false;
+            let mut transposed = std::mem::take(&mut self.scratch.transposed);
+            grow(&mut transposed, n * k);
+            let ready = sparse_operands(&mut self.scratch, &mut transposed, b, a, (n, k, m), WIDE_BLOCK);
+            self.scratch.transposed = transposed;
+            if ready {
+                avx512::group(&mut self.scratch.entries, n, k);
             }
-            grow(&mut scratch.transposed, n * k);
-            store_transposed(&mut scratch.transposed[..n * k], b, n, false);
-            // SAFETY: sparse_rows_supported checked AVX2 and FMA; bᵀ is n rows of k.
-            unsafe { avx2::gather_nonzeros(&mut scratch.entries, &scratch.transposed[..n * k], (n, k)) };
-            avx512::group(&mut scratch.entries, n, k);
-            true
+            ready
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
@@ -1102,6 +1134,21 @@ mod tests {
         assert!(compared > 300, "only {compared} shapes compared");
     }
 
+    /// gemm's `scale · aᵀ·b`, `a` `k×m` and `b` `k×n`: what the sums of outer products must equal.
+    fn gemm_outer_products(a: &[f32], b: &[f32], (m, k, n): (usize, usize, usize), scale: f32) -> Vec<f32> {
+        let mut product = vec![f32::NAN; m * n];
+        matmul_scaled(
+            &mut product,
+            a,
+            Storage::Transposed,
+            b,
+            Storage::RowMajor,
+            (m, k, n),
+            scale,
+        );
+        product
+    }
+
     /// x with about a quarter of its entries nonzero.
     fn sparse_input(state: &mut u64, len: usize) -> Vec<f32> {
         (0..len)
@@ -1130,16 +1177,7 @@ mod tests {
                         let a = operand(&mut state, k * m, a_density);
                         let b = operand(&mut state, k * n, b_density);
                         for scale in [1.0, 1.0 / 256.0, -0.3] {
-                            let mut want = vec![f32::NAN; m * n];
-                            matmul_scaled(
-                                &mut want,
-                                &a,
-                                Storage::Transposed,
-                                &b,
-                                Storage::RowMajor,
-                                (m, k, n),
-                                scale,
-                            );
+                            let want = gemm_outer_products(&a, &b, (m, k, n), scale);
                             for choice in [(true, false), (true, true), (false, false)] {
                                 let mut got = vec![f32::NAN; m * n];
                                 outer_products(&mut got, &a, &b, (m, k, n), scale, &mut scratch, choice);
@@ -1192,16 +1230,7 @@ mod tests {
                         }
                         let b = operand(&mut state, k * n, b_density);
                         for scale in [1.0, 1.0 / 256.0] {
-                            let mut want = vec![f32::NAN; m * n];
-                            matmul_scaled(
-                                &mut want,
-                                &a,
-                                Storage::Transposed,
-                                &b,
-                                Storage::RowMajor,
-                                (m, k, n),
-                                scale,
-                            );
+                            let want = gemm_outer_products(&a, &b, (m, k, n), scale);
                             rows.prepare(&a, &b, (m, k, n), scale);
                             match rows.whole() {
                                 Some(got) => {
