@@ -369,6 +369,13 @@ impl RuleLearner {
             {
                 Some(Input::Outer(&sums[..outputs], &batch.images[..inputs]))
             }
+            // elig, prepared above, reads the same pixels: their entries are found once.
+            Some(sums) if self.signals.elig_by_rows => {
+                let shape = (outputs, rows, inputs);
+                self.grad_rows
+                    .prepare_sharing(&self.signals.elig_rows, sums, &batch.images, shape, 1.0);
+                Some(by_rows(&self.grad_rows))
+            }
             Some(sums) => {
                 self.grad_rows
                     .prepare(sums, &batch.images, (outputs, rows, inputs), 1.0);
