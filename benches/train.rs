@@ -205,22 +205,73 @@ fn outer_products(c: &mut Criterion) {
         state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
         state >> 8
     };
-    let rates: Vec<f32> = (0..k * m)
-        .map(|_| {
-            if next() % 100 < 27 {
-                (1 + next() % 8) as f32 / 8.0
-            } else {
-                0.0
-            }
-        })
-        .collect();
+    let mut rates_at = |percent: u32| -> Vec<f32> {
+        (0..k * m)
+            .map(|_| {
+                if next() % 100 < percent {
+                    (1 + next() % 8) as f32 / 8.0
+                } else {
+                    0.0
+                }
+            })
+            .collect()
+    };
+    let rates = rates_at(27);
+    let sparse_rates = [5, 40].map(|percent| (percent, rates_at(percent)));
     let error: Vec<f32> = (0..k * m)
         .map(|_| next() as f32 / (1 << 24) as f32 - 0.5)
+        .collect();
+    // The pixels thinned (each nonzero kept with probability p/25) or filled in (each zero set with
+    // probability (p − 25)/75) to about p% nonzero, and a dense operand of b's shape: the cost
+    // model's lines (`src/snn/sparse.rs`, `costs`) and where each crosses gemm's.
+    let pixels_at = |percent: u32, next: &mut dyn FnMut() -> u32| -> Vec<f32> {
+        x.iter()
+            .map(|&v| {
+                let u = next() % 10_000;
+                match (v != 0.0, percent) {
+                    (true, p) if p < 25 => {
+                        if u < p * 400 {
+                            v
+                        } else {
+                            0.0
+                        }
+                    }
+                    (true, _) => v,
+                    (false, p) if p > 25 && u < (p - 25) * 10_000 / 75 => 0.5,
+                    (false, _) => 0.0,
+                }
+            })
+            .collect()
+    };
+    let pixels: Vec<(u32, Vec<f32>)> = [10, 25, 40, 55]
+        .into_iter()
+        .map(|percent| (percent, pixels_at(percent, &mut next)))
+        .collect();
+    let dense_b: Vec<f32> = (0..k * n)
+        .map(|_| next() as f32 / (1 << 24) as f32 + 0.25)
         .collect();
     let mut dst = vec![0.0f32; m * n];
     let mut scratch = SparseScratch::default();
     let mut group = c.benchmark_group("outer_products");
     group.throughput(Throughput::Elements(k as u64));
+    let mut sparse_case = |name: String, a: &[f32], b_operand: &[f32]| {
+        group.bench_function(name, |bench| {
+            bench.iter(|| {
+                let a = black_box(a);
+                outer_products_skipping_zeros(&mut dst, a, b_operand, (m, k, n), 1.0 / 32.0, &mut scratch)
+            })
+        });
+    };
+    for (percent, b_operand) in &pixels {
+        sparse_case(
+            format!("skipping_zeros/dense-and-pixels-{percent}%"),
+            &error,
+            b_operand,
+        );
+    }
+    for (percent, a) in &sparse_rates {
+        sparse_case(format!("skipping_zeros/rates-{percent}%-and-dense"), a, &dense_b);
+    }
     for (name, a) in [("rates", &rates), ("dense", &error)] {
         group.bench_function(format!("gemm/{name}"), |b| {
             b.iter(|| {

@@ -337,7 +337,7 @@ fn outer_products(
     #[cfg(target_arch = "x86_64")]
     {
         let (a, b) = (&a[..k * m], &b[..k * n]);
-        let from_a_cost = costs::from_a(nonzero(a), n);
+        let from_a_cost = costs::from_a(nonzero(a), m, n);
         let from_b_cost = costs::from_b(nonzero(b), m, n);
         let from_a = from_a_cost <= from_b_cost;
         if !always_sparse && from_a_cost.min(from_b_cost) >= costs::gemm(m, k, n) {
@@ -386,23 +386,28 @@ fn nonzero(x: &[f32]) -> usize {
 }
 
 /// The cost model of a sum of outer products `aᵀ·b` (`m × k × n`), in units of gemm's time per 16
-/// multiply-adds, fitted on 819656e to a training batch of `pmnist-quick` (256 × 32 × 196, `cargo
-/// bench --bench train -- outer_products`): the kernel about 3 per entry and 16 outputs (it loads its
-/// operand for every multiply-add, where gemm reuses registers), transposing the product back about
-/// 1/2 per element (from b's entries with a dense, 33.7 against gemm's 36.9 µs; from a's with 27% of
-/// the rates nonzero, 28.5 against 35.2 µs, where from b's took 31.2). With a quarter of the pixels
-/// nonzero, the weight gradient and `elig` (`a` dense) go from the pixels' entries (29.2 against
-/// 36.9 µs).
+/// multiply-adds, fitted on the AVX-512 kernel to `pmnist-quick`'s training batch (256 × 32 × 196,
+/// gemm 34.4 µs) with each path forced (a local change), at densities from 5% to 70%: the kernel 4/3 per entry and 16
+/// outputs (it loads its operand for every multiply-add, where gemm reuses registers), and a fixed
+/// part that grows with the product: finding, grouping and packing the operands, the kernel's rows,
+/// and from b's entries transposing the product back (from b, a dense: 16.2 + 40.5·d µs for a
+/// density d of the pixels; from a, b dense: 12.4 + 44.6·d µs for a density d of a). So the pixels'
+/// entries beat gemm below about 45% nonzero, where the fit of 819656e (3 per entry and 16 outputs,
+/// 1/2 per element transposed back, made for the kernel before its AVX-512 groups) gave up at 27%
+/// and left about one `pmnist-quick` batch in ten to gemm: 34–41 µs where the entries took about 27.
+/// `cargo bench --bench train -- outer_products` measures points of both lines where the model
+/// takes them (`dense-and-pixels-10%` … `40%`, `rates-5%-and-dense`, `rates-40%-and-dense`), gemm
+/// (`gemm/dense`) and the model's choice past the crossing (`dense-and-pixels-55%`).
 #[cfg(target_arch = "x86_64")]
 mod costs {
     /// From `a`'s `nonzero` entries.
-    pub(super) fn from_a(nonzero: usize, n: usize) -> usize {
-        3 * nonzero * n.div_ceil(16)
+    pub(super) fn from_a(nonzero: usize, m: usize, n: usize) -> usize {
+        4 * nonzero * n.div_ceil(16) / 3 + 3 * m * n / 4
     }
 
     /// From `b`'s `nonzero` entries, the product then transposed back.
     pub(super) fn from_b(nonzero: usize, m: usize, n: usize) -> usize {
-        3 * nonzero * m.div_ceil(16) + m * n / 2
+        4 * nonzero * m.div_ceil(16) / 3 + m * n
     }
 
     /// By gemm.
