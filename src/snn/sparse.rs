@@ -1274,9 +1274,16 @@ mod tests {
             for &k in &[1, 3, 32, 512] {
                 for &n in &[2, 9, 196] {
                     // b sparse (the pixels: by blocks where AVX-512 is), b dense (whole), a with
-                    // an infinity (whole: 0·∞ must stay NaN).
-                    for (b_density, infinite) in [(0.1, false), (0.25, false), (1.0, false), (0.25, true)] {
-                        let mut a = operand(&mut state, k * m, 1.0);
+                    // an infinity (whole: 0·∞ must stay NaN), a with zeros (firing rates: `hebb`).
+                    let cases = [
+                        (0.1, false, 1.0),
+                        (0.25, false, 1.0),
+                        (1.0, false, 1.0),
+                        (0.25, true, 1.0),
+                        (0.25, false, 0.27),
+                    ];
+                    for (b_density, infinite, a_density) in cases {
+                        let mut a = operand(&mut state, k * m, a_density);
                         if infinite {
                             a[k * m / 2] = f32::INFINITY;
                         }

@@ -369,16 +369,16 @@ impl RuleLearner {
             {
                 Some(Input::Outer(&sums[..outputs], &batch.images[..inputs]))
             }
-            // elig, prepared above, reads the same pixels: their entries are found once.
-            Some(sums) if self.signals.elig_by_rows => {
-                let shape = (outputs, rows, inputs);
-                self.grad_rows
-                    .prepare_sharing(&self.signals.elig_rows, sums, &batch.images, shape, 1.0);
-                Some(by_rows(&self.grad_rows))
-            }
             Some(sums) => {
-                self.grad_rows
-                    .prepare(sums, &batch.images, (outputs, rows, inputs), 1.0);
+                let shape = (outputs, rows, inputs);
+                match self.signals.pixel_rows() {
+                    // elig or hebb, prepared above, read the same pixels: their entries are found
+                    // once.
+                    Some(like) => self
+                        .grad_rows
+                        .prepare_sharing(like, sums, &batch.images, shape, 1.0),
+                    None => self.grad_rows.prepare(sums, &batch.images, shape, 1.0),
+                }
                 Some(by_rows(&self.grad_rows))
             }
             None => None,

@@ -184,6 +184,11 @@ pub struct Signals {
     pub err: Vec<f32>,
     /// Per synapse: the first `outputs × inputs` of the matrix computed last ([`Signals::hebb`]).
     pub hebb: Vec<f32>,
+    /// `hebb` of a first layer with constant input, a sum of outer products over the batch (by a
+    /// power of two), handed out by blocks of rows as the synapse program reads them.
+    pub hebb_rows: OuterProductRows,
+    /// Whether this matrix's `hebb` is `hebb_rows` (`hebb` then holds an older matrix's).
+    pub hebb_by_rows: bool,
     /// Per synapse (hidden layers), as `hebb`.
     pub elig: Vec<f32>,
     /// Per presynaptic neuron: `elig` of the readout, where ψ = 1 ([`Signals::elig_per_column`]).
@@ -287,6 +292,7 @@ impl Signals {
                 row_mean_into(&self.probabilities, outputs, &mut self.post);
             }
         }
+        self.hebb_by_rows = false;
         if reads.hebb {
             self.computed.hebb = true;
             self.hebb(l, core, batch);
@@ -330,6 +336,18 @@ impl Signals {
         }
     }
 
+    /// A product over this matrix's pixels computed by blocks of rows this update (`elig`'s or
+    /// `hebb`'s), whose entries of the pixels another such product can share.
+    pub fn pixel_rows(&self) -> Option<&OuterProductRows> {
+        if self.elig_by_rows {
+            Some(&self.elig_rows)
+        } else if self.hebb_by_rows {
+            Some(&self.hebb_rows)
+        } else {
+            None
+        }
+    }
+
     /// `hebb` of matrix `l`: the mean over batch and steps of post × pre activity.
     fn hebb(&mut self, l: usize, core: &Backprop, batch: &Batch) {
         let config = core.network.config();
@@ -350,9 +368,18 @@ impl Signals {
                 rows,
                 &mut self.outer_scratch,
             );
-        } else if l == 0 && ws.input_sequence().is_empty() {
+        } else if l == 0 && ws.input_sequence().is_empty() && rows.is_power_of_two() {
             // Direct input is the same at every step: Σ_t s[t]ᵀx = T·(rate)ᵀx (the rate computed by
-            // `compute`).
+            // `compute`). Dividing by a power of two is scaling, so the blocks have the bits of
+            // `outer_products_divided`'s product.
+            self.hebb_rows.prepare(
+                self.rates.get(0),
+                &batch.images,
+                (outputs, rows, inputs),
+                1.0 / rows as f32,
+            );
+            self.hebb_by_rows = true;
+        } else if l == 0 && ws.input_sequence().is_empty() {
             outer_products_divided(
                 &mut self.hebb,
                 self.rates.get(0),
@@ -404,12 +431,15 @@ impl Signals {
                     &mut self.trace,
                 );
             }
-            self.elig_rows.prepare(
-                recorded.unwrap_or(&self.trace),
-                &batch.images,
-                (outputs, rows, inputs),
-                1.0 / (steps * rows) as f32,
-            );
+            let (surrogate, shape) = (recorded.unwrap_or(&self.trace), (outputs, rows, inputs));
+            let scale = 1.0 / (steps * rows) as f32;
+            if self.hebb_by_rows {
+                // hebb, prepared above, read the same pixels: their entries are found once.
+                self.elig_rows
+                    .prepare_sharing(&self.hebb_rows, surrogate, &batch.images, shape, scale);
+            } else {
+                self.elig_rows.prepare(surrogate, &batch.images, shape, scale);
+            }
             self.elig_by_rows = true;
             return;
         }

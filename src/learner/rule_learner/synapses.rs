@@ -146,6 +146,7 @@ impl SynapseView<'_> {
             Var::W => Input::PerSynapse(self.weights),
             Var::W0 => Input::PerSynapse(&state.w0),
             Var::Grad => self.grad_unwritten.unwrap_or(Input::PerSynapse(self.grad)),
+            Var::Hebb if signals.hebb_by_rows => by_rows(&signals.hebb_rows),
             Var::Hebb => Input::PerSynapse(&signals.hebb[..self.outputs * self.inputs]),
             Var::Elig if signals.elig_per_column => Input::PerColumn(&signals.elig_columns),
             Var::Elig if signals.elig_by_rows => by_rows(&signals.elig_rows),

@@ -1004,6 +1004,8 @@ fn gradient_read_as_factors_changes_no_bit(batch_size: usize, network: Network) 
         "fn synapse() { dw = -lr * grad; }",
         "fn synapse() { dw = -tanh(abs(lr)) * (0.01 * (w - w0 - w0) + grad); }",
         "fn synapse() { dw = -lr * grad * sign(grad) + 0.001 * elig * w; m = grad * grad; }",
+        "fn synapse() { dw = -lr * grad + 0.01 * (hebb - elig) * w; }",
+        "fn synapse() { dw = -lr * grad - 0.002 * (hebb - pre * post); }",
         "fn synapse() { dw = -lr * grad; } fn prune() { score = abs(w * grad); }",
     ] {
         let compiled = crate::rule::compile(source, std::path::Path::new("g.rhai")).expect("compiles");
