@@ -9,8 +9,11 @@
 # times (default 3), and each rule's line gives the median of its rounds' ratios and their range: one
 # round's ratio of a rule moves by ±0.1 on such a machine.
 #
-#   scripts/rule-speed.sh [OUT_DIR]        (default runs/rule-speed; needs scripts/fetch-data.sh)
+#   scripts/rule-speed.sh [OUT_DIR [RULE...]]   (default runs/rule-speed; needs scripts/fetch-data.sh)
 #   ROUNDS=5 SYNAPTOGEN=path/to/synaptogen scripts/rule-speed.sh /tmp/speed
+#   scripts/rule-speed.sh /tmp/speed my_rule.rhai tests/fixtures/speed/*.rhai
+#
+# With RULE files it measures those; without, every shipped rule and committed search winner.
 #
 # Run it on an otherwise idle machine: learners are timed one after another in one process. About
 # 35 s per round.
@@ -24,7 +27,11 @@ out=${1:-runs/rule-speed}
 rounds=${ROUNDS:-3}
 rm -rf -- "$out"
 bin=${SYNAPTOGEN:-target/release/synaptogen}
-mapfile -t rules < <(ls rules/*/*.rhai reports/*/best.rhai)
+if (($# > 1)); then
+    rules=("${@:2}")
+else
+    mapfile -t rules < <(ls rules/*/*.rhai reports/*/best.rhai)
+fi
 args=(--learner sgd)
 for rule in "${rules[@]}"; do args+=(--rule "$rule" --learner sgd); done
 for round in $(seq "$rounds"); do
