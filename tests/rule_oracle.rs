@@ -643,8 +643,8 @@ fn vector_pow_equals_math_rs() {
     assert_kernel_computes("w ** 2.0", &w, &grad, |x, _| math::pow(x, 2.0));
 }
 
-/// Every operation the AVX-512 kernels compute (`src/rule/avx512.rs`, `exp`, `tanh` and `sigmoid`
-/// among them), alone and combined, over
+/// Every operation the AVX-512 kernels compute (`src/rule/avx512.rs`, `exp`, `tanh`, `sigmoid` and
+/// `ln` among them), alone and combined, over
 /// values chosen to tell rounding, NaN and signed-zero rules apart, at lengths that end on every
 /// masked tail: the interpreter's bits, and (where the CPU has AVX-512) on sixteen lanes.
 #[test]
@@ -695,6 +695,7 @@ fn avx512_kernels_give_the_interpreters_bits_for_every_exact_operation() {
         "exp(w) + tanh(grad) * sigmoid(hebb)",
         "sigmoid(w * grad) - exp(-abs(w)) / tanh(hebb)",
         "-lr * grad * exp(-abs(w) / (0.1 + hebb * 0.001)) + tanh(w - grad)",
+        "ln(w) + ln(abs(grad)) * hebb",
     ];
     #[cfg(target_arch = "x86_64")]
     let avx512 = std::is_x86_feature_detected!("avx512f");

@@ -1,17 +1,17 @@
 //! Native kernels with sixteen lanes, for the parts of rule programs whose every operation is exact in
 //! IEEE arithmetic: `+ − × /`, `sqrt`, comparisons and logic, `select`, `abs`, `sign`, `step`,
-//! `relu`, `min`, `max`, `clamp`; and `exp`, `tanh` and `sigmoid`, which `math.rs` defines as
+//! `relu`, `min`, `max`, `clamp`; and `exp`, `tanh`, `sigmoid` and `ln`, which `math.rs` defines as
 //! sequences of such operations (and integer ones on the bits).
 //!
 //! Why: Cranelift (0.135) lowers only 128-bit vectors on x86-64, so its kernels (`jit.rs`) run four
 //! synapses per instruction where an AVX-512 core runs sixteen (`cargo bench --bench rule_vm`:
 //! `compiled` against `compiled_cranelift`). Those operations are single AVX-512 instructions (or a
 //! compare and a masked move) that round exactly as the interpreter's scalar ones, so they give the
-//! interpreter's bits by construction; `exp`, `tanh` and `sigmoid` are `math.rs`'s operations in its
-//! order, lane by lane, their constants read by broadcast from a table rather than kept in registers.
-//! A per-synapse `exp` left to Cranelift cost a rule half its speed (a `pmnist-quick` update's 50,176
-//! synapses at four lanes: 0.47× native SGD instead of 0.8×). A part with `ln` or `**` (`ln`'s
-//! subnormal and `**`'s f64 paths) stays with Cranelift. The machine code is encoded with
+//! interpreter's bits by construction; `exp`, `tanh`, `sigmoid` and `ln` are `math.rs`'s operations
+//! in its order, lane by lane, their constants read by broadcast from a table rather than kept in
+//! registers. A per-synapse `exp` left to Cranelift cost a rule half its speed (a `pmnist-quick`
+//! update's 50,176 synapses at four lanes: 0.47× native SGD instead of 0.73×). A part with `**`
+//! (computed in f64) stays with Cranelift. The machine code is encoded with
 //! `iced-x86`'s assembler, from AVX-512 Foundation alone (the bitwise `abs` and `−` as the integer
 //! `vpandd`/`vpxord`: `vandps`/`vxorps` on 512 bits need AVX-512DQ).
 //!
@@ -41,6 +41,7 @@ const LT_OQ: i32 = 0x11;
 const LE_OQ: i32 = 0x12;
 const GE_OQ: i32 = 0x1D;
 const GT_OQ: i32 = 0x1E;
+const NGE_UQ: i32 = 0x19;
 
 /// The vector registers, by number.
 const ZMM: [AsmRegisterZmm; 32] = [
@@ -50,7 +51,7 @@ const ZMM: [AsmRegisterZmm; 32] = [
 ];
 
 /// Why `code` has no AVX-512 kernel, if it has none: an operation this module does not write out
-/// (`ln`, `**`, `randn()`: only the Cranelift kernels do), or more values than vector registers.
+/// (`**`, `randn()`: only the Cranelift kernels do), or more values than vector registers.
 fn unsupported(code: &Code, scalar: &[bool]) -> Option<String> {
     if let Some(i) = code.instructions.iter().find(|i| !exact(i.op)) {
         return Some(format!("{:?} is computed by the Cranelift kernels only", i.op));
@@ -76,8 +77,9 @@ fn exact(op: Op) -> bool {
             | Func::Step
             | Func::Exp
             | Func::Tanh
-            | Func::Sigmoid => true,
-            Func::Ln | Func::Randn => false,
+            | Func::Sigmoid
+            | Func::Ln => true,
+            Func::Randn => false,
         },
     }
 }
@@ -90,7 +92,7 @@ struct Layout {
     constants: Vec<(u32, usize)>,
     /// Per program register, its vector register.
     registers_of: Vec<usize>,
-    /// Scratch registers: `clamp`'s intermediate, and [`SCRATCH`] for `exp`, `tanh` and `sigmoid`.
+    /// Scratch registers: `clamp`'s intermediate, and [`SCRATCH`] for `exp`, `tanh`, `sigmoid`, `ln`.
     scratch: Vec<usize>,
     /// How many vector registers all that takes.
     registers: usize,
@@ -143,7 +145,7 @@ impl Layout {
         let transcendental = code
             .instructions
             .iter()
-            .any(|i| matches!(i.op, Op::Call(Func::Exp | Func::Tanh | Func::Sigmoid)));
+            .any(|i| matches!(i.op, Op::Call(Func::Exp | Func::Tanh | Func::Sigmoid | Func::Ln)));
         let scratch = (0..if transcendental { SCRATCH } else { 1 })
             .map(|_| take())
             .collect();
@@ -318,8 +320,10 @@ fn trip(
                     pick(a, t, (arg(x), arg(y)), GT_OQ)?;
                     pick(a, d, (t, arg(z)), LT_OQ)?;
                 }
-                Func::Exp | Func::Tanh | Func::Sigmoid => transcendental(a, f, d, arg(x), &layout.scratch)?,
-                Func::Ln | Func::Randn => unreachable!("refused by `unsupported`"),
+                Func::Exp | Func::Tanh | Func::Sigmoid | Func::Ln => {
+                    transcendental(a, f, d, arg(x), &layout.scratch)?
+                }
+                Func::Randn => unreachable!("refused by `unsupported`"),
             },
         }
     }
@@ -349,10 +353,10 @@ fn pick(
     a.vblendmps(d.k1(), x, y)
 }
 
-/// Scratch registers of `exp`, `tanh` and `sigmoid`.
+/// Scratch registers of `exp`, `tanh`, `sigmoid` and `ln`.
 const SCRATCH: usize = 6;
 
-/// The constants of `exp`, `tanh` and `sigmoid` (`math.rs`), read by broadcast from memory rather
+/// The constants of `exp`, `tanh`, `sigmoid` and `ln` (`math.rs`), read by broadcast from memory rather
 /// than held in registers, which the program's own values need: indices into [`TABLE`].
 mod table {
     pub const LOG2_E: usize = 0;
@@ -373,11 +377,28 @@ mod table {
     pub const SIGN: usize = 12;
     /// `EXP_SERIES_32`, from its first coefficient.
     pub const SERIES: usize = 13;
+    pub const MIN_POSITIVE: usize = 20;
+    /// 2²³, which scales a subnormal into the normals.
+    pub const TWO_23: usize = 21;
+    /// The mantissa's bits.
+    pub const MANTISSA: usize = 22;
+    pub const SQRT_2: usize = 23;
+    pub const HALF: usize = 24;
+    /// The integers 1 and 23, as 32 bits.
+    pub const INT_ONE: usize = 25;
+    pub const INT_23: usize = 26;
+    pub const INFINITY: usize = 27;
+    pub const NEG_INFINITY: usize = 28;
+    pub const NAN: usize = 29;
+    /// `LN_SERIES_32`, from its first coefficient.
+    pub const LN_SERIES: usize = 30;
+    /// Entries.
+    pub const LEN: usize = 35;
 }
 
 /// [`table`]'s values, as bits.
-static TABLE: [u32; table::SERIES + 7] = {
-    let mut t = [0u32; table::SERIES + 7];
+static TABLE: [u32; table::LEN] = {
+    let mut t = [0u32; table::LEN];
     t[table::LOG2_E] = math::LOG2_E_32.to_bits();
     t[table::ROUND_SHIFT] = math::ROUND_SHIFT_32.to_bits();
     t[table::LN2_HI] = math::LN2_HI_32.to_bits();
@@ -394,6 +415,21 @@ static TABLE: [u32; table::SERIES + 7] = {
     let mut k = 0;
     while k < 7 {
         t[table::SERIES + k] = math::EXP_SERIES_32[k].to_bits();
+        k += 1;
+    }
+    t[table::MIN_POSITIVE] = f32::MIN_POSITIVE.to_bits();
+    t[table::TWO_23] = 8_388_608.0f32.to_bits();
+    t[table::MANTISSA] = 0x007f_ffff;
+    t[table::SQRT_2] = std::f32::consts::SQRT_2.to_bits();
+    t[table::HALF] = 0.5f32.to_bits();
+    t[table::INT_ONE] = 1;
+    t[table::INT_23] = 23;
+    t[table::INFINITY] = f32::INFINITY.to_bits();
+    t[table::NEG_INFINITY] = f32::NEG_INFINITY.to_bits();
+    t[table::NAN] = f32::NAN.to_bits();
+    let mut k = 0;
+    while k < 5 {
+        t[table::LN_SERIES + k] = math::LN_SERIES_32[k].to_bits();
         k += 1;
     }
     t
@@ -466,8 +502,9 @@ fn registers(scratch: &[usize]) -> Vec<AsmRegisterZmm> {
     scratch.iter().map(|&r| ZMM[r]).collect()
 }
 
-/// `math::exp`, `math::tanh` or `math::sigmoid` of `x` into `d`: `math.rs`'s operations in its
-/// order, lane by lane, into `s[5]`; then `x` itself where it is NaN, as `math.rs` returns it.
+/// `math::exp`, `math::tanh`, `math::sigmoid` or `math::ln` of `x` into `d`: `math.rs`'s operations
+/// in its order, lane by lane, into `s[5]`; then `x` itself where it is NaN, as `math.rs` returns it
+/// (`ln` answers its special values itself).
 fn transcendental(
     a: &mut CodeAssembler,
     f: Func,
@@ -511,7 +548,54 @@ fn transcendental(
             a.vaddps(s[1], s[5], c(table::ONE))?; // 1 + e (commutative)
             a.vdivps(s[5], s[0], s[1])?;
         }
+        Func::Ln => {
+            ln_positive(a, x, &s)?;
+            // math::ln's special values, in its order: ∞, then ±0, then NaN and negatives.
+            let special = |a: &mut CodeAssembler, (at, predicate), value: usize| {
+                a.vcmpps(k1, x, c(at), predicate)?;
+                a.vbroadcastss(s[5].k1(), dword_ptr(rax + 4 * value as i32))
+            };
+            special(a, (table::INFINITY, EQ_OQ), table::INFINITY)?;
+            special(a, (table::ZERO, EQ_OQ), table::NEG_INFINITY)?;
+            special(a, (table::ZERO, NGE_UQ), table::NAN)?;
+            return a.vmovaps(d, s[5]);
+        }
         other => unreachable!("{other:?} is not transcendental"),
     }
     a.vblendmps(d.k3(), s[5], x)
+}
+
+/// `math::ln_positive_32` of every lane of `x` into `s[5]` (lanes that are not positive, finite
+/// and nonzero get some value, which `math::ln` replaces).
+fn ln_positive(a: &mut CodeAssembler, x: AsmRegisterZmm, s: &[AsmRegisterZmm]) -> Result<(), IcedError> {
+    // Subnormals (k1): scaled by 2²³ into the normals, 23 taken off the exponent.
+    a.vcmpps(k1, x, c(table::MIN_POSITIVE), LT_OQ)?;
+    a.vmovaps(s[0], x)?;
+    a.vmulps(s[0].k1(), x, c(table::TWO_23))?; // y
+    a.vpandd(s[1], s[0], c(table::MANTISSA))?;
+    a.vpord(s[1], s[1], c(table::ONE))?; // the mantissa in [1, 2)
+    a.vcmpps(k2, s[1], c(table::SQRT_2), GT_OQ)?; // above √2
+    a.vmulps(s[1].k2(), s[1], c(table::HALF))?; // m
+    a.vpsrad(s[2], s[0], 23)?;
+    a.vpsubd(s[2], s[2], c(table::BIAS))?;
+    a.vpaddd(s[2].k2(), s[2], c(table::INT_ONE))?;
+    a.vpsubd(s[2].k1(), s[2], c(table::INT_23))?;
+    a.vcvtdq2ps(s[2], s[2])?; // e
+    a.vsubps(s[1], s[1], c(table::ONE))?; // f
+    a.vaddps(s[3], s[1], c(table::TWO))?; // 2 + f (commutative)
+    a.vdivps(s[3], s[1], s[3])?; // s
+    a.vmulps(s[4], s[3], s[3])?; // w
+    a.vbroadcastss(s[0], dword_ptr(rax + 4 * table::LN_SERIES as i32))?;
+    for k in 1..5 {
+        a.vmulps(s[0], s[0], s[4])?;
+        a.vaddps(s[0], s[0], c(table::LN_SERIES + k))?;
+    }
+    a.vmulps(s[0], s[4], s[0])?; // r = w·p
+    a.vsubps(s[4], s[1], s[0])?; // f − r
+    a.vmulps(s[4], s[3], s[4])?; // s·(f − r)
+    a.vmulps(s[0], s[2], c(table::LN2_LO))?;
+    a.vsubps(s[4], s[4], s[0])?; // s·(f − r) − e·LN2_LO
+    a.vsubps(s[4], s[1], s[4])?; // f − (…)
+    a.vmulps(s[0], s[2], c(table::LN2_HI))?;
+    a.vaddps(s[5], s[0], s[4])
 }
