@@ -413,7 +413,7 @@ static TABLE: [u32; table::LEN] = {
     t[table::ABS] = 0x7FFF_FFFF;
     t[table::SIGN] = 0x8000_0000;
     let mut k = 0;
-    while k < 7 {
+    while k < math::EXP_SERIES_32.len() {
         t[table::SERIES + k] = math::EXP_SERIES_32[k].to_bits();
         k += 1;
     }
@@ -428,7 +428,7 @@ static TABLE: [u32; table::LEN] = {
     t[table::NEG_INFINITY] = f32::NEG_INFINITY.to_bits();
     t[table::NAN] = f32::NAN.to_bits();
     let mut k = 0;
-    while k < 5 {
+    while k < math::LN_SERIES_32.len() {
         t[table::LN_SERIES + k] = math::LN_SERIES_32[k].to_bits();
         k += 1;
     }
@@ -438,6 +438,27 @@ static TABLE: [u32; table::LEN] = {
 /// The table's entry `i`, broadcast to every lane (rax holds the table's address).
 fn c(i: usize) -> AsmMemoryOperand {
     dword_bcst(rax + 4 * i as i32)
+}
+
+/// The table's entry `i`, as the one float `vbroadcastss` reads.
+fn entry(i: usize) -> AsmMemoryOperand {
+    dword_ptr(rax + 4 * i as i32)
+}
+
+/// `p = series[0]`, then `p = p·x + series[k]` for the `terms − 1` others (`math.rs`'s polynomials,
+/// unfused), into `p`.
+fn horner(
+    a: &mut CodeAssembler,
+    p: AsmRegisterZmm,
+    x: AsmRegisterZmm,
+    (series, terms): (usize, usize),
+) -> Result<(), IcedError> {
+    a.vbroadcastss(p, entry(series))?;
+    for k in 1..terms {
+        a.vmulps(p, p, x)?;
+        a.vaddps(p, p, c(series + k))?;
+    }
+    Ok(())
 }
 
 /// `math::clamp_32` of `x` into `d` (not `x`'s register): `high` above, `low` below, NaN kept.
@@ -450,8 +471,8 @@ fn clamp_table(
     a.vcmpps(k1, x, c(high), GT_OQ)?;
     a.vcmpps(k2, x, c(low), LT_OQ)?;
     a.vmovaps(d, x)?;
-    a.vbroadcastss(d.k1(), dword_ptr(rax + 4 * high as i32))?;
-    a.vbroadcastss(d.k2(), dword_ptr(rax + 4 * low as i32))
+    a.vbroadcastss(d.k1(), entry(high))?;
+    a.vbroadcastss(d.k2(), entry(low))
 }
 
 /// `math::reduce_32` of `x` (`s[0]`'s register or another): `k` as 32-bit integers into `s[1]`, `r`
@@ -469,11 +490,7 @@ fn reduce(a: &mut CodeAssembler, x: AsmRegisterZmm, s: &[AsmRegisterZmm]) -> Res
 
 /// `math::expm1_reduced_32` of `r` (`s[3]`) into `s[4]`; `s[2]` is overwritten.
 fn expm1_reduced(a: &mut CodeAssembler, s: &[AsmRegisterZmm]) -> Result<(), IcedError> {
-    a.vbroadcastss(s[2], dword_ptr(rax + 4 * table::SERIES as i32))?;
-    for k in 1..7 {
-        a.vmulps(s[2], s[2], s[3])?;
-        a.vaddps(s[2], s[2], c(table::SERIES + k))?;
-    }
+    horner(a, s[2], s[3], (table::SERIES, math::EXP_SERIES_32.len()))?;
     a.vmulps(s[4], s[3], s[3])?;
     a.vmulps(s[4], s[4], s[2])?;
     a.vaddps(s[4], s[4], s[3])
@@ -543,7 +560,7 @@ fn transcendental(
             clamp_table(a, s[0], s[5], (table::EXP_LOW, table::EXP_HIGH))?;
             exp_clamped(a, s[0], &s)?; // e
             a.vcmpps(k1, x, c(table::ZERO), LT_OQ)?;
-            a.vbroadcastss(s[0], dword_ptr(rax + 4 * table::ONE as i32))?;
+            a.vbroadcastss(s[0], entry(table::ONE))?;
             a.vmovaps(s[0].k1(), s[5])?; // the numerator: e below zero, else 1
             a.vaddps(s[1], s[5], c(table::ONE))?; // 1 + e (commutative)
             a.vdivps(s[5], s[0], s[1])?;
@@ -553,7 +570,7 @@ fn transcendental(
             // math::ln's special values, in its order: ∞, then ±0, then NaN and negatives.
             let special = |a: &mut CodeAssembler, (at, predicate), value: usize| {
                 a.vcmpps(k1, x, c(at), predicate)?;
-                a.vbroadcastss(s[5].k1(), dword_ptr(rax + 4 * value as i32))
+                a.vbroadcastss(s[5].k1(), entry(value))
             };
             special(a, (table::INFINITY, EQ_OQ), table::INFINITY)?;
             special(a, (table::ZERO, EQ_OQ), table::NEG_INFINITY)?;
@@ -585,11 +602,7 @@ fn ln_positive(a: &mut CodeAssembler, x: AsmRegisterZmm, s: &[AsmRegisterZmm]) -
     a.vaddps(s[3], s[1], c(table::TWO))?; // 2 + f (commutative)
     a.vdivps(s[3], s[1], s[3])?; // s
     a.vmulps(s[4], s[3], s[3])?; // w
-    a.vbroadcastss(s[0], dword_ptr(rax + 4 * table::LN_SERIES as i32))?;
-    for k in 1..5 {
-        a.vmulps(s[0], s[0], s[4])?;
-        a.vaddps(s[0], s[0], c(table::LN_SERIES + k))?;
-    }
+    horner(a, s[0], s[4], (table::LN_SERIES, math::LN_SERIES_32.len()))?;
     a.vmulps(s[0], s[4], s[0])?; // r = w·p
     a.vsubps(s[4], s[1], s[0])?; // f − r
     a.vmulps(s[4], s[3], s[4])?; // s·(f − r)

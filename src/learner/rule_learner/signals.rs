@@ -368,26 +368,25 @@ impl Signals {
                 rows,
                 &mut self.outer_scratch,
             );
-        } else if l == 0 && ws.input_sequence().is_empty() && rows.is_power_of_two() {
-            // Direct input is the same at every step: Σ_t s[t]ᵀx = T·(rate)ᵀx (the rate computed by
-            // `compute`). Dividing by a power of two is scaling, so the blocks have the bits of
-            // `outer_products_divided`'s product.
-            self.hebb_rows.prepare(
-                self.rates.get(0),
-                &batch.images,
-                (outputs, rows, inputs),
-                1.0 / rows as f32,
-            );
-            self.hebb_by_rows = true;
         } else if l == 0 && ws.input_sequence().is_empty() {
-            outer_products_divided(
-                &mut self.hebb,
-                self.rates.get(0),
-                &batch.images,
-                (outputs, rows, inputs),
-                rows,
-                &mut self.outer_scratch,
-            );
+            // Direct input is the same at every step: Σ_t s[t]ᵀx = T·(rate)ᵀx (the rate computed by
+            // `compute`). Dividing by a power of two is scaling, so then the blocks have the bits of
+            // `outer_products_divided`'s product.
+            let (rates, shape) = (self.rates.get(0), (outputs, rows, inputs));
+            if rows.is_power_of_two() {
+                self.hebb_rows
+                    .prepare(rates, &batch.images, shape, 1.0 / rows as f32);
+                self.hebb_by_rows = true;
+            } else {
+                outer_products_divided(
+                    &mut self.hebb,
+                    rates,
+                    &batch.images,
+                    shape,
+                    rows,
+                    &mut self.outer_scratch,
+                );
+            }
         } else {
             let pre_steps = if l == 0 {
                 ws.input_sequence()
