@@ -28,6 +28,12 @@ const TRANSCENDENTAL: &str = "fn synapse() {
     dw = -lr * grad * exp(-abs(w)) + 0.001 * tanh(hebb) * sigmoid(w) - 0.0001 * ln(1.0 + w * w) * w ** 2.0;
 }";
 
+/// A fractional power per synapse: `**` computes in f64 (`ln`, then `exp`), sixteen lanes as two
+/// halves of eight; the hand-written loop calls the platform's `powf`.
+const POWER: &str = "fn synapse() {
+    dw = -lr * grad - 0.0001 * sign(w) * abs(w) ** 1.5;
+}";
+
 fn inputs(names: &[&str]) -> Vec<Vec<f32>> {
     let mut rng = Rng::stream(0, Purpose::Synthetic, &[]);
     names
@@ -205,6 +211,13 @@ fn bench(c: &mut Criterion) {
         for (((d, &g), &h), &w) in out[0].iter_mut().zip(grad).zip(hebb).zip(w) {
             *d = -lr * g * (-w.abs()).exp() + 0.001 * h.tanh() * (1.0 / (1.0 + (-w).exp()))
                 - 0.0001 * (1.0 + w * w).ln() * w.powf(2.0);
+        }
+    });
+    bench_rule(c, "power", POWER, |d, out, names| {
+        assert_eq!(names, ["dw"]);
+        let (grad, lr, w) = (d.get("grad"), d.get("lr")[0], d.get("w"));
+        for ((d, &g), &w) in out[0].iter_mut().zip(grad).zip(w) {
+            *d = -lr * g - 0.0001 * w.signum() * w.abs().powf(1.5);
         }
     });
 }

@@ -641,10 +641,28 @@ fn vector_pow_equals_math_rs() {
         .collect();
     assert_kernel_computes("w ** grad", &w, &grad, math::pow);
     assert_kernel_computes("w ** 2.0", &w, &grad, |x, _| math::pow(x, 2.0));
+    // Constant exponents of every kind over bases of every kind (specials included).
+    let w: Vec<f32> = (0..n).map(|_| draw(&mut rng)).collect();
+    for y in [
+        3.0f32,
+        -3.0,
+        2.0,
+        -2.0,
+        0.5,
+        -1.5,
+        65.0,
+        -70.0,
+        0.0,
+        f32::INFINITY,
+        f32::NAN,
+    ] {
+        let expr = format!("w ** ({})", rule::ir::number(y));
+        assert_kernel_computes(&expr, &w, &w, |x, _| math::pow(x, y));
+    }
 }
 
-/// Every operation the AVX-512 kernels compute (`src/rule/avx512.rs`, `exp`, `tanh`, `sigmoid` and
-/// `ln` among them), alone and combined, over
+/// Every operation the AVX-512 kernels compute (`src/rule/avx512.rs`, `exp`, `tanh`, `sigmoid`,
+/// `ln` and `**` among them), alone and combined, over
 /// values chosen to tell rounding, NaN and signed-zero rules apart, at lengths that end on every
 /// masked tail: the interpreter's bits, and (where the CPU has AVX-512) on sixteen lanes.
 #[test]
@@ -696,12 +714,20 @@ fn avx512_kernels_give_the_interpreters_bits_for_every_exact_operation() {
         "sigmoid(w * grad) - exp(-abs(w)) / tanh(hebb)",
         "-lr * grad * exp(-abs(w) / (0.1 + hebb * 0.001)) + tanh(w - grad)",
         "ln(w) + ln(abs(grad)) * hebb",
+        "w ** grad",
+        "w ** 2.0 + hebb ** (-3.0)",
+        "w ** 0.0 - grad ** 1.5",
+        "abs(w) ** 0.5 * grad ** 65.0",
+        "w ** (-1.5) + grad ** 3.0 - hebb ** (-2.0)",
     ];
+    // 60 values, never more than three alive at once: the kernel reuses a register once its value
+    // has been read for the last time, so this fits the 32 vector registers.
+    let deep = (0..20).fold("w".to_string(), |e, _| format!("tanh({e}) * grad - hebb"));
     #[cfg(target_arch = "x86_64")]
     let avx512 = std::is_x86_feature_detected!("avx512f");
     #[cfg(not(target_arch = "x86_64"))]
     let avx512 = false;
-    for expr in expressions {
+    for expr in expressions.into_iter().chain([deep.as_str()]) {
         let source = format!("fn synapse() {{ dw = {expr}; }}");
         let compiled = rule::compile(&source, Path::new("exact.rhai")).unwrap_or_else(|e| panic!("{e}"));
         let program = &compiled.programs[0].1;

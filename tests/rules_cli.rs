@@ -35,11 +35,18 @@ fn a_valid_rule_prints_its_canonical_form_and_program() {
     insta::assert_snapshot!("check_momentum", stdout);
 }
 
-/// Where the CPU has AVX-512, a part of exact operations (and `exp`, `tanh`, `sigmoid`, `ln`) runs on
-/// sixteen lanes and one with `**` on Cranelift's four; `check` names each.
+/// Where the CPU has AVX-512, a part that fits its 32 vector registers runs on sixteen lanes and one
+/// holding more values (here 32 distinct constants) on Cranelift's four; `check` names each.
 #[test]
 fn check_names_the_code_generator_of_each_part() {
-    let source = "fn synapse() {\n    dw = -lr * grad + 0.001 * (w ** 1.5) * hebb;\n}\n";
+    let terms: Vec<String> = (0..32)
+        .map(|k| format!("w * {}", 0.1 + 0.001 * k as f32))
+        .collect();
+    let source = format!(
+        "fn synapse() {{\n    dw = -lr * grad + hebb * ({});\n}}\n",
+        terms.join(" + ")
+    );
+    let source = source.as_str();
     let (code, stdout, stderr) = check_with_kernels(source, "on");
     assert_eq!(code, 0, "{stderr}");
     #[cfg(target_arch = "x86_64")]
