@@ -93,14 +93,18 @@ fn work(section: Section, program: &Program) -> String {
     let path = if !program::native_enabled() {
         "interpreted (SYNAPTOGEN_JIT=off)".to_string()
     } else {
-        match program.prepare_native(&inputs) {
-            Ok(backends) => {
-                // Each code generator once, in part order: AVX-512 where the CPU has it and a part's
-                // operations are all exact, Cranelift for the rest.
-                let mut names: Vec<&str> = Vec::new();
-                for name in backends.iter().map(|b| b.describe()) {
-                    if !names.contains(&name) {
-                        names.push(name);
+        match program.native_parts(&inputs) {
+            Ok(parts) => {
+                // Each code generator once, in part order: AVX-512 where the CPU has it and a part
+                // fits its registers, Cranelift for the rest (with why, the first time).
+                let mut names: Vec<String> = Vec::new();
+                for (backend, why) in parts {
+                    let name = backend.describe();
+                    if !names.iter().any(|n| n.starts_with(name)) {
+                        names.push(match why {
+                            Some(why) => format!("{name}: {why}"),
+                            None => name.to_string(),
+                        });
                     }
                 }
                 format!("native code ({})", names.join(" and "))

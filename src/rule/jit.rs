@@ -60,6 +60,8 @@ pub struct Kernel {
     outputs: usize,
     /// Which code generator wrote it.
     backend: Backend,
+    /// Why `avx512.rs` did not write it, where the CPU has AVX-512 and it is allowed.
+    not_avx512: Option<String>,
 }
 
 /// The code generator of a [`Kernel`].
@@ -138,12 +140,16 @@ impl Kernel {
         assert_eq!(scalar.len(), code.slots, "one flag per slot");
         // `assemble` refuses code with an inexact operation or more values than registers (and would
         // refuse code it failed to encode); Cranelift's kernel serves those.
-        if avx512_here()
-            && let Ok(bytes) = avx512::assemble(code, scalar)
-        {
-            return Kernel::map(bytes, code, scalar, Backend::Avx512);
+        let mut not_avx512 = None;
+        if avx512_here() {
+            match avx512::assemble(code, scalar) {
+                Ok(bytes) => return Kernel::map(bytes, code, scalar, Backend::Avx512),
+                Err(why) => not_avx512 = Some(why),
+            }
         }
-        Kernel::compile_cranelift(code, scalar)
+        let mut kernel = Kernel::compile_cranelift(code, scalar)?;
+        kernel.not_avx512 = not_avx512;
+        Ok(kernel)
     }
 
     /// Cranelift's kernel, whatever the CPU.
@@ -177,12 +183,19 @@ impl Kernel {
             scalar: scalar.to_vec(),
             outputs: code.outputs.len(),
             backend,
+            not_avx512: None,
         })
     }
 
     /// Which code generator wrote it.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Why the AVX-512 code generator did not write it, where the CPU has AVX-512 and
+    /// `SYNAPTOGEN_JIT=cranelift` is not set (`synaptogen check` prints it).
+    pub fn not_avx512(&self) -> Option<&str> {
+        self.not_avx512.as_deref()
     }
 
     /// Runs over a `rows × cols` matrix, one call of the generated loop per row: `slots[k]` is

@@ -928,10 +928,19 @@ impl Program {
     /// says why they cannot be built, if they cannot (what `synaptogen check` reports).
     /// Returns the code generators of its parts' kernels, in part order (coarsest first).
     pub fn prepare_native(&self, inputs: &[Granularity]) -> Result<Vec<Backend>, String> {
+        Ok(self.native_parts(inputs)?.into_iter().map(|(b, _)| b).collect())
+    }
+
+    /// [`prepare_native`](Self::prepare_native) with, for each part Cranelift's kernel runs where
+    /// AVX-512 could have, why the AVX-512 code generator refused it.
+    pub fn native_parts(&self, inputs: &[Granularity]) -> Result<Vec<(Backend, Option<String>)>, String> {
         let plan = self.plan(inputs.to_vec(), Granularity::PerSynapse);
         plan.parts
             .iter()
-            .map(|part| part.kernel().as_ref().map(Kernel::backend).map_err(Clone::clone))
+            .map(|part| match part.kernel() {
+                Ok(k) => Ok((k.backend(), k.not_avx512().map(str::to_string))),
+                Err(why) => Err(why.clone()),
+            })
             .collect()
     }
 
