@@ -122,6 +122,7 @@ fn bench_rule(
         let mut e = rhai::Engine::new_raw();
         e.register_fn("max", |a: f32, b: f32| a.max(b));
         e.register_fn("abs", |x: f32| x.abs());
+        e.register_fn("sign", |x: f32| rule::ir::Func::Sign.apply(&[x]));
         e.register_fn("exp", |x: f32| x.exp());
         e.register_fn("ln", |x: f32| x.ln());
         e.register_fn("tanh", |x: f32| x.tanh());

@@ -566,15 +566,21 @@ fn assert_kernel_computes(expr: &str, w: &[f32], grad: &[f32], want: impl Fn(f32
     }
 }
 
-/// The vectorised `exp`, `ln`, `tanh` and `sigmoid` of the kernels equal `src/rule/math.rs` on every
-/// `stride`-th f32 bit pattern (all signs, exponents, subnormals, infinities and NaNs).
+/// The vectorised `exp`, `ln`, `tanh` and `sigmoid` of the kernels, and `**` to constant powers of
+/// each kind (integer, negative, fractional: multiplied out or through `ln` and `exp`), equal
+/// `src/rule/math.rs` on every `stride`-th f32 bit pattern (all signs, exponents, subnormals,
+/// infinities and NaNs).
 fn assert_unary_kernels_match_math(stride: usize) {
     type Unary = fn(f32) -> f32;
-    let functions: [(&str, Unary); 4] = [
+    let functions: [(&str, Unary); 8] = [
         ("exp(w)", math::exp),
         ("ln(w)", math::ln),
         ("tanh(w)", math::tanh),
         ("sigmoid(w)", math::sigmoid),
+        ("w ** 3.0", |x| math::pow(x, 3.0)),
+        ("w ** (-2.0)", |x| math::pow(x, -2.0)),
+        ("w ** 1.5", |x| math::pow(x, 1.5)),
+        ("w ** (-0.25)", |x| math::pow(x, -0.25)),
     ];
     let all: Vec<u32> = (0..=u32::MAX).step_by(stride).collect();
     for chunk in all.chunks(1 << 22) {
@@ -591,7 +597,7 @@ fn vector_transcendentals_equal_math_rs_on_a_spread_of_f32() {
 }
 
 #[test]
-#[ignore = "every f32 through four kernels, a few minutes"]
+#[ignore = "every f32 through eight kernels, several minutes"]
 fn vector_transcendentals_equal_math_rs_on_every_f32() {
     assert_unary_kernels_match_math(1);
 }
