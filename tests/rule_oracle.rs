@@ -597,7 +597,7 @@ fn vector_transcendentals_equal_math_rs_on_a_spread_of_f32() {
 }
 
 #[test]
-#[ignore = "every f32 through eight kernels, several minutes"]
+#[ignore = "every f32 through eight kernels, about 12 minutes"]
 fn vector_transcendentals_equal_math_rs_on_every_f32() {
     assert_unary_kernels_match_math(1);
 }
