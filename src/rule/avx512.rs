@@ -773,7 +773,6 @@ fn pow(
     scratch: &[usize],
 ) -> Result<(), IcedError> {
     let s = registers(scratch);
-    let half_of = |r: usize| YMM[scratch[r]];
     a.mov(rax, TABLE.as_ptr() as u64)?;
     a.mov(r10, TABLE64.as_ptr() as u64)?;
     let how = match constant {
@@ -809,15 +808,11 @@ fn pow(
                 by_exp
             }
         };
-        let number = scratch[s
-            .iter()
-            .position(|&r| r == magnitude)
-            .expect("a scratch register")];
         if high {
-            a.vcvtpd2ps(YMM[number], magnitude)?;
-            a.vinsertf64x4(s[2], s[2], YMM[number], 1)?;
+            a.vcvtpd2ps(ymm(magnitude), magnitude)?;
+            a.vinsertf64x4(s[2], s[2], ymm(magnitude), 1)?;
         } else {
-            a.vcvtpd2ps(half_of(2), magnitude)?;
+            a.vcvtpd2ps(ymm(s[2]), magnitude)?;
         }
     }
     match constant {
@@ -827,15 +822,21 @@ fn pow(
     a.vmovaps(d, s[2])
 }
 
+/// The low 256 bits of `z`.
+fn ymm(z: AsmRegisterZmm) -> AsmRegisterYmm {
+    YMM[ZMM
+        .iter()
+        .position(|&r| r == z)
+        .expect("one of the 32 vector registers")]
+}
+
 /// The low or high eight floats of `v`, in f64, into `d`.
 fn widen(a: &mut CodeAssembler, d: AsmRegisterZmm, v: AsmRegisterZmm, high: bool) -> Result<(), IcedError> {
-    let half = YMM[ZMM.iter().position(|&r| r == d).expect("a vector register")];
     if high {
-        a.vextractf64x4(half, v, 1)?;
-        a.vcvtps2pd(d, half)
+        a.vextractf64x4(ymm(d), v, 1)?;
+        a.vcvtps2pd(d, ymm(d))
     } else {
-        let low = YMM[ZMM.iter().position(|&r| r == v).expect("a vector register")];
-        a.vcvtps2pd(d, low)
+        a.vcvtps2pd(d, ymm(v))
     }
 }
 
