@@ -1,5 +1,6 @@
 //! Native kernels for rule programs: one fused SIMD loop per program, generated with Cranelift (or,
-//! for code of exact operations on a CPU with AVX-512, by `avx512.rs` with this module's signature).
+//! on a CPU with AVX-512, for code that fits its 32 vector registers, by `avx512.rs` with this
+//! module's signature).
 //!
 //! Why: the interpreter in `program.rs` makes one pass over the chunk per instruction, so a
 //! 16-instruction rule writes and rereads 16 registers per synapse, while a hand-written loop keeps
@@ -67,7 +68,7 @@ pub struct Kernel {
 /// The code generator of a [`Kernel`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
-    /// `avx512.rs`: sixteen lanes, for code of exact operations on a CPU with AVX-512.
+    /// `avx512.rs`: sixteen lanes, on a CPU with AVX-512, for code that fits its registers.
     Avx512,
     /// This module: four lanes, every operation.
     Cranelift,
@@ -134,12 +135,12 @@ fn host() -> Option<&'static OwnedTargetIsa> {
 
 impl Kernel {
     /// Compiles `code` for slots laid out as `scalar` says (one flag per slot: one value for a whole
-    /// row, or one per element): `avx512.rs`'s kernel where the CPU has AVX-512 and every operation is
-    /// exact, else Cranelift's. Errors name what stopped it; the caller then interprets.
+    /// row, or one per element): `avx512.rs`'s kernel where the CPU has AVX-512 and the code fits its
+    /// 32 vector registers, else Cranelift's. Errors name what stopped it; the caller then interprets.
     pub fn compile(code: &Code, scalar: &[bool]) -> Result<Kernel, String> {
         assert_eq!(scalar.len(), code.slots, "one flag per slot");
-        // `assemble` refuses code with an inexact operation or more values than registers (and would
-        // refuse code it failed to encode); Cranelift's kernel serves those.
+        // `assemble` refuses code holding more values at once than there are registers (and would
+        // refuse code it failed to encode); Cranelift's kernel serves that, and keeps the reason.
         let mut not_avx512 = None;
         if avx512_here() {
             match avx512::assemble(code, scalar) {
